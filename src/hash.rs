@@ -1,0 +1,115 @@
+//! RFC 6962 / RFC 9162 §2.1 hashing: the one hash type every other module shares.
+
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// Length in bytes of a SHA-256 hash.
+pub const HASH_SIZE: usize = 32;
+
+/// A SHA-256 hash: a leaf hash, an interior node hash or a tree root.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Hash(pub [u8; HASH_SIZE]);
+
+impl Hash {
+    /// Parses standard base64 (with padding), the encoding of checkpoints and proofs.
+    pub fn from_base64(s: &str) -> Option<Hash> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
+        Hash::from_slice(&bytes)
+    }
+
+    /// Parses lower- or upper-case hex.
+    pub fn from_hex(s: &str) -> Option<Hash> {
+        let bytes = hex::decode(s).ok()?;
+        Hash::from_slice(&bytes)
+    }
+
+    pub fn from_slice(bytes: &[u8]) -> Option<Hash> {
+        <[u8; HASH_SIZE]>::try_from(bytes).ok().map(Hash)
+    }
+
+    pub fn to_base64(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(self.0)
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; HASH_SIZE] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hash({})", self.to_hex())
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+/// Plain SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> Hash {
+    Hash(Sha256::digest(data).into())
+}
+
+/// MTH({}) = SHA-256() (RFC 9162 §2.1.1).
+pub fn empty_root() -> Hash {
+    sha256(&[])
+}
+
+/// MTH({d}) = SHA-256(0x00 || d) (RFC 9162 §2.1.1).
+pub fn leaf_hash(data: &[u8]) -> Hash {
+    let mut h = Sha256::new();
+    h.update([0x00]);
+    h.update(data);
+    Hash(h.finalize().into())
+}
+
+/// SHA-256(0x01 || left || right) (RFC 9162 §2.1.1).
+pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
+    let mut h = Sha256::new();
+    h.update([0x01]);
+    h.update(left.0);
+    h.update(right.0);
+    Hash(h.finalize().into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_root_is_sha256_of_nothing() {
+        assert_eq!(
+            empty_root().to_hex(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn leaf_and_node_use_distinct_prefixes() {
+        // RFC 6962 reference tree: leaf hash of the empty string.
+        assert_eq!(
+            leaf_hash(b"").to_hex(),
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d"
+        );
+        let a = leaf_hash(b"a");
+        assert_ne!(node_hash(&a, &a), sha256(&[a.0, a.0].concat()));
+    }
+
+    #[test]
+    fn encodings_round_trip_and_reject_wrong_length() {
+        let h = leaf_hash(b"x");
+        assert_eq!(Hash::from_base64(&h.to_base64()), Some(h));
+        assert_eq!(Hash::from_hex(&h.to_hex()), Some(h));
+        assert_eq!(Hash::from_hex("00"), None);
+        assert_eq!(Hash::from_base64("not base64!"), None);
+    }
+}

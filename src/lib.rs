@@ -1,0 +1,20 @@
+//! Candor: a public, append-only, signed transparency log for marketing data.
+//!
+//! The verification core (hashing, proofs, tiles, notes, checkpoints, entries,
+//! subject commitments, receipts) is pure: no I/O and no async, so that the CLI,
+//! the server, the monitor and the browser page all share it.
+
+// Pure verification core.
+pub mod checkpoint;
+pub mod cosignature;
+pub mod entry;
+pub mod hash;
+pub mod jcs;
+pub mod merkle;
+pub mod note;
+pub mod subject;
+pub mod tiles;
+pub mod tlog_proof;
+
+// Storage (I/O).
+pub mod store;
