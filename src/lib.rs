@@ -16,5 +16,6 @@ pub mod subject;
 pub mod tiles;
 pub mod tlog_proof;
 
-// Storage (I/O).
+// Everything with I/O.
+#[cfg(feature = "service")]
 pub mod store;
