@@ -19,3 +19,5 @@ pub mod tlog_proof;
 // Everything with I/O.
 #[cfg(feature = "service")]
 pub mod store;
+#[cfg(feature = "service")]
+pub mod monitor;

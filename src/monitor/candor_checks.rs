@@ -1,0 +1,560 @@
+//! Checks on Candor entries (spec/entries.md; spec/monitor.md §6): canonical form,
+//! schema, the company's signature under a key the log registered for it before
+//! the entry and had not revoked, cited purchases, plausible times, and the policy
+//! checks. Leaves that are not Candor leaves are audited as opaque bytes only.
+
+use super::findings::{Finding, Kind, Severity};
+use super::policy::{EntryContext, Policy};
+use super::state::{AuditPoint, EntrySummary, IndexBatch, StateDir, StateError};
+use crate::entry::{Entry, KeyAction, Leaf};
+use crate::hash::Hash;
+use crate::note::VerifierKey;
+use base64::Engine;
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// One key the log registered for a company.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// Signed-note key ID, 8 hex digits (the leaf's `key_id`).
+    pub key_id: String,
+    /// The signed-note verifier key as registered.
+    pub verifier_key: String,
+    /// Index of the registering `company_key` entry.
+    pub registered_at: u64,
+    /// Index of the revoking `company_key` entry, if any.
+    pub revoked_at: Option<u64>,
+}
+
+/// Every company's key history, as the log's `company_key` entries wrote it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompanyKeys {
+    pub companies: BTreeMap<String, Vec<KeyRecord>>,
+}
+
+impl CompanyKeys {
+    fn active(&self, company: &str) -> usize {
+        self.companies
+            .get(company)
+            .map_or(0, |ks| ks.iter().filter(|k| k.revoked_at.is_none()).count())
+    }
+}
+
+/// A cheap test for "this leaf claims to be a Candor leaf": a JSON object with
+/// `entry` and `logged_at` members. Only such leaves are held to Candor's rules.
+pub fn looks_like_candor_leaf(bytes: &[u8]) -> Option<Value> {
+    if bytes.first() != Some(&b'{') {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(bytes).ok()?;
+    (v.get("entry").is_some_and(Value::is_object) && v.get("logged_at").is_some()).then_some(v)
+}
+
+/// What the chunk checker needs besides the entries.
+pub struct Checker<'a> {
+    pub policy: &'a Policy,
+    pub origin: &'a str,
+    pub log_key: &'a VerifierKey,
+    pub state: &'a StateDir,
+    /// The monitor's clock, for "logged in the future".
+    pub now: OffsetDateTime,
+}
+
+/// A signature to verify at the end of the chunk (batched).
+struct Pending {
+    index: u64,
+    company: String,
+    message: Vec<u8>,
+    signature: Signature,
+    key: VerifyingKey,
+}
+
+fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(s, &Rfc3339).ok()
+}
+
+fn days_since_epoch(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp().div_euclid(86_400)
+}
+
+impl Checker<'_> {
+    fn entry_finding(
+        &self,
+        kind: Kind,
+        sev: Severity,
+        index: u64,
+        company: &str,
+        logged_at: &str,
+        msg: String,
+    ) -> Finding {
+        let mut f = Finding::new(kind, sev, self.origin, msg)
+            .with_index(index)
+            .with_day_of(logged_at);
+        if !company.is_empty() {
+            f = f.with_company(company);
+        }
+        f
+    }
+
+    /// Checks the leaves of one chunk, in index order, updating the key registry
+    /// and volume counts in `point` and adding index rows and findings to `out`.
+    pub fn check_chunk(
+        &self,
+        point: &mut AuditPoint,
+        leaves: &[(u64, &[u8], Hash)],
+        out: &mut IndexBatch,
+    ) -> Result<(), StateError> {
+        // Purchases of this chunk, not yet in the index database.
+        let mut local: HashMap<u64, (Hash, String)> = HashMap::new();
+        let mut pending: Vec<Pending> = Vec::new();
+        for &(index, bytes, leaf_hash) in leaves {
+            let Some(value) = looks_like_candor_leaf(bytes) else {
+                continue;
+            };
+            let company_hint = value["entry"]
+                .get("company")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            let logged_hint = value
+                .get("logged_at")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned();
+            match crate::jcs::canonicalize(&value) {
+                Ok(c) if c == bytes => {}
+                _ => {
+                    out.findings.push(self.entry_finding(
+                        Kind::NonCanonicalEntry,
+                        Severity::High,
+                        index,
+                        &company_hint,
+                        &logged_hint,
+                        format!("Entry {index} is a Candor leaf but its bytes are not the canonical (RFC 8785) form."),
+                    ));
+                    continue;
+                }
+            }
+            let leaf = match Leaf::parse(bytes) {
+                Ok(l) => l,
+                Err(e) => {
+                    out.findings.push(self.entry_finding(
+                        Kind::InvalidEntry,
+                        Severity::High,
+                        index,
+                        &company_hint,
+                        &logged_hint,
+                        format!("Entry {index} is not a valid Candor entry: {e}."),
+                    ));
+                    continue;
+                }
+            };
+            self.check_leaf(
+                point,
+                index,
+                &leaf,
+                &value["entry"],
+                leaf_hash,
+                &mut local,
+                &mut pending,
+                out,
+            )?;
+        }
+        self.verify_pending(pending, out);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_leaf(
+        &self,
+        point: &mut AuditPoint,
+        index: u64,
+        leaf: &Leaf,
+        entry_json: &Value,
+        leaf_hash: Hash,
+        local: &mut HashMap<u64, (Hash, String)>,
+        pending: &mut Vec<Pending>,
+        out: &mut IndexBatch,
+    ) -> Result<(), StateError> {
+        let company = leaf.entry.company().to_owned();
+        let logged_at = leaf.logged_at.as_str();
+        let ctx = EntryContext {
+            origin: self.origin,
+            index,
+            logged_at,
+        };
+        let signature = base64::engine::general_purpose::STANDARD
+            .decode(&leaf.signature)
+            .ok()
+            .and_then(|b| Signature::from_slice(&b).ok());
+        let Some(signature) = signature else {
+            out.findings.push(self.entry_finding(
+                Kind::BadSignature,
+                Severity::High,
+                index,
+                &company,
+                logged_at,
+                format!("Entry {index} by {company} carries a signature that is not a 64-byte Ed25519 signature."),
+            ));
+            return Ok(());
+        };
+        let message = match leaf.entry.signed_message() {
+            Ok(m) => m,
+            Err(e) => {
+                out.findings.push(self.entry_finding(
+                    Kind::InvalidEntry,
+                    Severity::High,
+                    index,
+                    &company,
+                    logged_at,
+                    format!("Entry {index} by {company} has no canonical form: {e}."),
+                ));
+                return Ok(());
+            }
+        };
+
+        if let Entry::CompanyKey(ck) = &leaf.entry {
+            // company_key entries are signed by the log's own key (spec/entries.md §5),
+            // checked at once because they change who may sign what follows.
+            let log_id = hex::encode(self.log_key.key_id());
+            let ok = leaf.key_id == log_id
+                && self
+                    .log_key
+                    .verifying_key()
+                    .verify_strict(&message, &signature)
+                    .is_ok();
+            if !ok {
+                out.findings.push(self.entry_finding(
+                    Kind::BadSignature,
+                    Severity::Critical,
+                    index,
+                    &company,
+                    logged_at,
+                    format!("Entry {index} registers or revokes a key of {company} but is not signed by the log's key."),
+                ));
+                return Ok(());
+            }
+            let (key_id, _) = match ck.key() {
+                Ok(k) => k,
+                Err(e) => {
+                    out.findings.push(self.entry_finding(
+                        Kind::InvalidEntry,
+                        Severity::High,
+                        index,
+                        &company,
+                        logged_at,
+                        format!("Entry {index} carries an unusable key for {company}: {e}."),
+                    ));
+                    return Ok(());
+                }
+            };
+            let key_id = hex::encode(key_id);
+            let active_before = point.companies.active(&company);
+            let keys = point
+                .companies
+                .companies
+                .entry(company.clone())
+                .or_default();
+            let rotation = match ck.action {
+                KeyAction::Register => {
+                    if !keys
+                        .iter()
+                        .any(|k| k.key_id == key_id && k.revoked_at.is_none())
+                    {
+                        keys.push(KeyRecord {
+                            key_id: key_id.clone(),
+                            verifier_key: ck.verifier_key.clone(),
+                            registered_at: index,
+                            revoked_at: None,
+                        });
+                    }
+                    (active_before > 0).then(|| {
+                        format!("Entry {index} registers another key ({key_id}) for {company}, which already had {active_before} active key(s).")
+                    })
+                }
+                KeyAction::Revoke => {
+                    match keys.iter_mut().find(|k| k.key_id == key_id && k.revoked_at.is_none()) {
+                        Some(k) => k.revoked_at = Some(index),
+                        None => out.findings.push(self.entry_finding(
+                            Kind::InvalidEntry,
+                            Severity::Medium,
+                            index,
+                            &company,
+                            logged_at,
+                            format!("Entry {index} revokes key {key_id} of {company}, which was not registered and active."),
+                        )),
+                    }
+                    Some(format!("Entry {index} revokes key {key_id} of {company}."))
+                }
+            };
+            if let Some(msg) = rotation.filter(|_| self.policy.key_rotation.enabled) {
+                out.findings.push(self.entry_finding(
+                    Kind::KeyRotation,
+                    self.policy.key_rotation.severity,
+                    index,
+                    &company,
+                    logged_at,
+                    msg,
+                ));
+            }
+        } else {
+            // The company's signature: under a key registered before this entry and
+            // not revoked before it.
+            let record = point.companies.companies.get(&company).and_then(|ks| {
+                ks.iter()
+                    .rev()
+                    .find(|k| k.key_id == leaf.key_id && k.registered_at < index)
+            });
+            match record {
+                None => out.findings.push(self.entry_finding(
+                    Kind::UnregisteredKey,
+                    Severity::High,
+                    index,
+                    &company,
+                    logged_at,
+                    format!("Entry {index} by {company} is signed with key {}, which the log had not registered for {company} before it.", leaf.key_id),
+                )),
+                Some(k) if k.revoked_at.is_some_and(|r| r < index) => out.findings.push(self.entry_finding(
+                    Kind::RevokedKey,
+                    Severity::High,
+                    index,
+                    &company,
+                    logged_at,
+                    format!(
+                        "Entry {index} by {company} is signed with key {}, which the log revoked at entry {}.",
+                        leaf.key_id,
+                        k.revoked_at.unwrap_or_default()
+                    ),
+                )),
+                Some(k) => match k.verifier_key.parse::<VerifierKey>() {
+                    Ok(vk) => pending.push(Pending {
+                        index,
+                        company: company.clone(),
+                        message,
+                        signature,
+                        key: *vk.verifying_key(),
+                    }),
+                    Err(e) => out.findings.push(self.entry_finding(
+                        Kind::InvalidEntry,
+                        Severity::High,
+                        index,
+                        &company,
+                        logged_at,
+                        format!("Entry {index}: the registered key {} of {company} does not parse: {e}.", leaf.key_id),
+                    )),
+                },
+            }
+        }
+
+        self.check_purchases(index, &company, logged_at, entry_json, local, out)?;
+        self.check_times(index, &company, &leaf.entry, logged_at, out);
+        out.findings
+            .extend(self.policy.check_content(entry_json, &ctx));
+        if let Some(t) = parse_time(logged_at)
+            && let Some(f) = point.volume.record(
+                &self.policy.volume_jump,
+                &company,
+                days_since_epoch(t),
+                &ctx,
+            )
+        {
+            out.findings.push(f);
+        }
+
+        let kind = leaf.entry.kind();
+        if kind == "data_purchase" {
+            local.insert(index, (leaf_hash, company.clone()));
+            out.purchases.push((index, leaf_hash, company.clone()));
+        }
+        let s = |name: &str| {
+            entry_json
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        out.entries.push((
+            index,
+            EntrySummary {
+                company,
+                kind: kind.to_owned(),
+                logged_at: logged_at.to_owned(),
+                channel: s("channel"),
+                legal_basis: s("legal_basis"),
+                seller: entry_json
+                    .get("seller")
+                    .and_then(|x| x.get("name"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                categories: entry_json
+                    .get("categories")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_owned)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                records: entry_json.get("records").and_then(Value::as_u64),
+            },
+        ));
+        Ok(())
+    }
+
+    /// Each cited purchase must be an earlier `data_purchase` with that leaf hash;
+    /// one bought by another company is a policy finding.
+    fn check_purchases(
+        &self,
+        index: u64,
+        company: &str,
+        logged_at: &str,
+        entry_json: &Value,
+        local: &HashMap<u64, (Hash, String)>,
+        out: &mut IndexBatch,
+    ) -> Result<(), StateError> {
+        let Some(sources) = entry_json.get("data_sources").and_then(Value::as_array) else {
+            return Ok(());
+        };
+        for src in sources {
+            let Some(r) = src.get("purchase") else {
+                continue;
+            };
+            let (Some(cited), Some(hash)) = (
+                r.get("index").and_then(Value::as_u64),
+                r.get("leaf_hash")
+                    .and_then(Value::as_str)
+                    .and_then(Hash::from_hex),
+            ) else {
+                continue; // the schema check already reported a malformed reference
+            };
+            let found = if cited >= index {
+                None
+            } else if let Some(p) = local.get(&cited) {
+                Some(p.clone())
+            } else {
+                self.state.purchase(cited)?
+            };
+            match found {
+                None => out.findings.push(
+                    self.entry_finding(
+                        Kind::MissingPurchase,
+                        Severity::High,
+                        index,
+                        company,
+                        logged_at,
+                        format!("Entry {index} by {company} cites a data purchase at entry {cited}, but there is no data purchase there before it."),
+                    )
+                    .with_index(cited),
+                ),
+                Some((h, _)) if h != hash => out.findings.push(
+                    self.entry_finding(
+                        Kind::MissingPurchase,
+                        Severity::High,
+                        index,
+                        company,
+                        logged_at,
+                        format!("Entry {index} by {company} cites the data purchase at entry {cited} with a leaf hash that does not match it."),
+                    )
+                    .with_index(cited),
+                ),
+                Some((_, owner)) if owner != company && self.policy.foreign_purchase.enabled => out.findings.push(
+                    self.entry_finding(
+                        Kind::ForeignPurchase,
+                        self.policy.foreign_purchase.severity,
+                        index,
+                        company,
+                        logged_at,
+                        format!("Entry {index} by {company} cites the data purchase at entry {cited}, which {owner} made, not {company}."),
+                    )
+                    .with_index(cited),
+                ),
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Times: the entry's own time at most `max_future_secs` after logged_at,
+    /// logged_at not in the monitor's future, and long back-dating flagged.
+    fn check_times(
+        &self,
+        index: u64,
+        company: &str,
+        entry: &Entry,
+        logged_at: &str,
+        out: &mut IndexBatch,
+    ) {
+        let t = self.policy.time.clone();
+        let (Some(logged), Some(own)) = (parse_time(logged_at), parse_time(entry.time())) else {
+            return;
+        };
+        let slack = time::Duration::seconds(t.max_future_secs);
+        if own > logged + slack {
+            out.findings.push(self.entry_finding(
+                Kind::FutureTime,
+                t.future_severity,
+                index,
+                company,
+                logged_at,
+                format!("Entry {index} by {company} is dated {}, after the log logged it at {logged_at}.", entry.time()),
+            ));
+        }
+        if logged > self.now + slack {
+            out.findings.push(self.entry_finding(
+                Kind::FutureTime,
+                t.future_severity,
+                index,
+                company,
+                logged_at,
+                format!("Entry {index} by {company} says the log logged it at {logged_at}, which is in the future."),
+            ));
+        }
+        if t.backdate_enabled && logged - own > time::Duration::days(t.max_backdate_days) {
+            out.findings.push(self.entry_finding(
+                Kind::Backdated,
+                t.backdate_severity,
+                index,
+                company,
+                logged_at,
+                format!(
+                    "Entry {index} by {company} was logged {} days after the {} it records (limit {} days).",
+                    (logged - own).whole_days(),
+                    if entry.kind() == "data_purchase" { "purchase" } else { "decision" },
+                    t.max_backdate_days
+                ),
+            ));
+        }
+    }
+
+    /// Verifies the chunk's company signatures in one batch (ed25519 batch
+    /// verification); if the batch fails, one by one to name the bad ones.
+    fn verify_pending(&self, pending: Vec<Pending>, out: &mut IndexBatch) {
+        if pending.is_empty() {
+            return;
+        }
+        let msgs: Vec<&[u8]> = pending.iter().map(|p| p.message.as_slice()).collect();
+        let sigs: Vec<Signature> = pending.iter().map(|p| p.signature).collect();
+        let keys: Vec<VerifyingKey> = pending.iter().map(|p| p.key).collect();
+        if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
+            return;
+        }
+        for p in &pending {
+            if p.key.verify_strict(&p.message, &p.signature).is_err() {
+                out.findings.push(
+                    Finding::new(
+                        Kind::BadSignature,
+                        Severity::High,
+                        self.origin,
+                        format!("Entry {} by {} carries a signature that does not verify under the company's registered key.", p.index, p.company),
+                    )
+                    .with_index(p.index)
+                    .with_company(&p.company),
+                );
+            }
+        }
+    }
+}
