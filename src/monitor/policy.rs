@@ -46,10 +46,37 @@ macro_rules! toggle_default {
         }
     };
 }
-toggle_default!(default_no_legal_basis, Severity::High);
 toggle_default!(default_no_data_source, Severity::Medium);
 toggle_default!(default_foreign_purchase, Severity::High);
 toggle_default!(default_key_rotation, Severity::Info);
+
+/// Decisions without a legal basis that can carry marketing: none stated, consent
+/// claimed with no consent record, or a basis that cannot apply to marketing
+/// (EDPB Guidelines 2/2019: marketing is not "necessary for a contract"; legal
+/// obligation, vital interests and public task do not cover it either).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LegalBasisCheck {
+    pub enabled: bool,
+    pub severity: Severity,
+    /// Legal bases treated as no basis for a targeting decision.
+    pub insufficient_bases: Vec<String>,
+}
+
+impl Default for LegalBasisCheck {
+    fn default() -> Self {
+        LegalBasisCheck {
+            enabled: true,
+            severity: Severity::High,
+            insufficient_bases: vec![
+                "contract".into(),
+                "legal_obligation".into(),
+                "vital_interests".into(),
+                "public_task".into(),
+            ],
+        }
+    }
+}
 
 /// Plausibility of entry times (Candor check, thresholds set here).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -169,8 +196,8 @@ pub struct Policy {
     pub fail_severity: Severity,
     #[serde(default)]
     pub time: TimeChecks,
-    #[serde(default = "default_no_legal_basis")]
-    pub no_legal_basis: Toggle,
+    #[serde(default)]
+    pub no_legal_basis: LegalBasisCheck,
     #[serde(default = "default_no_data_source")]
     pub no_data_source: Toggle,
     #[serde(default)]
@@ -194,7 +221,7 @@ impl Default for Policy {
         Policy {
             fail_severity: default_fail(),
             time: TimeChecks::default(),
-            no_legal_basis: default_no_legal_basis(),
+            no_legal_basis: LegalBasisCheck::default(),
             no_data_source: default_no_data_source(),
             profiling_on_legitimate_interests: ProfilingCheck::default(),
             sensitive_purchase: SensitiveCheck::default(),
@@ -295,11 +322,20 @@ impl Policy {
                 let basis_missing = is_blank(entry.get("legal_basis"));
                 let consent_unbacked =
                     legal_basis == "consent" && is_blank(entry.get("consent_ref"));
-                if self.no_legal_basis.enabled && (basis_missing || consent_unbacked) {
+                let insufficient = self
+                    .no_legal_basis
+                    .insufficient_bases
+                    .iter()
+                    .any(|b| b == legal_basis);
+                if self.no_legal_basis.enabled
+                    && (basis_missing || consent_unbacked || insufficient)
+                {
                     let what = if basis_missing {
-                        "states no legal basis"
+                        "states no legal basis".to_owned()
+                    } else if consent_unbacked {
+                        "claims consent but cites no consent record (consent_ref)".to_owned()
                     } else {
-                        "claims consent but cites no consent record (consent_ref)"
+                        format!("rests on \"{legal_basis}\", which is no legal basis for marketing")
                     };
                     out.push(finding(
                         ctx,

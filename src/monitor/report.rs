@@ -271,6 +271,31 @@ fn day_range(days: &BTreeSet<String>) -> Vec<String> {
     out
 }
 
+/// Buckets for a day axis: days when the range is short, weeks (labelled by
+/// their first day) when it is longer than 92 days, so bars stay readable.
+/// Returns the labels and, for each day of `xs`, its bucket.
+fn buckets(xs: &[String]) -> (Vec<String>, BTreeMap<String, usize>) {
+    let per = if xs.len() > 92 { 7 } else { 1 };
+    let mut labels = Vec::new();
+    let mut map = BTreeMap::new();
+    for (i, d) in xs.iter().enumerate() {
+        if i % per == 0 {
+            labels.push(d.clone());
+        }
+        map.insert(d.clone(), labels.len() - 1);
+    }
+    (labels, map)
+}
+
+/// Sums per-day values into buckets.
+fn bucketed(map: &BTreeMap<String, usize>, n: usize, per_day: impl Fn(&str) -> u64) -> Vec<u64> {
+    let mut v = vec![0; n];
+    for (d, b) in map {
+        v[*b] += per_day(d);
+    }
+    v
+}
+
 /// A "nice" axis maximum and tick step for a value range 0..=max.
 fn nice_axis(max: u64) -> (u64, u64) {
     if max == 0 {
@@ -448,7 +473,7 @@ h3{font-size:16px;margin:0 0 8px}
 .legend{font-size:12px;fill:#0f172a}
 .label{font-size:13px;fill:#0f172a}
 .value{font-size:12px;fill:#475569}
-.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(240px,1fr));gap:12px}
+.grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(240px,1fr));gap:12px;align-items:start}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{text-align:left;padding:4px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 th{background:#f1f5f9}
@@ -506,20 +531,19 @@ pub fn html(s: &Summary) -> String {
     for c in s.companies.values() {
         days.extend(c.entries_per_day.keys().cloned());
     }
-    let xs = day_range(&days);
+    let (xs, xmap) = buckets(&day_range(&days));
     let series: Vec<(String, String, Vec<u64>)> = s
         .companies
         .iter()
         .enumerate()
         .map(|(i, (name, c))| {
-            let vals = xs
-                .iter()
-                .map(|d| c.entries_per_day.get(d).copied().unwrap_or(0))
-                .collect();
+            let vals = bucketed(&xmap, xs.len(), |d| {
+                c.entries_per_day.get(d).copied().unwrap_or(0)
+            });
             (name.clone(), PALETTE[i % PALETTE.len()].to_owned(), vals)
         })
         .collect();
-    h.push_str("<section><h2>Entries per day, by company</h2>");
+    h.push_str("<section><h2>Entries per day (per week over long periods), by company</h2>");
     if xs.is_empty() {
         h.push_str("<p class=\"empty\">No Candor entries yet.</p>");
     } else {
@@ -553,21 +577,18 @@ pub fn html(s: &Summary) -> String {
 
     // Chart 3: findings over time by severity.
     let fdays: BTreeSet<String> = s.findings.iter().map(|f| f.day.clone()).collect();
-    let fxs = day_range(&fdays);
+    let (fxs, fmap) = buckets(&day_range(&fdays));
     let fseries: Vec<(String, String, Vec<u64>)> = Severity::ALL
         .iter()
         .rev()
         .filter(|sev| by_sev.contains_key(sev))
         .map(|sev| {
-            let vals = fxs
-                .iter()
-                .map(|d| {
-                    s.findings
-                        .iter()
-                        .filter(|f| f.severity == *sev && &f.day == d)
-                        .count() as u64
-                })
-                .collect();
+            let vals = bucketed(&fmap, fxs.len(), |d| {
+                s.findings
+                    .iter()
+                    .filter(|f| f.severity == *sev && f.day == d)
+                    .count() as u64
+            });
             (
                 sev.as_str().to_owned(),
                 severity_color(*sev).to_owned(),
@@ -575,7 +596,7 @@ pub fn html(s: &Summary) -> String {
             )
         })
         .collect();
-    h.push_str("<section><h2>Findings over time, by severity</h2>");
+    h.push_str("<section><h2>Findings over time (per day, or per week over long periods), by severity</h2>");
     if fxs.is_empty() {
         h.push_str("<p class=\"empty\">No findings.</p>");
     } else {
