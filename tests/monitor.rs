@@ -273,7 +273,7 @@ fn clean_candor_log(b: &mut LogBuilder, company: &str, n: u64) {
         let t = now_minus(3000);
         if i % 50 == 1 {
             last_purchase = Some(b.push(purchase(company, &t), &ck, cid, &t));
-        } else if let (Some((pi, ph)), true) = (last_purchase, i % 7 == 0) {
+        } else if let (Some((pi, ph)), true) = (last_purchase, i.is_multiple_of(7)) {
             let subject = samples::opening(&format!("p{i}@example.com"), i).commitment();
             let mut e = samples::targeting_decision_from_purchase(company, subject, pi, ph);
             if let Entry::TargetingDecision(td) = &mut e {
