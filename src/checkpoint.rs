@@ -224,7 +224,7 @@ mod tests {
         let root = leaf_hash(b"x").to_base64();
         let cases = [
             format!("o\n1\n{root}"),
-            format!("o\n1\n"),
+            "o\n1\n".to_string(),
             format!("\n1\n{root}\n"),
             format!("o\n\n{root}\n"),
             format!("o\n01\n{root}\n"),

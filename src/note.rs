@@ -770,7 +770,8 @@ mod tests {
         let (s, v) = peter();
         let good = String::from_utf8(sign(TEXT, &[&s]).unwrap()).unwrap();
         let line = good.split("\n\n").nth(1).unwrap().to_string();
-        let cases: Vec<(String, fn(&NoteError) -> bool)> = vec![
+        type Check = fn(&NoteError) -> bool;
+        let cases: Vec<(String, Check)> = vec![
             (TEXT.to_string(), |e| {
                 matches!(e, NoteError::MissingSignatureBlock)
             }),
