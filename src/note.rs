@@ -123,8 +123,8 @@ pub fn key_id(name: &str, key_type: u8, pubkey: &[u8; 32]) -> [u8; 4] {
 }
 
 /// Whether `name` is a valid key name: non-empty, no Unicode white space, no
-/// `+` (c2sp.org/signed-note "Format"), and no control characters (a note may
-/// not contain them, so such a name could never appear in one).
+/// `+` (c2sp.org/signed-note "Format"), and, Candor's addition, no control
+/// characters (Unicode Cc) so that names stay printable.
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name
