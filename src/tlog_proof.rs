@@ -25,8 +25,9 @@ pub const HEADER: &str = "c2sp.org/tlog-proof@v1";
 /// A tree of at most 2^63 - 1 leaves has inclusion proofs of at most 63 hashes.
 pub const MAX_PROOF_HASHES: usize = 63;
 
-/// Errors from parsing or verifying a tlog-proof.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Errors from parsing or verifying a tlog-proof. (Only `Debug` is derived so
+/// that any `merkle::ProofError` fits.)
+#[derive(Debug, thiserror::Error)]
 pub enum TlogProofError {
     #[error("tlog-proof ends early: {0}")]
     Truncated(&'static str),
