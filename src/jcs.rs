@@ -71,7 +71,12 @@ pub(crate) fn canonicalize_lenient(value: &Value) -> Vec<u8> {
     out
 }
 
-fn write_value(v: &Value, out: &mut Vec<u8>, path: &mut String, strict: bool) -> Result<(), JcsError> {
+fn write_value(
+    v: &Value,
+    out: &mut Vec<u8>,
+    path: &mut String,
+    strict: bool,
+) -> Result<(), JcsError> {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
@@ -122,17 +127,26 @@ fn write_number(
 ) -> Result<(), JcsError> {
     let text = if let Some(u) = n.as_u64() {
         if strict && u > MAX_SAFE_INTEGER {
-            return Err(JcsError::OutOfRange { path: path.to_string(), value: u.to_string() });
+            return Err(JcsError::OutOfRange {
+                path: path.to_string(),
+                value: u.to_string(),
+            });
         }
         u.to_string()
     } else if let Some(i) = n.as_i64() {
         if strict && i.unsigned_abs() > MAX_SAFE_INTEGER {
-            return Err(JcsError::OutOfRange { path: path.to_string(), value: i.to_string() });
+            return Err(JcsError::OutOfRange {
+                path: path.to_string(),
+                value: i.to_string(),
+            });
         }
         i.to_string()
     } else {
         // serde_json keeps every number with a '.' or exponent as f64, even `1.0`.
-        return Err(JcsError::NotInteger { path: path.to_string(), value: n.to_string() });
+        return Err(JcsError::NotInteger {
+            path: path.to_string(),
+            value: n.to_string(),
+        });
     };
     out.extend_from_slice(text.as_bytes());
     Ok(())
@@ -196,10 +210,14 @@ mod tests {
 
     #[test]
     fn rfc8785_numbers_example_is_rejected() {
-        let input = r#"{"numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001]}"#;
+        let input =
+            r#"{"numbers": [333333333.33333329, 1E30, 4.50, 2e-3, 0.000000000000000000000000001]}"#;
         let v: Value = serde_json::from_str(input).unwrap();
         let err = canonicalize(&v).unwrap_err();
-        assert!(matches!(err, JcsError::NotInteger { ref path, .. } if path == "$.numbers[0]"), "{err}");
+        assert!(
+            matches!(err, JcsError::NotInteger { ref path, .. } if path == "$.numbers[0]"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -242,8 +260,14 @@ mod tests {
 
     #[test]
     fn integer_range_is_enforced() {
-        assert_eq!(canonicalize(&json!(MAX_SAFE_INTEGER)).unwrap(), b"9007199254740991");
-        assert_eq!(canonicalize(&json!(-(MAX_SAFE_INTEGER as i64))).unwrap(), b"-9007199254740991");
+        assert_eq!(
+            canonicalize(&json!(MAX_SAFE_INTEGER)).unwrap(),
+            b"9007199254740991"
+        );
+        assert_eq!(
+            canonicalize(&json!(-(MAX_SAFE_INTEGER as i64))).unwrap(),
+            b"-9007199254740991"
+        );
         assert!(matches!(
             canonicalize(&json!(MAX_SAFE_INTEGER + 1)),
             Err(JcsError::OutOfRange { .. })
@@ -252,7 +276,10 @@ mod tests {
             canonicalize(&json!({"a": [-(1i64 << 53)]})),
             Err(JcsError::OutOfRange { path, .. }) if path == "$.a[0]"
         ));
-        assert!(matches!(canonicalize(&json!(1.0)), Err(JcsError::NotInteger { .. })));
+        assert!(matches!(
+            canonicalize(&json!(1.0)),
+            Err(JcsError::NotInteger { .. })
+        ));
         assert_eq!(canonicalize(&json!(0)).unwrap(), b"0");
         assert_eq!(canonicalize(&json!(-0)).unwrap(), b"0");
     }

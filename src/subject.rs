@@ -33,7 +33,9 @@ pub enum SubjectError {
     BadEmail { value: String, reason: &'static str },
     #[error("invalid phone number {value:?}: {reason}")]
     BadPhone { value: String, reason: &'static str },
-    #[error("unknown subject identifier {0:?}: expected \"email:<address>\", \"phone:<E.164>\", an address or a +number")]
+    #[error(
+        "unknown subject identifier {0:?}: expected \"email:<address>\", \"phone:<E.164>\", an address or a +number"
+    )]
     UnknownScheme(String),
     #[error("invalid salt: {0}")]
     BadSalt(String),
@@ -58,7 +60,10 @@ impl SubjectId {
     /// then checks that it looks like `local@domain`.
     pub fn email(input: &str) -> Result<SubjectId, SubjectError> {
         let value = input.trim().to_lowercase();
-        let bad = |reason| SubjectError::BadEmail { value: input.to_string(), reason };
+        let bad = |reason| SubjectError::BadEmail {
+            value: input.to_string(),
+            reason,
+        };
         if value.len() > MAX_EMAIL_BYTES {
             return Err(bad("longer than 254 bytes"));
         }
@@ -76,7 +81,9 @@ impl SubjectId {
             return Err(bad("more than one '@'"));
         }
         if !domain.contains('.') || domain.split('.').any(str::is_empty) {
-            return Err(bad("domain must be dot-separated non-empty labels, e.g. example.com"));
+            return Err(bad(
+                "domain must be dot-separated non-empty labels, e.g. example.com",
+            ));
         }
         Ok(SubjectId::Email(value))
     }
@@ -89,8 +96,13 @@ impl SubjectId {
             .chars()
             .filter(|c| !matches!(c, ' ' | '.' | '-' | '(' | ')'))
             .collect();
-        let bad = |reason| SubjectError::BadPhone { value: input.to_string(), reason };
-        let digits = value.strip_prefix('+').ok_or_else(|| bad("must start with '+' and the country code"))?;
+        let bad = |reason| SubjectError::BadPhone {
+            value: input.to_string(),
+            reason,
+        };
+        let digits = value
+            .strip_prefix('+')
+            .ok_or_else(|| bad("must start with '+' and the country code"))?;
         if !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad("only digits may follow '+'"));
         }
@@ -238,7 +250,10 @@ pub struct Opening {
 impl Opening {
     /// An opening for `id` with a fresh random salt.
     pub fn generate(id: SubjectId) -> Result<Opening, SubjectError> {
-        Ok(Opening { id, salt: Salt::generate()? })
+        Ok(Opening {
+            id,
+            salt: Salt::generate()?,
+        })
     }
 
     /// The commitment this opening opens.
@@ -263,9 +278,21 @@ mod tests {
         assert_eq!(a.to_string(), "email:alice@example.com");
         assert_eq!(SubjectId::parse("email:ALICE@example.com").unwrap(), a);
         assert_eq!(SubjectId::parse("alice@EXAMPLE.com").unwrap(), a);
-        for bad in ["", "alice", "@example.com", "alice@", "alice@example", "a b@example.com",
-                    "alice@@example.com", "alice@example..com", "alice@.example.com"] {
-            assert!(matches!(SubjectId::email(bad), Err(SubjectError::BadEmail { .. })), "{bad:?}");
+        for bad in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@",
+            "alice@example",
+            "a b@example.com",
+            "alice@@example.com",
+            "alice@example..com",
+            "alice@.example.com",
+        ] {
+            assert!(
+                matches!(SubjectId::email(bad), Err(SubjectError::BadEmail { .. })),
+                "{bad:?}"
+            );
         }
         let long = format!("{}@example.com", "a".repeat(65));
         assert!(SubjectId::email(&long).is_err());
@@ -277,12 +304,25 @@ mod tests {
         assert_eq!(p.to_string(), "phone:+31612345678");
         assert_eq!(SubjectId::parse("phone:+31-6-12345678").unwrap(), p);
         assert_eq!(SubjectId::parse("+31 6 12345678").unwrap(), p);
-        for bad in ["0612345678", "+0612345678", "+3161234567890123", "+1234567", "+31 6 1234 567a", "++31612345678"] {
-            assert!(matches!(SubjectId::phone(bad), Err(SubjectError::BadPhone { .. })), "{bad:?}");
+        for bad in [
+            "0612345678",
+            "+0612345678",
+            "+3161234567890123",
+            "+1234567",
+            "+31 6 1234 567a",
+            "++31612345678",
+        ] {
+            assert!(
+                matches!(SubjectId::phone(bad), Err(SubjectError::BadPhone { .. })),
+                "{bad:?}"
+            );
         }
         assert!(SubjectId::phone("+12345678").is_ok()); // 8 digits
         assert!(SubjectId::phone("+123456789012345").is_ok()); // 15 digits
-        assert!(matches!(SubjectId::parse("0612345678"), Err(SubjectError::UnknownScheme(_))));
+        assert!(matches!(
+            SubjectId::parse("0612345678"),
+            Err(SubjectError::UnknownScheme(_))
+        ));
     }
 
     #[test]
@@ -310,15 +350,27 @@ mod tests {
 
     #[test]
     fn opening_json_and_verification() {
-        let o = Opening { id: SubjectId::email("bob@example.org").unwrap(), salt: Salt([1; 32]) };
+        let o = Opening {
+            id: SubjectId::email("bob@example.org").unwrap(),
+            salt: Salt([1; 32]),
+        };
         let j = serde_json::to_string(&o).unwrap();
-        assert_eq!(j, format!("{{\"id\":\"email:bob@example.org\",\"salt\":\"{}\"}}", Salt([1; 32])));
+        assert_eq!(
+            j,
+            format!(
+                "{{\"id\":\"email:bob@example.org\",\"salt\":\"{}\"}}",
+                Salt([1; 32])
+            )
+        );
         let back: Opening = serde_json::from_str(&j).unwrap();
         assert_eq!(back, o);
         assert!(verify_opening(&o.commitment(), &back));
         let mut wrong = o.clone();
         wrong.salt.0[31] ^= 1;
         assert!(!verify_opening(&o.commitment(), &wrong));
-        assert!(serde_json::from_str::<Opening>(r#"{"id":"email:bob@example.org","salt":"AA","x":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<Opening>(r#"{"id":"email:bob@example.org","salt":"AA","x":1}"#)
+                .is_err()
+        );
     }
 }

@@ -66,7 +66,11 @@ pub trait Vocab: Sized + Copy + Eq {
 
 /// Joins a parent path and a member name.
 pub(crate) fn join(base: &str, name: &str) -> String {
-    if base.is_empty() { name.to_string() } else { format!("{base}.{name}") }
+    if base.is_empty() {
+        name.to_string()
+    } else {
+        format!("{base}.{name}")
+    }
 }
 
 /// A JSON object being read; unknown members are rejected up front so a misspelled
@@ -86,7 +90,10 @@ impl<'a> Obj<'a> {
         if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
             return Err(EntryError::UnknownField(join(path, k)));
         }
-        Ok(Obj { map, path: path.to_string() })
+        Ok(Obj {
+            map,
+            path: path.to_string(),
+        })
     }
 
     /// The path of member `name` of this object.
@@ -95,13 +102,17 @@ impl<'a> Obj<'a> {
     }
 
     pub fn req(&self, name: &str) -> Result<Field<'a>, EntryError> {
-        self.opt(name).ok_or_else(|| EntryError::MissingField(join(&self.path, name)))
+        self.opt(name)
+            .ok_or_else(|| EntryError::MissingField(join(&self.path, name)))
     }
 
     /// An optional member. `null` is not a way to omit one: it is reported as the
     /// wrong type, so that every entry has exactly one JSON form.
     pub fn opt(&self, name: &str) -> Option<Field<'a>> {
-        self.map.get(name).map(|v| Field { v, path: join(&self.path, name) })
+        self.map.get(name).map(|v| Field {
+            v,
+            path: join(&self.path, name),
+        })
     }
 }
 
@@ -123,11 +134,18 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 fn wrong_type(path: &str, expected: &'static str, v: &Value) -> EntryError {
-    EntryError::WrongType { field: path.to_string(), expected, found: type_name(v) }
+    EntryError::WrongType {
+        field: path.to_string(),
+        expected,
+        found: type_name(v),
+    }
 }
 
 pub(crate) fn invalid(path: &str, reason: impl Into<String>) -> EntryError {
-    EntryError::Invalid { field: path.to_string(), reason: reason.into() }
+    EntryError::Invalid {
+        field: path.to_string(),
+        reason: reason.into(),
+    }
 }
 
 impl<'a> Field<'a> {
@@ -136,7 +154,9 @@ impl<'a> Field<'a> {
     }
 
     pub fn str(&self) -> Result<&'a str, EntryError> {
-        self.v.as_str().ok_or_else(|| wrong_type(&self.path, "a string", self.v))
+        self.v
+            .as_str()
+            .ok_or_else(|| wrong_type(&self.path, "a string", self.v))
     }
 
     /// Free text: 1..=max UTF-8 bytes, no control characters (C0, DEL, C1).
@@ -153,7 +173,10 @@ impl<'a> Field<'a> {
                 Some(u) if u <= MAX_SAFE_INTEGER => Ok(u),
                 Some(u) => Err(invalid(&self.path, format!("{u} is above 2^53−1"))),
                 None if n.is_i64() => Err(invalid(&self.path, format!("{n} is negative"))),
-                None => Err(invalid(&self.path, format!("{n} is not an integer (Candor numbers are integers only)"))),
+                None => Err(invalid(
+                    &self.path,
+                    format!("{n} is not an integer (Candor numbers are integers only)"),
+                )),
             },
             _ => Err(wrong_type(&self.path, "an integer", self.v)),
         }
@@ -178,7 +201,10 @@ impl<'a> Field<'a> {
 
     /// An array of min..=max elements, each with its own indexed path.
     pub fn array(&self, min: usize, max: usize) -> Result<Vec<Field<'a>>, EntryError> {
-        let items = self.v.as_array().ok_or_else(|| wrong_type(&self.path, "an array", self.v))?;
+        let items = self
+            .v
+            .as_array()
+            .ok_or_else(|| wrong_type(&self.path, "an array", self.v))?;
         if items.len() < min || items.len() > max {
             let reason = if items.is_empty() {
                 format!("must not be empty (at least {min} element(s))")
@@ -190,7 +216,10 @@ impl<'a> Field<'a> {
         Ok(items
             .iter()
             .enumerate()
-            .map(|(i, v)| Field { v, path: format!("{}[{i}]", self.path) })
+            .map(|(i, v)| Field {
+                v,
+                path: format!("{}[{i}]", self.path),
+            })
             .collect())
     }
 
@@ -210,7 +239,10 @@ impl<'a> Field<'a> {
     pub fn time(&self) -> Result<String, EntryError> {
         let s = self.str()?;
         if super::parse_time(s).is_none() {
-            return Err(EntryError::BadTime { field: self.path.clone(), value: s.to_string() });
+            return Err(EntryError::BadTime {
+                field: self.path.clone(),
+                value: s.to_string(),
+            });
         }
         Ok(s.to_string())
     }
@@ -219,7 +251,10 @@ impl<'a> Field<'a> {
     pub fn hash_hex(&self) -> Result<Hash, EntryError> {
         let s = self.str()?;
         if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(invalid(&self.path, format!("{s:?} is not 64 lower-case hex digits")));
+            return Err(invalid(
+                &self.path,
+                format!("{s:?} is not 64 lower-case hex digits"),
+            ));
         }
         Hash::from_hex(s).ok_or_else(|| invalid(&self.path, "not hex"))
     }
@@ -236,10 +271,16 @@ pub(crate) fn check_text(path: &str, s: &str, max: usize) -> Result<(), EntryErr
         return Err(invalid(path, "must not be empty"));
     }
     if s.len() > max {
-        return Err(invalid(path, format!("is {} bytes; at most {max} allowed", s.len())));
+        return Err(invalid(
+            path,
+            format!("is {} bytes; at most {max} allowed", s.len()),
+        ));
     }
     if let Some(c) = s.chars().find(|c| c.is_control()) {
-        return Err(invalid(path, format!("contains control character U+{:04X}", c as u32)));
+        return Err(invalid(
+            path,
+            format!("contains control character U+{:04X}", c as u32),
+        ));
     }
     Ok(())
 }
@@ -252,7 +293,12 @@ pub const MAX_DNS_NAME: usize = 253;
 /// trailing hyphen, no final dot, and a top-level label that is not all digits (so
 /// no IPv4 address passes).
 pub fn check_dns_name(path: &str, s: &str) -> Result<(), EntryError> {
-    let bad = |reason: String| invalid(path, format!("{s:?} is not a lower-case DNS name: {reason}"));
+    let bad = |reason: String| {
+        invalid(
+            path,
+            format!("{s:?} is not a lower-case DNS name: {reason}"),
+        )
+    };
     if s.is_empty() || s.len() > MAX_DNS_NAME {
         return Err(bad(format!("length must be 1..={MAX_DNS_NAME}")));
     }
@@ -264,14 +310,20 @@ pub fn check_dns_name(path: &str, s: &str) -> Result<(), EntryError> {
         if l.is_empty() || l.len() > 63 {
             return Err(bad("each label must be 1..=63 bytes".into()));
         }
-        if !l.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-')) {
+        if !l
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
+        {
             return Err(bad("only a-z, 0-9, '-' and '.' are allowed".into()));
         }
         if l.starts_with('-') || l.ends_with('-') {
             return Err(bad("a label may not start or end with '-'".into()));
         }
     }
-    if labels.last().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+    if labels
+        .last()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err(bad("the top-level label may not be all digits".into()));
     }
     Ok(())
@@ -285,13 +337,19 @@ pub const MAX_OPT_OUT: usize = 512;
 pub(crate) fn check_opt_out(path: &str, s: &str) -> Result<(), EntryError> {
     check_text(path, s, MAX_OPT_OUT)?;
     if !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
-        return Err(invalid(path, "must be printable ASCII without spaces (percent-encode the rest)"));
+        return Err(invalid(
+            path,
+            "must be printable ASCII without spaces (percent-encode the rest)",
+        ));
     }
     if let Some(rest) = s.strip_prefix("https://") {
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
         let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
         if host.is_empty() || authority.contains('@') {
-            return Err(invalid(path, "https URL needs a host and no user information"));
+            return Err(invalid(
+                path,
+                "https URL needs a host and no user information",
+            ));
         }
         check_dns_name(path, &host.to_ascii_lowercase())
     } else if let Some(rest) = s.strip_prefix("mailto:") {
@@ -301,6 +359,9 @@ pub(crate) fn check_opt_out(path: &str, s: &str) -> Result<(), EntryError> {
             _ => Err(invalid(path, "mailto: URI needs an address local@domain")),
         }
     } else {
-        Err(invalid(path, format!("{s:?} must start with https:// or mailto:")))
+        Err(invalid(
+            path,
+            format!("{s:?} must start with https:// or mailto:"),
+        ))
     }
 }

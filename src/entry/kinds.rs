@@ -205,8 +205,18 @@ pub struct PurchaseRef {
 }
 
 pub(super) const TD_FIELDS: &[&str] = &[
-    "kind", "company", "decided_at", "channel", "campaign", "reason", "criteria",
-    "data_sources", "legal_basis", "consent_ref", "opt_out", "subject",
+    "kind",
+    "company",
+    "decided_at",
+    "channel",
+    "campaign",
+    "reason",
+    "criteria",
+    "data_sources",
+    "legal_basis",
+    "consent_ref",
+    "opt_out",
+    "subject",
 ];
 
 impl TargetingDecision {
@@ -236,18 +246,33 @@ impl TargetingDecision {
             data_sources.push(parse_source(&f)?);
         }
         let legal_basis = o.req("legal_basis")?.vocab()?;
-        let consent_ref = o.opt("consent_ref").map(|f| f.text(MAX_CONSENT_REF)).transpose()?;
+        let consent_ref = o
+            .opt("consent_ref")
+            .map(|f| f.text(MAX_CONSENT_REF))
+            .transpose()?;
         if legal_basis == LegalBasis::Consent && consent_ref.is_none() {
             // GDPR Art. 7(1): the controller must be able to demonstrate consent.
-            return Err(invalid(&o.path_of("consent_ref"), "is required when legal_basis is consent"));
+            return Err(invalid(
+                &o.path_of("consent_ref"),
+                "is required when legal_basis is consent",
+            ));
         }
         let of = o.req("opt_out")?;
         let opt_out = of.str()?.to_string();
         check_opt_out(&of.path, &opt_out)?;
         let subject = o.req("subject")?.hash_hex()?;
         Ok(TargetingDecision {
-            company, decided_at, channel, campaign, reason, criteria, data_sources,
-            legal_basis, consent_ref, opt_out, subject,
+            company,
+            decided_at,
+            channel,
+            campaign,
+            reason,
+            criteria,
+            data_sources,
+            legal_basis,
+            consent_ref,
+            opt_out,
+            subject,
         })
     }
 }
@@ -258,18 +283,28 @@ fn parse_source(f: &Field) -> Result<DataSource, EntryError> {
     let description = so.req("description")?.text(MAX_SHORT_TEXT)?;
     let purchase = match (source_type, so.opt("purchase")) {
         (SourceType::Purchase, None) => {
-            return Err(invalid(&so.path_of("purchase"), "is required when type is purchase"));
+            return Err(invalid(
+                &so.path_of("purchase"),
+                "is required when type is purchase",
+            ));
         }
         (SourceType::Purchase, Some(p)) => {
             let po = p.obj(&["index", "leaf_hash"])?;
-            Some(PurchaseRef { index: po.req("index")?.u64()?, leaf_hash: po.req("leaf_hash")?.hash_hex()? })
+            Some(PurchaseRef {
+                index: po.req("index")?.u64()?,
+                leaf_hash: po.req("leaf_hash")?.hash_hex()?,
+            })
         }
         (SourceType::FirstParty, Some(p)) => {
             return Err(invalid(&p.path, "only allowed when type is purchase"));
         }
         (SourceType::FirstParty, None) => None,
     };
-    Ok(DataSource { source_type, description, purchase })
+    Ok(DataSource {
+        source_type,
+        description,
+        purchase,
+    })
 }
 
 // ---- data_purchase ----
@@ -290,7 +325,10 @@ pub struct DataPurchase {
     pub consent_evidence: String,
     pub purposes: Vec<Purpose>,
     pub retention_days: u32,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "ser_opt_hex")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_hex"
+    )]
     pub contract_hash: Option<Hash>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream: Option<Vec<Upstream>>,
@@ -314,9 +352,20 @@ pub struct Upstream {
 }
 
 pub(super) const DP_FIELDS: &[&str] = &[
-    "kind", "company", "purchased_at", "seller", "categories", "sensitive", "records",
-    "collection_method", "legal_basis", "consent_evidence", "purposes", "retention_days",
-    "contract_hash", "upstream",
+    "kind",
+    "company",
+    "purchased_at",
+    "seller",
+    "categories",
+    "sensitive",
+    "records",
+    "collection_method",
+    "legal_basis",
+    "consent_evidence",
+    "purposes",
+    "retention_days",
+    "contract_hash",
+    "upstream",
 ];
 
 impl DataPurchase {
@@ -328,7 +377,10 @@ impl DataPurchase {
         let seller = Party {
             name: so.req("name")?.text(MAX_NAME)?,
             domain: so.req("domain")?.dns_name()?,
-            registry_ids: so.opt("registry_ids").map(|f| parse_registry_ids(&f)).transpose()?,
+            registry_ids: so
+                .opt("registry_ids")
+                .map(|f| parse_registry_ids(&f))
+                .transpose()?,
         };
         let cf = o.req("categories")?;
         let categories: Vec<Category> = cf.vocab_set(1)?;
@@ -342,13 +394,19 @@ impl DataPurchase {
             {
                 return Err(invalid(
                     &sf.path,
-                    format!("must list {s:?} because categories contains it (GDPR Art. 9 special category)", s = s.as_str()),
+                    format!(
+                        "must list {s:?} because categories contains it (GDPR Art. 9 special category)",
+                        s = s.as_str()
+                    ),
                 ));
             }
         }
         for s in &sensitive {
             if !categories.iter().any(|c| c.special() == Some(*s)) {
-                return Err(invalid(&sf.path, format!("lists {:?} but categories does not contain it", s.as_str())));
+                return Err(invalid(
+                    &sf.path,
+                    format!("lists {:?} but categories does not contain it", s.as_str()),
+                ));
             }
         }
         let records = o.req("records")?.u64_in(1, crate::jcs::MAX_SAFE_INTEGER)?;
@@ -365,14 +423,28 @@ impl DataPurchase {
                 let mut v = Vec::new();
                 for u in f.array(1, MAX_UPSTREAM)? {
                     let uo = u.obj(&["name", "domain"])?;
-                    v.push(Upstream { name: uo.req("name")?.text(MAX_NAME)?, domain: uo.req("domain")?.dns_name()? });
+                    v.push(Upstream {
+                        name: uo.req("name")?.text(MAX_NAME)?,
+                        domain: uo.req("domain")?.dns_name()?,
+                    });
                 }
                 Some(v)
             }
         };
         Ok(DataPurchase {
-            company, purchased_at, seller, categories, sensitive, records, collection_method,
-            legal_basis, consent_evidence, purposes, retention_days, contract_hash, upstream,
+            company,
+            purchased_at,
+            seller,
+            categories,
+            sensitive,
+            records,
+            collection_method,
+            legal_basis,
+            consent_evidence,
+            purposes,
+            retention_days,
+            contract_hash,
+            upstream,
         })
     }
 }
@@ -384,13 +456,24 @@ fn parse_registry_ids(f: &Field) -> Result<BTreeMap<String, String>, EntryError>
         found: "another JSON type",
     })?;
     if map.is_empty() || map.len() > MAX_REGISTRY_IDS {
-        return Err(invalid(&f.path, format!("must have 1..={MAX_REGISTRY_IDS} members (omit it when there are none)")));
+        return Err(invalid(
+            &f.path,
+            format!("must have 1..={MAX_REGISTRY_IDS} members (omit it when there are none)"),
+        ));
     }
     let mut out = BTreeMap::new();
     for (k, v) in map {
         let path = format!("{}.{k}", f.path);
-        if k.is_empty() || k.len() > MAX_REGISTRY_NAME || !k.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_')) {
-            return Err(invalid(&path, format!("registry name must be 1..={MAX_REGISTRY_NAME} of a-z, 0-9, _")));
+        if k.is_empty()
+            || k.len() > MAX_REGISTRY_NAME
+            || !k
+                .bytes()
+                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+        {
+            return Err(invalid(
+                &path,
+                format!("registry name must be 1..={MAX_REGISTRY_NAME} of a-z, 0-9, _"),
+            ));
         }
         let value = Field { v, path }.text(MAX_REGISTRY_VALUE)?;
         out.insert(k.clone(), value);
@@ -421,7 +504,12 @@ impl CompanyKey {
         let verifier_key = vf.str()?.to_string();
         check_verifier_key(&vf.path, &verifier_key, &company)?;
         let at = o.req("at")?.time()?;
-        Ok(CompanyKey { company, action, verifier_key, at })
+        Ok(CompanyKey {
+            company,
+            action,
+            verifier_key,
+            at,
+        })
     }
 
     /// A `company_key` entry for `key`, writing its signed-note verifier key.
@@ -457,13 +545,21 @@ pub fn ed25519_key_id(name: &str, key: &VerifyingKey) -> [u8; 4] {
 pub fn verifier_key_string(name: &str, key: &VerifyingKey) -> String {
     let mut blob = vec![0x01];
     blob.extend_from_slice(key.as_bytes());
-    format!("{name}+{}+{}", hex::encode(ed25519_key_id(name, key)), STANDARD.encode(blob))
+    format!(
+        "{name}+{}+{}",
+        hex::encode(ed25519_key_id(name, key)),
+        STANDARD.encode(blob)
+    )
 }
 
 /// Checks a signed-note Ed25519 verifier key (C2SP signed-note, "Verifier keys"):
 /// `name+8hex+base64`, name == `company`, the base64 decodes to 0x01 || 32-byte key,
 /// the key is a valid Ed25519 point and the key ID matches.
-fn check_verifier_key(path: &str, s: &str, company: &str) -> Result<([u8; 4], VerifyingKey), EntryError> {
+fn check_verifier_key(
+    path: &str,
+    s: &str,
+    company: &str,
+) -> Result<([u8; 4], VerifyingKey), EntryError> {
     let bad = |reason: String| invalid(path, reason);
     if s.len() > MAX_VERIFIER_KEY {
         return Err(bad(format!("longer than {MAX_VERIFIER_KEY} bytes")));
@@ -472,24 +568,38 @@ fn check_verifier_key(path: &str, s: &str, company: &str) -> Result<([u8; 4], Ve
     let mut parts = s.splitn(3, '+');
     let (name, id, b64) = match (parts.next(), parts.next(), parts.next()) {
         (Some(n), Some(i), Some(b)) => (n, i, b),
-        _ => return Err(bad("not a signed-note verifier key name+keyid+base64".into())),
+        _ => {
+            return Err(bad(
+                "not a signed-note verifier key name+keyid+base64".into()
+            ));
+        }
     };
     if name != company {
-        return Err(bad(format!("key name {name:?} differs from company {company:?}")));
+        return Err(bad(format!(
+            "key name {name:?} differs from company {company:?}"
+        )));
     }
     if id.len() != 8 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return Err(bad(format!("key ID {id:?} is not 8 lower-case hex digits")));
     }
-    let blob = STANDARD.decode(b64).map_err(|e| bad(format!("key data is not base64: {e}")))?;
+    let blob = STANDARD
+        .decode(b64)
+        .map_err(|e| bad(format!("key data is not base64: {e}")))?;
     if blob.len() != 33 || blob[0] != 0x01 {
-        return Err(bad("key data must be 33 bytes: 0x01 (Ed25519) then the 32-byte public key".into()));
+        return Err(bad(
+            "key data must be 33 bytes: 0x01 (Ed25519) then the 32-byte public key".into(),
+        ));
     }
     let mut raw = [0u8; 32];
     raw.copy_from_slice(&blob[1..]);
-    let key = VerifyingKey::from_bytes(&raw).map_err(|_| bad("not a valid Ed25519 public key".into()))?;
+    let key =
+        VerifyingKey::from_bytes(&raw).map_err(|_| bad("not a valid Ed25519 public key".into()))?;
     let want = ed25519_key_id(name, &key);
     if hex::encode(want) != id {
-        return Err(bad(format!("key ID {id} does not match the key (want {})", hex::encode(want))));
+        return Err(bad(format!(
+            "key ID {id} does not match the key (want {})",
+            hex::encode(want)
+        )));
     }
     Ok((want, key))
 }
@@ -501,7 +611,11 @@ mod tests {
 
     #[test]
     fn special_categories_are_exactly_art9() {
-        let specials: Vec<&str> = Category::ALL.iter().filter_map(|c| c.special()).map(|s| s.as_str()).collect();
+        let specials: Vec<&str> = Category::ALL
+            .iter()
+            .filter_map(|c| c.special())
+            .map(|s| s.as_str())
+            .collect();
         assert_eq!(specials.len(), SpecialCategory::ALL.len());
         for s in SpecialCategory::ALL {
             assert!(Category::from_name(s.as_str()).is_some());
@@ -513,19 +627,39 @@ mod tests {
         for ok in ["acme.example", "a-b.c0.example", "x.y"] {
             check_dns_name("company", ok).unwrap();
         }
-        for bad in ["acme", "Acme.example", "-a.example", "a-.example", "a..example", "1.2.3.4",
-                    "acme.example.", "ac me.example", "ácme.example", &format!("{}.example", "a".repeat(64))] {
+        for bad in [
+            "acme",
+            "Acme.example",
+            "-a.example",
+            "a-.example",
+            "a..example",
+            "1.2.3.4",
+            "acme.example.",
+            "ac me.example",
+            "ácme.example",
+            &format!("{}.example", "a".repeat(64)),
+        ] {
             assert!(check_dns_name("company", bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn opt_out_forms() {
-        for ok in ["https://acme.example/opt-out", "https://acme.example:8443", "mailto:privacy@acme.example?subject=opt-out"] {
+        for ok in [
+            "https://acme.example/opt-out",
+            "https://acme.example:8443",
+            "mailto:privacy@acme.example?subject=opt-out",
+        ] {
             check_opt_out("opt_out", ok).unwrap();
         }
-        for bad in ["http://acme.example", "https://", "https://u@acme.example/", "mailto:nobody",
-                    "https://acme.example/a b", "ftp://acme.example"] {
+        for bad in [
+            "http://acme.example",
+            "https://",
+            "https://u@acme.example/",
+            "mailto:nobody",
+            "https://acme.example/a b",
+            "ftp://acme.example",
+        ] {
             assert!(check_opt_out("opt_out", bad).is_err(), "{bad}");
         }
     }

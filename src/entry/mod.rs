@@ -39,20 +39,36 @@ pub const MAX_LEAF_BYTES: usize = 65_535;
 /// Why an entry, submission or leaf was rejected. Every message names the field path.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EntryError {
-    #[error("kind: unknown entry kind {0:?}; allowed: targeting_decision, data_purchase, company_key")]
+    #[error(
+        "kind: unknown entry kind {0:?}; allowed: targeting_decision, data_purchase, company_key"
+    )]
     UnknownKind(String),
     #[error("{0}: missing field")]
     MissingField(String),
     #[error("{0}: unknown field")]
     UnknownField(String),
     #[error("{field}: expected {expected}, found {found}")]
-    WrongType { field: String, expected: &'static str, found: &'static str },
+    WrongType {
+        field: String,
+        expected: &'static str,
+        found: &'static str,
+    },
     #[error("{field}: {value:?} is not allowed; allowed: {}", allowed.join(", "))]
-    BadEnum { field: String, value: String, allowed: &'static [&'static str] },
-    #[error("{field}: {value:?} is not an RFC 3339 UTC time with whole seconds and a Z suffix, years 2000..=9999 (e.g. 2026-11-29T05:31:40Z)")]
+    BadEnum {
+        field: String,
+        value: String,
+        allowed: &'static [&'static str],
+    },
+    #[error(
+        "{field}: {value:?} is not an RFC 3339 UTC time with whole seconds and a Z suffix, years 2000..=9999 (e.g. 2026-11-29T05:31:40Z)"
+    )]
     BadTime { field: String, value: String },
     #[error("{field}: {size} bytes, over the limit of {max}")]
-    TooLarge { field: String, size: usize, max: usize },
+    TooLarge {
+        field: String,
+        size: usize,
+        max: usize,
+    },
     #[error("leaf: bytes are not the RFC 8785 canonical form of their JSON")]
     NotCanonical,
     #[error("signature: does not verify over the entry with the given key")]
@@ -92,7 +108,11 @@ impl Entry {
     fn parse_at(v: &Value, path: &str) -> Result<Entry, EntryError> {
         let kind_path = join(path, "kind");
         let obj = v.as_object().ok_or_else(|| EntryError::WrongType {
-            field: if path.is_empty() { "entry".into() } else { path.into() },
+            field: if path.is_empty() {
+                "entry".into()
+            } else {
+                path.into()
+            },
             expected: "an object",
             found: "another JSON type",
         })?;
@@ -100,23 +120,35 @@ impl Entry {
             None => return Err(EntryError::MissingField(kind_path)),
             Some(Value::String(s)) => s.as_str(),
             Some(_) => {
-                return Err(EntryError::WrongType { field: kind_path, expected: "a string", found: "another JSON type" });
+                return Err(EntryError::WrongType {
+                    field: kind_path,
+                    expected: "a string",
+                    found: "another JSON type",
+                });
             }
         };
-        let entry = match kind {
-            "targeting_decision" => {
-                Entry::TargetingDecision(TargetingDecision::parse(&Obj::new(v, path, kinds::TD_FIELDS)?)?)
-            }
-            "data_purchase" => Entry::DataPurchase(DataPurchase::parse(&Obj::new(v, path, kinds::DP_FIELDS)?)?),
-            "company_key" => Entry::CompanyKey(CompanyKey::parse(&Obj::new(v, path, kinds::CK_FIELDS)?)?),
-            other => return Err(EntryError::UnknownKind(other.to_string())),
-        };
+        let entry =
+            match kind {
+                "targeting_decision" => Entry::TargetingDecision(TargetingDecision::parse(
+                    &Obj::new(v, path, kinds::TD_FIELDS)?,
+                )?),
+                "data_purchase" => {
+                    Entry::DataPurchase(DataPurchase::parse(&Obj::new(v, path, kinds::DP_FIELDS)?)?)
+                }
+                "company_key" => {
+                    Entry::CompanyKey(CompanyKey::parse(&Obj::new(v, path, kinds::CK_FIELDS)?)?)
+                }
+                other => return Err(EntryError::UnknownKind(other.to_string())),
+            };
         // Size limit on the canonical form (spec/entries.md §6).
         entry.canonical_bytes()?;
         // Invariant: a valid entry re-serializes to exactly the JSON it came from, so
         // the bytes a company signed are the bytes the log re-creates.
         if serde_json::to_value(&entry).ok().as_ref() != Some(v) {
-            return Err(invalid(if path.is_empty() { "entry" } else { path }, "does not have a unique JSON form"));
+            return Err(invalid(
+                if path.is_empty() { "entry" } else { path },
+                "does not have a unique JSON form",
+            ));
         }
         Ok(entry)
     }
@@ -158,7 +190,11 @@ impl Entry {
     pub fn canonical_bytes(&self) -> Result<Vec<u8>, EntryError> {
         let bytes = jcs::to_canonical(self)?;
         if bytes.len() > MAX_ENTRY_BYTES {
-            return Err(EntryError::TooLarge { field: "entry".into(), size: bytes.len(), max: MAX_ENTRY_BYTES });
+            return Err(EntryError::TooLarge {
+                field: "entry".into(),
+                size: bytes.len(),
+                max: MAX_ENTRY_BYTES,
+            });
         }
         Ok(bytes)
     }
@@ -195,10 +231,18 @@ pub struct SignedEntry {
 
 impl SignedEntry {
     /// Validates `entry` and signs its signed message with `key`.
-    pub fn sign(entry: Entry, key: &SigningKey, key_id: [u8; 4]) -> Result<SignedEntry, EntryError> {
+    pub fn sign(
+        entry: Entry,
+        key: &SigningKey,
+        key_id: [u8; 4],
+    ) -> Result<SignedEntry, EntryError> {
         entry.validate()?;
         let sig = key.sign(&entry.signed_message()?);
-        Ok(SignedEntry { entry, key_id: hex::encode(key_id), signature: STANDARD.encode(sig.to_bytes()) })
+        Ok(SignedEntry {
+            entry,
+            key_id: hex::encode(key_id),
+            signature: STANDARD.encode(sig.to_bytes()),
+        })
     }
 
     /// Verifies the signature with `key` (RFC 8032 with the strict checks of
@@ -206,7 +250,8 @@ impl SignedEntry {
     /// registered key is the caller's job.
     pub fn verify(&self, key: &VerifyingKey) -> Result<(), EntryError> {
         let sig = Signature::from_bytes(&decode_signature("signature", &self.signature)?);
-        key.verify_strict(&self.entry.signed_message()?, &sig).map_err(|_| EntryError::BadSignature)
+        key.verify_strict(&self.entry.signed_message()?, &sig)
+            .map_err(|_| EntryError::BadSignature)
     }
 
     /// The key ID as bytes.
@@ -229,7 +274,11 @@ impl SignedEntry {
         decode_key_id("key_id", &key_id)?;
         let signature = o.req("signature")?.str()?.to_string();
         decode_signature("signature", &signature)?;
-        Ok(SignedEntry { entry, key_id, signature })
+        Ok(SignedEntry {
+            entry,
+            key_id,
+            signature,
+        })
     }
 }
 
@@ -254,7 +303,12 @@ pub struct Leaf {
 impl Leaf {
     /// The leaf for a submission sequenced at `logged_at`.
     pub fn new(signed: SignedEntry, logged_at: String) -> Leaf {
-        Leaf { entry: signed.entry, key_id: signed.key_id, signature: signed.signature, logged_at }
+        Leaf {
+            entry: signed.entry,
+            key_id: signed.key_id,
+            signature: signed.signature,
+            logged_at,
+        }
     }
 
     /// Canonical leaf bytes. Validates every field first, so the bytes always parse
@@ -264,11 +318,18 @@ impl Leaf {
         decode_key_id("key_id", &self.key_id)?;
         decode_signature("signature", &self.signature)?;
         if parse_time(&self.logged_at).is_none() {
-            return Err(EntryError::BadTime { field: "logged_at".into(), value: self.logged_at.clone() });
+            return Err(EntryError::BadTime {
+                field: "logged_at".into(),
+                value: self.logged_at.clone(),
+            });
         }
         let bytes = jcs::to_canonical(self)?;
         if bytes.len() > MAX_LEAF_BYTES {
-            return Err(EntryError::TooLarge { field: "leaf".into(), size: bytes.len(), max: MAX_LEAF_BYTES });
+            return Err(EntryError::TooLarge {
+                field: "leaf".into(),
+                size: bytes.len(),
+                max: MAX_LEAF_BYTES,
+            });
         }
         Ok(bytes)
     }
@@ -287,12 +348,21 @@ impl Leaf {
         let signature = o.req("signature")?.str()?.to_string();
         decode_signature("signature", &signature)?;
         let logged_at = o.req("logged_at")?.time()?;
-        Ok(Leaf { entry, key_id, signature, logged_at })
+        Ok(Leaf {
+            entry,
+            key_id,
+            signature,
+            logged_at,
+        })
     }
 
     /// The submission this leaf records.
     pub fn signed_entry(&self) -> SignedEntry {
-        SignedEntry { entry: self.entry.clone(), key_id: self.key_id.clone(), signature: self.signature.clone() }
+        SignedEntry {
+            entry: self.entry.clone(),
+            key_id: self.key_id.clone(),
+            signature: self.signature.clone(),
+        }
     }
 
     /// RFC 9162 leaf hash, SHA-256(0x00 || canonical leaf bytes).
@@ -310,7 +380,11 @@ impl Leaf {
 /// Size limit, UTF-8 and JSON syntax of a body.
 fn json_body(bytes: &[u8], max: usize, what: &str) -> Result<Value, EntryError> {
     if bytes.len() > max {
-        return Err(EntryError::TooLarge { field: what.into(), size: bytes.len(), max });
+        return Err(EntryError::TooLarge {
+            field: what.into(),
+            size: bytes.len(),
+            max,
+        });
     }
     let text = std::str::from_utf8(bytes).map_err(|e| EntryError::NotUtf8(e.valid_up_to()))?;
     serde_json::from_str(text).map_err(|e| EntryError::Json(e.to_string()))
@@ -319,16 +393,25 @@ fn json_body(bytes: &[u8], max: usize, what: &str) -> Result<Value, EntryError> 
 fn decode_key_id(field: &str, s: &str) -> Result<[u8; 4], EntryError> {
     let mut out = [0u8; 4];
     if s.len() != 8 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(invalid(field, format!("{s:?} is not 8 lower-case hex digits")));
+        return Err(invalid(
+            field,
+            format!("{s:?} is not 8 lower-case hex digits"),
+        ));
     }
     hex::decode_to_slice(s, &mut out).map_err(|e| invalid(field, e.to_string()))?;
     Ok(out)
 }
 
 fn decode_signature(field: &str, s: &str) -> Result<[u8; 64], EntryError> {
-    let bytes = STANDARD.decode(s).map_err(|e| invalid(field, format!("not base64: {e}")))?;
-    let sig = <[u8; 64]>::try_from(bytes.as_slice())
-        .map_err(|_| invalid(field, format!("{} bytes, an Ed25519 signature has 64", bytes.len())))?;
+    let bytes = STANDARD
+        .decode(s)
+        .map_err(|e| invalid(field, format!("not base64: {e}")))?;
+    let sig = <[u8; 64]>::try_from(bytes.as_slice()).map_err(|_| {
+        invalid(
+            field,
+            format!("{} bytes, an Ed25519 signature has 64", bytes.len()),
+        )
+    })?;
     // One text form per signature: padded, canonical base64.
     if STANDARD.encode(sig) != s {
         return Err(invalid(field, "not canonical padded base64"));
@@ -341,20 +424,33 @@ fn decode_signature(field: &str, s: &str) -> Result<[u8; 64], EntryError> {
 /// Leap seconds (`:60`) are rejected.
 pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
     let b = s.as_bytes();
-    if b.len() != 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'Z'
+    if b.len() != 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'Z'
     {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<u32> {
         let d = &b[r];
-        d.iter().all(u8::is_ascii_digit).then(|| d.iter().fold(0u32, |a, c| a * 10 + u32::from(c - b'0')))
+        d.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| d.iter().fold(0u32, |a, c| a * 10 + u32::from(c - b'0')))
     };
     let year = num(0..4)?;
     if !(2000..=9999).contains(&year) {
         return None;
     }
     let month = Month::try_from(u8::try_from(num(5..7)?).ok()?).ok()?;
-    let date = Date::from_calendar_date(i32::try_from(year).ok()?, month, u8::try_from(num(8..10)?).ok()?).ok()?;
+    let date = Date::from_calendar_date(
+        i32::try_from(year).ok()?,
+        month,
+        u8::try_from(num(8..10)?).ok()?,
+    )
+    .ok()?;
     let t = Time::from_hms(
         u8::try_from(num(11..13)?).ok()?,
         u8::try_from(num(14..16)?).ok()?,
@@ -388,15 +484,25 @@ mod tests {
         assert!(parse_time("2000-01-01T00:00:00Z").is_some());
         assert!(parse_time("2024-02-29T23:59:59Z").is_some());
         for bad in [
-            "2026-11-29T05:31:40.5Z", "2026-11-29T05:31:40+00:00", "2026-11-29t05:31:40z",
-            "1999-12-31T23:59:59Z", "2026-02-29T00:00:00Z", "2026-13-01T00:00:00Z",
-            "2026-11-29T24:00:00Z", "2026-11-29T23:59:60Z", "2026-11-29 05:31:40Z", "+2026-11-29T05:31:4Z",
+            "2026-11-29T05:31:40.5Z",
+            "2026-11-29T05:31:40+00:00",
+            "2026-11-29t05:31:40z",
+            "1999-12-31T23:59:59Z",
+            "2026-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-11-29T24:00:00Z",
+            "2026-11-29T23:59:60Z",
+            "2026-11-29 05:31:40Z",
+            "+2026-11-29T05:31:4Z",
         ] {
             assert!(parse_time(bad).is_none(), "{bad}");
         }
         let t = parse_time("2026-11-29T05:31:40Z").unwrap();
         assert_eq!(format_time(t), "2026-11-29T05:31:40Z");
-        assert_eq!(format_time(t + time::Duration::milliseconds(999)), "2026-11-29T05:31:40Z");
+        assert_eq!(
+            format_time(t + time::Duration::milliseconds(999)),
+            "2026-11-29T05:31:40Z"
+        );
     }
 
     #[test]
@@ -406,6 +512,9 @@ mod tests {
         assert!(decode_signature("signature", s.trim_end_matches('=')).is_err());
         assert!(decode_signature("signature", &STANDARD.encode([0u8; 63])).is_err());
         assert!(decode_key_id("key_id", "ABCDEF01").is_err());
-        assert_eq!(decode_key_id("key_id", "abcdef01").unwrap(), [0xab, 0xcd, 0xef, 0x01]);
+        assert_eq!(
+            decode_key_id("key_id", "abcdef01").unwrap(),
+            [0xab, 0xcd, 0xef, 0x01]
+        );
     }
 }

@@ -111,7 +111,10 @@ pub fn targeting_decision_from_purchase(
             DataSource {
                 source_type: SourceType::Purchase,
                 description: "Outdoor-interest mailing list from listco.example".into(),
-                purchase: Some(PurchaseRef { index: purchase_index, leaf_hash: purchase_leaf_hash }),
+                purchase: Some(PurchaseRef {
+                    index: purchase_index,
+                    leaf_hash: purchase_leaf_hash,
+                }),
             },
             DataSource {
                 source_type: SourceType::FirstParty,
@@ -155,13 +158,18 @@ pub fn sensitive_data_purchase(company: &str) -> Entry {
     Entry::DataPurchase(DataPurchase {
         company: company.to_string(),
         purchased_at: "2026-09-15T12:00:00Z".into(),
-        seller: Party { name: "Wellness Panels Ltd".into(), domain: "wellnesspanels.example".into(), registry_ids: None },
+        seller: Party {
+            name: "Wellness Panels Ltd".into(),
+            domain: "wellnesspanels.example".into(),
+            registry_ids: None,
+        },
         categories: vec![Category::Contact, Category::Health, Category::Minors],
         sensitive: vec![SpecialCategory::Health],
         records: 1_200,
         collection_method: CollectionMethod::Inferred,
         legal_basis: LegalBasis::Consent,
-        consent_evidence: "Explicit consent (GDPR Art. 9(2)(a)) in the panel app, record IDs WP-*".into(),
+        consent_evidence: "Explicit consent (GDPR Art. 9(2)(a)) in the panel app, record IDs WP-*"
+            .into(),
         purposes: vec![Purpose::Profiling],
         retention_days: 90,
         contract_hash: None,
@@ -171,7 +179,12 @@ pub fn sensitive_data_purchase(company: &str) -> Entry {
 
 /// The log operator's `company_key` entry registering or revoking `key` for `company`.
 pub fn company_key(company: &str, key: &VerifyingKey, action: KeyAction) -> Entry {
-    Entry::CompanyKey(CompanyKey::new(company, action, key, "2026-11-01T00:00:00Z"))
+    Entry::CompanyKey(CompanyKey::new(
+        company,
+        action,
+        key,
+        "2026-11-01T00:00:00Z",
+    ))
 }
 
 /// The `n`-th entry of a deterministic stream of distinct targeting decisions for
