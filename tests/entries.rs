@@ -894,3 +894,46 @@ fn load_entries_are_distinct() {
     hashes.dedup();
     assert_eq!(hashes.len(), 200);
 }
+
+// ---- spec/entries.md stays in step with the code ----
+
+#[test]
+fn spec_examples_match_the_code() {
+    let spec =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/spec/entries.md")).unwrap();
+    let opening = samples::opening("alice@example.com", 1);
+    assert!(spec.contains(&serde_json::to_string(&opening).unwrap()));
+    let subject = opening.commitment();
+    let sk = samples::signing_key("acme");
+    let vk = sk.verifying_key();
+    let examples = [
+        samples::targeting_decision(CO, subject),
+        samples::targeting_decision_from_purchase(CO, subject, 7, sha256(b"leaf 7")),
+        samples::data_purchase(CO),
+        samples::company_key(CO, &vk, KeyAction::Register),
+    ];
+    for e in &examples {
+        let canonical = String::from_utf8(e.canonical_bytes().unwrap()).unwrap();
+        assert!(
+            spec.contains(&format!("\n{canonical}\n")),
+            "spec lacks canonical bytes of {}",
+            e.kind()
+        );
+        assert!(spec.contains(&format!("Entry hash: `{}`", e.entry_hash().unwrap())));
+        assert!(spec.contains(&format!("({} bytes,", canonical.len())));
+        // The pretty example in the spec parses to the same entry.
+        let pretty = serde_json::to_string_pretty(e).unwrap();
+        assert!(
+            spec.contains(&pretty),
+            "spec lacks the JSON example of {}",
+            e.kind()
+        );
+    }
+    let s = SignedEntry::sign(examples[0].clone(), &sk, ed25519_key_id(CO, &vk)).unwrap();
+    assert!(spec.contains(&verifier_key_string(CO, &vk)));
+    assert!(spec.contains(&format!("\n{}\n", s.signature)));
+    let leaf = Leaf::new(s, "2026-11-29T05:31:41Z".into());
+    let bytes = leaf.to_bytes().unwrap();
+    assert!(spec.contains(&format!("\n{}\n", String::from_utf8(bytes).unwrap())));
+    assert!(spec.contains(&format!("leaf hash is `{}`", leaf.leaf_hash())));
+}

@@ -122,7 +122,7 @@ pub(crate) struct Field<'a> {
     pub path: String,
 }
 
-fn type_name(v: &Value) -> &'static str {
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -453,7 +453,7 @@ fn parse_registry_ids(f: &Field) -> Result<BTreeMap<String, String>, EntryError>
     let map = f.v.as_object().ok_or_else(|| EntryError::WrongType {
         field: f.path.clone(),
         expected: "an object",
-        found: "another JSON type",
+        found: super::fields::type_name(f.v),
     })?;
     if map.is_empty() || map.len() > MAX_REGISTRY_IDS {
         return Err(invalid(

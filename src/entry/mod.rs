@@ -114,16 +114,16 @@ impl Entry {
                 path.into()
             },
             expected: "an object",
-            found: "another JSON type",
+            found: fields::type_name(v),
         })?;
         let kind = match obj.get("kind") {
             None => return Err(EntryError::MissingField(kind_path)),
             Some(Value::String(s)) => s.as_str(),
-            Some(_) => {
+            Some(other) => {
                 return Err(EntryError::WrongType {
                     field: kind_path,
                     expected: "a string",
-                    found: "another JSON type",
+                    found: fields::type_name(other),
                 });
             }
         };
