@@ -862,7 +862,8 @@ mod tests {
 
     #[test]
     fn parse_rejects_malformed_paths() {
-        let cases: &[(&str, fn(&TileError) -> bool)] = &[
+        type Check = fn(&TileError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("/tile/0/000", |e| *e == TileError::LeadingSlash),
             ("tile/0/00é", |e| *e == TileError::NonAscii),
             ("tiles/0/000", |e| *e == TileError::NotTilePath),
