@@ -12,6 +12,7 @@ pub mod hash;
 pub mod jcs;
 pub mod merkle;
 pub mod note;
+pub mod receipt;
 pub mod subject;
 pub mod tiles;
 pub mod tlog_proof;
