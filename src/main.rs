@@ -4,7 +4,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "candor", version, about = "A public, append-only, signed transparency log for marketing data")]
+#[command(
+    name = "candor",
+    version,
+    about = "A public, append-only, signed transparency log for marketing data"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -18,7 +18,8 @@ use serde_json::Value;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 fn b64(v: &Value) -> Vec<u8> {
-    B64.decode(v.as_str().expect("base64 string")).expect("base64")
+    B64.decode(v.as_str().expect("base64 string"))
+        .expect("base64")
 }
 
 fn hashes(v: &Value) -> Vec<Hash> {
@@ -37,7 +38,9 @@ fn verify_receipt(r: &Value, log: &VerifierKey, signer: &VerifierKey) -> Checkpo
     let tp = TlogProof::parse(r["tlog_proof"].as_str().expect("tlog_proof").as_bytes())
         .expect("tlog-proof parses");
     assert_eq!(Some(tp.index), r["index"].as_u64());
-    let cp = tp.verify(&lh, log).expect("inclusion in a log-signed checkpoint");
+    let cp = tp
+        .verify(&lh, log)
+        .expect("inclusion in a log-signed checkpoint");
     assert_eq!(r["log"].as_str(), Some(cp.origin.as_str()));
     let parsed = Leaf::parse(&leaf).expect("canonical leaf");
     parsed
@@ -84,7 +87,11 @@ async fn check_tiles(s: &LogServer) -> Vec<Hash> {
         leaves.extend(entries.iter().map(|e| leaf_hash(e)));
     }
     assert_eq!(leaves.len() as u64, cp.size);
-    assert_eq!(merkle::root_from_leaf_hashes(&leaves), cp.root, "bundles hash to the root");
+    assert_eq!(
+        merkle::root_from_leaf_hashes(&leaves),
+        cp.root,
+        "bundles hash to the root"
+    );
     let tree = MemoryTree::from_leaf_hashes(&leaves);
     for t in tiles::tiles_for_size(cp.size) {
         let r = s
@@ -129,7 +136,13 @@ async fn lifecycle(store: &str) {
     }
     // NDJSON batches crossing a tile boundary, from two companies.
     let batch: Vec<_> = (0..300)
-        .map(|n| if n % 3 == 0 { beta.entry(n) } else { acme.entry(100 + n) })
+        .map(|n| {
+            if n % 3 == 0 {
+                beta.entry(n)
+            } else {
+                acme.entry(100 + n)
+            }
+        })
         .collect();
     let rs = s.submit_ndjson(&batch).await;
     assert_eq!(rs.len(), 300);
@@ -138,7 +151,10 @@ async fn lifecycle(store: &str) {
         let signer = if i % 3 == 0 { &beta } else { &acme };
         verify_receipt(r, &log, &signer.verifier_key());
         let idx = r["index"].as_u64().unwrap();
-        assert!(idx > last, "receipts in request order with increasing indices");
+        assert!(
+            idx > last,
+            "receipts in request order with increasing indices"
+        );
         last = idx;
     }
     receipts.extend(rs);
@@ -173,7 +189,10 @@ async fn lifecycle(store: &str) {
     for i in [0u64, 2, 255, 256, 305] {
         let e = s.get_json(&format!("/v1/entries/{i}")).await;
         assert_eq!(e["index"], i);
-        assert_eq!(e["leaf_hash"].as_str(), Some(leaves[i as usize].to_hex().as_str()));
+        assert_eq!(
+            e["leaf_hash"].as_str(),
+            Some(leaves[i as usize].to_hex().as_str())
+        );
         let by_hash = s
             .get_json(&format!("/v1/entries?leaf_hash={}", leaves[i as usize]))
             .await;
@@ -183,10 +202,17 @@ async fn lifecycle(store: &str) {
             log.clone()
         } else {
             let company = e["entry"]["company"].as_str().unwrap();
-            if company == "acme.example" { acme.verifier_key() } else { beta.verifier_key() }
+            if company == "acme.example" {
+                acme.verifier_key()
+            } else {
+                beta.verifier_key()
+            }
         };
         let rcp = verify_receipt(&r, &log, &signer);
-        assert_eq!(rcp.size, cp.size, "fresh receipt against the latest checkpoint");
+        assert_eq!(
+            rcp.size, cp.size,
+            "fresh receipt against the latest checkpoint"
+        );
     }
 
     // Inclusion and consistency proofs for many (index, size) pairs.
@@ -198,8 +224,14 @@ async fn lifecycle(store: &str) {
                 .get_json(&format!("/v1/proof/inclusion?index={index}&size={size}"))
                 .await;
             assert_eq!(Hash::from_slice(&b64(&p["root"])), Some(root));
-            merkle::verify_inclusion(index, size, &leaves[index as usize], &hashes(&p["proof"]), &root)
-                .unwrap_or_else(|e| panic!("inclusion {index}@{size}: {e}"));
+            merkle::verify_inclusion(
+                index,
+                size,
+                &leaves[index as usize],
+                &hashes(&p["proof"]),
+                &root,
+            )
+            .unwrap_or_else(|e| panic!("inclusion {index}@{size}: {e}"));
         }
         for old in [1u64, size / 2, size] {
             if old == 0 {
@@ -218,7 +250,10 @@ async fn lifecycle(store: &str) {
     // /v1/log, metrics, compression of JSON but never of tiles.
     let info = s.get_json("/v1/log").await;
     assert_eq!(info["size"], 306);
-    assert_eq!(info["verifier_key"].as_str(), Some(log.to_string().as_str()));
+    assert_eq!(
+        info["verifier_key"].as_str(),
+        Some(log.to_string().as_str())
+    );
     let (st, m) = s.get("/metrics").await;
     assert_eq!(st, 200);
     let m = String::from_utf8(m).unwrap();
@@ -233,7 +268,12 @@ async fn lifecycle(store: &str) {
         .send()
         .await
         .unwrap();
-    assert_eq!(gz.headers().get("content-encoding").map(|v| v.to_str().unwrap()), Some("gzip"));
+    assert_eq!(
+        gz.headers()
+            .get("content-encoding")
+            .map(|v| v.to_str().unwrap()),
+        Some("gzip")
+    );
     let tile = s
         .client
         .get(s.url("/tile/0/000"))
@@ -246,10 +286,17 @@ async fn lifecycle(store: &str) {
     // Restart: everything kept, then new checkpoints stay consistent with the old one.
     let before = s.checkpoint().await;
     s.restart().await;
-    assert_eq!(s.checkpoint().await, before, "same checkpoint after a restart");
+    assert_eq!(
+        s.checkpoint().await,
+        before,
+        "same checkpoint after a restart"
+    );
     assert_eq!(check_tiles(&s).await, leaves);
-    let again = s.submit(&acme.entry(3)).await;
-    assert_eq!(again["index"], receipts[3]["index"], "dedup survives a restart");
+    let again = s.submit(&acme.entry(0)).await;
+    assert_eq!(
+        again["index"], receipts[0]["index"],
+        "dedup survives a restart"
+    );
     let r = s.submit(&beta.entry(9999)).await;
     let new_cp = verify_receipt(&r, &log, &beta.verifier_key());
     assert_eq!(new_cp.size, 307);
@@ -261,24 +308,42 @@ async fn lifecycle(store: &str) {
 }
 
 /// Expects `(status, error code)` and an unchanged checkpoint.
-async fn expect_error(s: &LogServer, before: &[u8], got: (u16, Vec<u8>), status: u16, code: &str) -> Value {
+async fn expect_error(
+    s: &LogServer,
+    before: &[u8],
+    got: (u16, Vec<u8>),
+    status: u16,
+    code: &str,
+) -> Value {
     let body: Value = serde_json::from_slice(&got.1)
         .unwrap_or_else(|_| panic!("error body is JSON: {}", String::from_utf8_lossy(&got.1)));
     assert_eq!(got.0, status, "{body}");
     assert_eq!(body["error"].as_str(), Some(code), "{body}");
     assert!(body["detail"].as_str().is_some_and(|d| !d.is_empty()));
-    assert_eq!(s.checkpoint().await, before, "a client fault never changes the log");
+    assert_eq!(
+        s.checkpoint().await,
+        before,
+        "a client fault never changes the log"
+    );
     body
 }
 
 async fn errors(store: &str) {
     let s = LogServer::start(
         store,
-        &["--max-batch-lines", "5", "--rate-limit", "1/s", "--rate-burst", "4"],
+        &[
+            "--max-batch-lines",
+            "5",
+            "--rate-limit",
+            "1/s",
+            "--rate-burst",
+            "4",
+        ],
     )
     .await;
     let acme = s.register_company("acme.example").await;
     let old = s.register_company("old.example").await;
+    let rl = s.register_company("rate.example").await;
     let (st, _) = s
         .company_request("old.example", &old.verifier_key().to_string(), "revoke")
         .await;
@@ -318,12 +383,18 @@ async fn errors(store: &str) {
     expect_error(&s, &before, got, 401, "unauthorized").await;
     // 403: unknown company, unknown key, revoked key, reserved kind.
     let stranger = Company::new("stranger.example");
-    let got = s.post_entries(json, signed_json(&stranger.entry(1)).into_bytes()).await;
+    let got = s
+        .post_entries(json, signed_json(&stranger.entry(1)).into_bytes())
+        .await;
     expect_error(&s, &before, got, 403, "unknown_company").await;
     let impostor = Company::new("acme.example");
-    let got = s.post_entries(json, signed_json(&impostor.entry(1)).into_bytes()).await;
+    let got = s
+        .post_entries(json, signed_json(&impostor.entry(1)).into_bytes())
+        .await;
     expect_error(&s, &before, got, 403, "unknown_key").await;
-    let got = s.post_entries(json, signed_json(&old.entry(1)).into_bytes()).await;
+    let got = s
+        .post_entries(json, signed_json(&old.entry(1)).into_bytes())
+        .await;
     expect_error(&s, &before, got, 403, "key_revoked").await;
     let ck = acme.sign(candor::entry::samples::company_key(
         "acme.example",
@@ -339,7 +410,9 @@ async fn errors(store: &str) {
     expect_error(&s, &before, got, 404, "not_found").await;
     let got = s.get("/v1/proof/consistency?old=1&new=99").await;
     expect_error(&s, &before, got, 404, "not_found").await;
-    let got = s.get(&format!("/v1/entries?leaf_hash={}", "ab".repeat(32))).await;
+    let got = s
+        .get(&format!("/v1/entries?leaf_hash={}", "ab".repeat(32)))
+        .await;
     expect_error(&s, &before, got, 404, "not_found").await;
     let got = s.get("/nothing/here").await;
     expect_error(&s, &before, got, 404, "not_found").await;
@@ -349,7 +422,11 @@ async fn errors(store: &str) {
         .await;
     assert_eq!((st, body["error"].as_str()), (409, Some("conflict")));
     let (st, _) = s
-        .company_request("acme.example", &impostor.verifier_key().to_string(), "revoke")
+        .company_request(
+            "acme.example",
+            &impostor.verifier_key().to_string(),
+            "revoke",
+        )
         .await;
     assert_eq!(st, 409);
     assert_eq!(s.checkpoint().await, before);
@@ -360,7 +437,9 @@ async fn errors(store: &str) {
     let got = s.post_entries(json, vec![b' '; 70 * 1024]).await;
     expect_error(&s, &before, got, 413, "too_large").await;
     // 415
-    let got = s.post_entries("text/plain", signed_json(&acme.entry(1)).into_bytes()).await;
+    let got = s
+        .post_entries("text/plain", signed_json(&acme.entry(1)).into_bytes())
+        .await;
     expect_error(&s, &before, got, 415, "unsupported_media_type").await;
     // 422: bad signature (line-numbered, whole request refused), bad entry, key/name mismatch.
     let mut forged = acme.entry(7);
@@ -374,15 +453,19 @@ async fn errors(store: &str) {
     let got = s.post_entries(json, v.to_string().into_bytes()).await;
     expect_error(&s, &before, got, 422, "invalid_entry").await;
     let (st, body) = s
-        .company_request("other.example", &acme.verifier_key().to_string(), "register")
+        .company_request(
+            "other.example",
+            &acme.verifier_key().to_string(),
+            "register",
+        )
         .await;
     assert_eq!((st, body["error"].as_str()), (422, Some("invalid_entry")));
     assert_eq!(s.checkpoint().await, before);
     // 429: the bucket holds 4 tokens; 5 entries can never pass, and after 4 the 5th waits.
-    let five: Vec<_> = (20..25).map(|n| acme.entry(n)).collect();
+    let five: Vec<_> = (20..25).map(|n| rl.entry(n)).collect();
     let got = s.post_entries(nd, ndjson(&five)).await;
     assert_eq!(got.0, 429);
-    let four: Vec<_> = (20..24).map(|n| acme.entry(n)).collect();
+    let four: Vec<_> = (20..24).map(|n| rl.entry(n)).collect();
     let rs = s.submit_ndjson(&four).await;
     assert_eq!(rs.len(), 4);
     let before = s.checkpoint().await;
@@ -390,7 +473,7 @@ async fn errors(store: &str) {
         .client
         .post(s.url("/v1/entries"))
         .header("content-type", json)
-        .body(signed_json(&acme.entry(30)))
+        .body(signed_json(&rl.entry(30)))
         .send()
         .await
         .unwrap();

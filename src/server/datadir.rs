@@ -156,7 +156,10 @@ pub fn load_or_create(
 fn read_key(path: &Path) -> anyhow::Result<SignerKey> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading log key {}", path.display()))?;
-    text.trim()
-        .parse::<SignerKey>()
-        .map_err(|e| anyhow::anyhow!("log key {} is not a signed-note private key: {e}", path.display()))
+    text.trim().parse::<SignerKey>().map_err(|e| {
+        anyhow::anyhow!(
+            "log key {} is not a signed-note private key: {e}",
+            path.display()
+        )
+    })
 }

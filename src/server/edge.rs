@@ -42,7 +42,9 @@ pub enum EdgeError {
         got: usize,
         want: usize,
     },
-    #[error("entry {index} in its bundle does not hash to the leaf hash in tile 0: the store is torn")]
+    #[error(
+        "entry {index} in its bundle does not hash to the leaf hash in tile 0: the store is torn"
+    )]
     BundleMismatch { index: u64 },
     #[error(
         "full tile {level}/{index} does not hash to its parent hash in tile level {}: the store is torn",
@@ -244,8 +246,10 @@ impl Edge {
                     break;
                 }
                 let count = self.size >> (TILE_HEIGHT * l as u32);
-                out.tiles
-                    .insert((l as u8, (count - 1) / TILE_WIDTH), tile_bytes(&self.levels[l]));
+                out.tiles.insert(
+                    (l as u8, (count - 1) / TILE_WIDTH),
+                    tile_bytes(&self.levels[l]),
+                );
                 h = root_from_leaf_hashes(&self.levels[l]);
                 self.levels[l].clear();
                 l += 1;

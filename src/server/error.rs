@@ -50,10 +50,16 @@ pub enum ApiError {
     BadSignature(String),
     /// 429: per-company rate limit exceeded.
     #[error("{detail}")]
-    RateLimited { detail: String, retry_after_secs: u64 },
+    RateLimited {
+        detail: String,
+        retry_after_secs: u64,
+    },
     /// 429: the sequencing pool is full.
     #[error("{detail}")]
-    PoolFull { detail: String, retry_after_secs: u64 },
+    PoolFull {
+        detail: String,
+        retry_after_secs: u64,
+    },
     /// 503: the log cannot take submissions right now (shutting down, storage failure).
     #[error("{0}")]
     Unavailable(String),

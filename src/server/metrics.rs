@@ -224,7 +224,10 @@ mod tests {
         m.count_response(200);
         m.count_response(429);
         let text = m.render();
-        assert!(text.contains("candor_batch_size_bucket{le=\"4\"} 1"), "{text}");
+        assert!(
+            text.contains("candor_batch_size_bucket{le=\"4\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("candor_batch_size_bucket{le=\"1024\"} 2"));
         assert!(text.contains("candor_batch_size_bucket{le=\"+Inf\"} 2"));
         assert!(text.contains("candor_batch_size_sum 303"));

@@ -59,7 +59,10 @@ pub async fn shutdown_signal() {
 /// connections, completes the batch in hand, refuses what is still pooled with 503,
 /// and returns once every acknowledged entry is durable (it always is: receipts are
 /// only sent after the store's fsync).
-pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -68,8 +71,11 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
         .with_writer(std::io::stderr)
         .try_init();
 
-    let identity =
-        datadir::load_or_create(&config.data, config.origin.as_deref(), config.key.as_deref())?;
+    let identity = datadir::load_or_create(
+        &config.data,
+        config.origin.as_deref(),
+        config.key.as_deref(),
+    )?;
     let data = config.data.clone();
     let kind = config.store;
     let store = tokio::task::spawn_blocking(move || open_store(kind, &data))
@@ -88,18 +94,19 @@ pub async fn serve(config: Config, shutdown: impl Future<Output = ()> + Send + '
     let core_store = store.clone();
     let core_key = identity.key;
     let core_metrics = metrics.clone();
-    let core = tokio::task::spawn_blocking(move || {
-        Core::open(core_store, core_key, origin, core_metrics)
-    })
-    .await
-    .context("opening the log state")?
-    .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+    let core =
+        tokio::task::spawn_blocking(move || Core::open(core_store, core_key, origin, core_metrics))
+            .await
+            .context("opening the log state")?
+            .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
     let shared = core.shared();
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
-    let addr = listener.local_addr().context("reading the listen address")?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listen address")?;
 
     let (tx, rx) = mpsc::unbounded_channel();
     let (phase_tx, phase_rx) = watch::channel(Phase::Running);

@@ -24,7 +24,10 @@ impl std::str::FromStr for Rate {
         let n = s
             .strip_suffix("/s")
             .ok_or_else(|| RateParseError(s.to_string()))?;
-        let per_second: f64 = n.trim().parse().map_err(|_| RateParseError(s.to_string()))?;
+        let per_second: f64 = n
+            .trim()
+            .parse()
+            .map_err(|_| RateParseError(s.to_string()))?;
         if !(per_second.is_finite() && per_second > 0.0) {
             return Err(RateParseError(s.to_string()));
         }
@@ -126,7 +129,10 @@ mod tests {
         // Another company has its own bucket.
         assert!(rl.check("b.example", 4, t0).is_ok());
         // One second later two tokens are back.
-        assert!(rl.check("a.example", 2, t0 + Duration::from_secs(1)).is_ok());
+        assert!(
+            rl.check("a.example", 2, t0 + Duration::from_secs(1))
+                .is_ok()
+        );
         // More than the burst can never pass.
         assert!(rl.check("c.example", 5, t0).unwrap_err().exceeds_burst);
     }

@@ -62,13 +62,21 @@ pub fn hash_reader<'a>(tiles: StoreTiles<'a>, size: u64) -> TileHashReader<Store
 }
 
 /// Inclusion proof of leaf `index` in the tree of `size` (RFC 9162 §2.1.3.1).
-pub fn inclusion_proof(tiles: StoreTiles<'_>, index: u64, size: u64) -> Result<Vec<Hash>, TreeError> {
+pub fn inclusion_proof(
+    tiles: StoreTiles<'_>,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, TreeError> {
     let r = hash_reader(tiles, size);
     merkle::inclusion_proof(index, size, &r)
 }
 
 /// Consistency proof from `old` to `new` (RFC 9162 §2.1.4.1).
-pub fn consistency_proof(tiles: StoreTiles<'_>, old: u64, new: u64) -> Result<Vec<Hash>, TreeError> {
+pub fn consistency_proof(
+    tiles: StoreTiles<'_>,
+    old: u64,
+    new: u64,
+) -> Result<Vec<Hash>, TreeError> {
     let r = hash_reader(tiles, new);
     merkle::consistency_proof(old, new, &r)
 }

@@ -194,10 +194,12 @@ impl Registry {
                 revoked_index: None,
             }),
             Action::Revoke => {
-                let rec = keys.get_mut(&key_id).ok_or_else(|| RegistryError::UnknownKey {
-                    name: change.name.clone(),
-                    key_id: key_id.clone(),
-                })?;
+                let rec = keys
+                    .get_mut(&key_id)
+                    .ok_or_else(|| RegistryError::UnknownKey {
+                        name: change.name.clone(),
+                        key_id: key_id.clone(),
+                    })?;
                 rec.revoked_index = Some(index);
                 rec
             }

@@ -139,9 +139,8 @@ fn query(raw: Option<String>) -> HashMap<String, String> {
 
 /// A decimal u64 without sign or leading zeros (as in tlog-tiles and checkpoints).
 fn parse_u64(what: &str, s: &str) -> Result<u64, ApiError> {
-    let ok = !s.is_empty()
-        && s.bytes().all(|b| b.is_ascii_digit())
-        && (s == "0" || !s.starts_with('0'));
+    let ok =
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     ok.then(|| s.parse::<u64>().ok())
         .flatten()
         .ok_or_else(|| ApiError::BadRequest(format!("{what} {s:?} is not a decimal integer")))
@@ -208,7 +207,9 @@ async fn get_tile(State(app): State<App>, Path(rest): Path<String>) -> Result<Re
                         index: t.index,
                     })
                     .map_err(|e| ApiError::Unavailable(format!("reading {path}: {e}")))?
-                    .ok_or_else(|| ApiError::Internal(format!("{path} is missing from the store")))?;
+                    .ok_or_else(|| {
+                        ApiError::Internal(format!("{path} is missing from the store"))
+                    })?;
                 let need = width as usize * 32;
                 if b.len() < need {
                     return Err(ApiError::Internal(format!("{path} is short in the store")));
@@ -216,7 +217,11 @@ async fn get_tile(State(app): State<App>, Path(rest): Path<String>) -> Result<Re
                 Ok(b[..need].to_vec())
             })
             .await?;
-            let cache = if width == TILE_WIDTH { IMMUTABLE } else { SHORT };
+            let cache = if width == TILE_WIDTH {
+                IMMUTABLE
+            } else {
+                SHORT
+            };
             Ok(with_cache(octets(bytes), cache))
         }
         TilePath::Entries(b) => {
@@ -230,7 +235,9 @@ async fn get_tile(State(app): State<App>, Path(rest): Path<String>) -> Result<Re
                 let raw = store
                     .read_bundle(b.index)
                     .map_err(|e| ApiError::Unavailable(format!("reading {path}: {e}")))?
-                    .ok_or_else(|| ApiError::Internal(format!("{path} is missing from the store")))?;
+                    .ok_or_else(|| {
+                        ApiError::Internal(format!("{path} is missing from the store"))
+                    })?;
                 let entries = tiles::decode_bundle(&raw)
                     .map_err(|e| ApiError::Internal(format!("{path} is corrupt: {e}")))?;
                 if (entries.len() as u64) < width {
@@ -239,11 +246,18 @@ async fn get_tile(State(app): State<App>, Path(rest): Path<String>) -> Result<Re
                 if entries.len() as u64 == width {
                     return Ok(raw);
                 }
-                let refs: Vec<&[u8]> = entries[..width as usize].iter().map(Vec::as_slice).collect();
+                let refs: Vec<&[u8]> = entries[..width as usize]
+                    .iter()
+                    .map(Vec::as_slice)
+                    .collect();
                 tiles::encode_bundle(&refs).map_err(|e| ApiError::Internal(e.to_string()))
             })
             .await?;
-            let cache = if width == TILE_WIDTH { IMMUTABLE } else { SHORT };
+            let cache = if width == TILE_WIDTH {
+                IMMUTABLE
+            } else {
+                SHORT
+            };
             Ok(with_cache(octets(bytes), cache))
         }
     }
@@ -269,12 +283,17 @@ async fn healthz(State(app): State<App>) -> Response {
 }
 
 async fn get_metrics(State(app): State<App>) -> Response {
-    let waiting = app.pool_size.saturating_sub(app.pool_permits.available_permits());
+    let waiting = app
+        .pool_size
+        .saturating_sub(app.pool_permits.available_permits());
     app.metrics
         .pool_entries
         .store(waiting as u64, std::sync::atomic::Ordering::Relaxed);
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         app.metrics.render(),
     )
         .into_response()
@@ -318,12 +337,18 @@ async fn entry_json(app: &App, index: u64) -> Result<Response, ApiError> {
     Ok(with_cache(Json(body).into_response(), IMMUTABLE))
 }
 
-async fn get_entry(State(app): State<App>, Path(index): Path<String>) -> Result<Response, ApiError> {
+async fn get_entry(
+    State(app): State<App>,
+    Path(index): Path<String>,
+) -> Result<Response, ApiError> {
     let index = parse_u64("index", &index)?;
     entry_json(&app, index).await
 }
 
-async fn get_entry_by_hash(State(app): State<App>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn get_entry_by_hash(
+    State(app): State<App>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let q = query(q);
     let hex = q
         .get("leaf_hash")
@@ -356,7 +381,10 @@ fn check_published(app: &App, size: u64) -> Result<crate::hash::Hash, ApiError> 
     Ok(p.checkpoint.root)
 }
 
-async fn get_inclusion(State(app): State<App>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn get_inclusion(
+    State(app): State<App>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let q = query(q);
     let index = required_u64(&q, "index")?;
     let size = required_u64(&q, "size")?;
@@ -387,7 +415,10 @@ async fn get_inclusion(State(app): State<App>, RawQuery(q): RawQuery) -> Result<
     Ok(with_cache(Json(body).into_response(), IMMUTABLE))
 }
 
-async fn get_consistency(State(app): State<App>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+async fn get_consistency(
+    State(app): State<App>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, ApiError> {
     let q = query(q);
     let old = required_u64(&q, "old")?;
     let new = required_u64(&q, "new")?;
@@ -420,7 +451,10 @@ async fn get_consistency(State(app): State<App>, RawQuery(q): RawQuery) -> Resul
     Ok(with_cache(Json(body).into_response(), IMMUTABLE))
 }
 
-async fn get_receipt(State(app): State<App>, Path(index): Path<String>) -> Result<Response, ApiError> {
+async fn get_receipt(
+    State(app): State<App>,
+    Path(index): Path<String>,
+) -> Result<Response, ApiError> {
     let index = parse_u64("index", &index)?;
     let published = app.shared.published();
     if index >= published.checkpoint.size {
@@ -440,7 +474,10 @@ async fn get_receipt(State(app): State<App>, Path(index): Path<String>) -> Resul
     Ok(with_cache(Json(receipt).into_response(), NO_STORE))
 }
 
-async fn get_company(State(app): State<App>, Path(name): Path<String>) -> Result<Response, ApiError> {
+async fn get_company(
+    State(app): State<App>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
     let registry = app.shared.registry();
     let keys = registry
         .company(&name)
@@ -465,7 +502,12 @@ fn media_type(headers: &HeaderMap, allow_ndjson: bool) -> Result<Media, ApiError
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         "application/json" => Ok(Media::Json),
         "application/x-ndjson" if allow_ndjson => Ok(Media::Ndjson),
@@ -483,7 +525,8 @@ fn media_type(headers: &HeaderMap, allow_ndjson: bool) -> Result<Media, ApiError
 fn validate(bytes: &[u8], registry: &Registry) -> Result<Validated, ApiError> {
     serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
         .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-    let signed = SignedEntry::parse_json(bytes).map_err(|e| ApiError::InvalidEntry(e.to_string()))?;
+    let signed =
+        SignedEntry::parse_json(bytes).map_err(|e| ApiError::InvalidEntry(e.to_string()))?;
     signed
         .entry
         .validate()
@@ -505,7 +548,10 @@ fn validate(bytes: &[u8], registry: &Registry) -> Result<Validated, ApiError> {
         }
     };
     let vkey = VerifierKey::from_str(&record.verifier_key).map_err(|e| {
-        ApiError::Internal(format!("registered key {} does not parse: {e}", record.key_id))
+        ApiError::Internal(format!(
+            "registered key {} does not parse: {e}",
+            record.key_id
+        ))
     })?;
     finish_validation(signed, *vkey.verifying_key(), None)
 }
@@ -545,7 +591,11 @@ fn finish_validation(
 
 impl AppState {
     /// Puts validated entries in the pool and waits for their receipts.
-    async fn enqueue(&self, items: Vec<Validated>, rate_limited: bool) -> Result<Vec<Receipt>, ApiError> {
+    async fn enqueue(
+        &self,
+        items: Vec<Validated>,
+        rate_limited: bool,
+    ) -> Result<Vec<Receipt>, ApiError> {
         if *self.phase.borrow() != Phase::Running {
             return Err(ApiError::Unavailable("the log is shutting down".into()));
         }
@@ -659,7 +709,9 @@ async fn post_entries(
                     items.push(v);
                 }
                 if items.is_empty() {
-                    return Err(ApiError::BadRequest("the NDJSON request holds no entries".into()));
+                    return Err(ApiError::BadRequest(
+                        "the NDJSON request holds no entries".into(),
+                    ));
                 }
                 Ok(items)
             })
@@ -703,11 +755,16 @@ fn check_admin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// The `company_key` entry recording `action` on `key` for company `name`
 /// (spec/entries.md), logged at `time`.
-fn company_key_entry(name: &str, key: &VerifierKey, action: Action, time: &str) -> Result<Entry, ApiError> {
+fn company_key_entry(
+    name: &str,
+    key: &VerifierKey,
+    action: Action,
+    time: &str,
+) -> Result<Entry, ApiError> {
     let v = json!({
         "kind": "company_key",
         "company": name,
-        "time": time,
+        "at": time,
         "action": action.as_str(),
         "verifier_key": key.to_string(),
     });
@@ -727,7 +784,9 @@ async fn post_companies(
         _ => ApiError::MalformedJson(e.to_string()),
     })?;
     let key = VerifierKey::from_str(&req.verifier_key).map_err(|e| {
-        ApiError::InvalidEntry(format!("verifier_key is not a signed-note verifier key: {e}"))
+        ApiError::InvalidEntry(format!(
+            "verifier_key is not a signed-note verifier key: {e}"
+        ))
     })?;
     if key.name() != req.name {
         return Err(ApiError::InvalidEntry(format!(

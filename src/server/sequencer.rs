@@ -186,9 +186,7 @@ pub struct Core {
 /// RFC 3339 UTC, whole seconds, `Z` (spec/overview.md, "Conventions").
 pub fn now_rfc3339() -> String {
     let now = time::OffsetDateTime::now_utc();
-    let fmt = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-    );
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
     // Formatting a UTC timestamp with a fixed numeric description cannot fail for
     // years 0..=9999, which `now` is in.
     now.format(&fmt)
@@ -341,7 +339,10 @@ impl Core {
         self.store
             .put_checkpoint(&p.note)
             .map_err(|e| format!("storing the checkpoint: {e}"))?;
-        self.shared.metrics.checkpoints_total.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .metrics
+            .checkpoints_total
+            .fetch_add(1, Ordering::Relaxed);
         self.shared.publish(p);
         Ok(())
     }
@@ -388,14 +389,7 @@ impl Core {
             let mut failure = None;
             for item in &sub.items {
                 let next = base + new_leaves.len() as u64 + t_leaves.len() as u64;
-                match self.place(
-                    item,
-                    &registry,
-                    &dedup,
-                    &t_dedup,
-                    next,
-                    &logged_at,
-                ) {
+                match self.place(item, &registry, &dedup, &t_dedup, next, &logged_at) {
                     Ok(Placement::Existing(i)) => {
                         t_dups += 1;
                         indices.push(i);
@@ -406,10 +400,8 @@ impl Core {
                             match reg.apply(change, next) {
                                 Ok(kv) => t_meta.push(kv),
                                 Err(e) => {
-                                    failure = Some(with_line(
-                                        ApiError::Conflict(e.to_string()),
-                                        item,
-                                    ));
+                                    failure =
+                                        Some(with_line(ApiError::Conflict(e.to_string()), item));
                                     break;
                                 }
                             }
@@ -512,7 +504,9 @@ impl Core {
                 return;
             }
         }
-        metrics.duplicates_total.fetch_add(duplicates, Ordering::Relaxed);
+        metrics
+            .duplicates_total
+            .fetch_add(duplicates, Ordering::Relaxed);
 
         let published = self.shared.published();
         let new_leaf_map: BTreeMap<u64, &Vec<u8>> = new_leaves
@@ -735,9 +729,8 @@ pub fn build_receipt(
         .map(|reg_index| -> Result<CompanyKeyProof, ApiError> {
             let reg_leaf = reader::read_leaf(store, bundle_overlay, reg_index)
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
-            let proof = reader::inclusion_proof(tiles(), reg_index, size).map_err(|e| {
-                ApiError::Internal(format!("inclusion proof of {reg_index}: {e}"))
-            })?;
+            let proof = reader::inclusion_proof(tiles(), reg_index, size)
+                .map_err(|e| ApiError::Internal(format!("inclusion proof of {reg_index}: {e}")))?;
             Ok(CompanyKeyProof {
                 index: reg_index,
                 leaf: B64.encode(reg_leaf),

@@ -111,7 +111,11 @@ impl LogServer {
         assert!(st.success(), "graceful shutdown exit status {st}");
         let (child, base, origin, vkey) = spawn(&self.data, &self.store, &self.extra);
         assert_eq!(origin, self.origin, "origin survives a restart");
-        assert_eq!(vkey, self.verifier_key.to_string(), "key survives a restart");
+        assert_eq!(
+            vkey,
+            self.verifier_key.to_string(),
+            "key survives a restart"
+        );
         self.child = Some(child);
         self.base = base;
         self.wait_healthy().await;
@@ -211,7 +215,14 @@ fn spawn(data: &Path, store: &str, extra: &[String]) -> (Child, String, String, 
         .arg("serve")
         .arg("--data")
         .arg(data)
-        .args(["--listen", "127.0.0.1:0", "--store", store, "--batch-delay-ms", "5"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            store,
+            "--batch-delay-ms",
+            "5",
+        ])
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -235,7 +246,10 @@ fn spawn(data: &Path, store: &str, extra: &[String]) -> (Child, String, String, 
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();
-                panic!("candor serve printed no listen address (exit: {:?})", child.wait());
+                panic!(
+                    "candor serve printed no listen address (exit: {:?})",
+                    child.wait()
+                );
             }
         };
         if let Some(a) = line.strip_prefix("listening on ") {
@@ -265,7 +279,10 @@ pub fn serve_should_fail(data: &Path, store: &str, extra: &[&str]) -> String {
         .env("RUST_LOG", "warn")
         .output()
         .expect("run candor serve");
-    assert!(!out.status.success(), "candor serve should have refused to start");
+    assert!(
+        !out.status.success(),
+        "candor serve should have refused to start"
+    );
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
