@@ -80,13 +80,13 @@ pub fn load_or_create(
     let origin = match std::fs::read_to_string(&origin_path) {
         Ok(stored) => {
             let stored = stored.trim_end_matches('\n').to_string();
-            if let Some(flag) = origin_flag {
-                if flag != stored {
-                    anyhow::bail!(
-                        "--origin {flag:?} differs from the origin {stored:?} this log was created with (in {}); a log's origin never changes",
-                        origin_path.display()
-                    );
-                }
+            if let Some(flag) = origin_flag
+                && flag != stored
+            {
+                anyhow::bail!(
+                    "--origin {flag:?} differs from the origin {stored:?} this log was created with (in {}); a log's origin never changes",
+                    origin_path.display()
+                );
             }
             stored
         }

@@ -5,7 +5,6 @@
 //! of it (C2SP tlog-tiles: tiles only grow until full), so reads take the prefix.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use crate::hash::Hash;
 use crate::merkle::{self, TreeError};
@@ -127,6 +126,3 @@ pub fn read_leaf(
     }
     Ok(entries.swap_remove(pos))
 }
-
-/// Convenience: shared store handle type.
-pub type SharedStore = Arc<dyn Store>;

@@ -389,7 +389,7 @@ impl Core {
             let mut failure = None;
             for item in &sub.items {
                 let next = base + new_leaves.len() as u64 + t_leaves.len() as u64;
-                match self.place(item, &registry, &dedup, &t_dedup, next, &logged_at) {
+                match self.place(item, &registry, &dedup, &t_dedup, &logged_at) {
                     Ok(Placement::Existing(i)) => {
                         t_dups += 1;
                         indices.push(i);
@@ -548,7 +548,6 @@ impl Core {
         registry: &Registry,
         batch_dedup: &HashMap<Hash, u64>,
         sub_dedup: &HashMap<Hash, u64>,
-        _next: u64,
         logged_at: &str,
     ) -> Result<Placement, ApiError> {
         if item.change.is_none() {
