@@ -1,27 +1,20 @@
-//! `candor`: minimal entry point carrying the `serve` subcommand (the lead merges it
-//! into the full CLI).
+//! The `candor` command-line tool. Each subcommand lives in its own module
+//! under `src/cli/`; see `cli/mod.rs` for how to add one.
 
-use clap::{Parser, Subcommand};
+mod cli;
 
-#[derive(Parser)]
-#[command(
-    name = "candor",
-    version,
-    about = "A public, append-only, signed transparency log for marketing data"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+use std::process::ExitCode;
 
-#[derive(Subcommand)]
-enum Command {
-    /// Run the log server.
-    Serve(candor::server::ServeArgs),
-}
+use clap::Parser;
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
-        Command::Serve(args) => candor::server::run(args),
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    cli::init_tracing(args.verbose);
+    match cli::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("candor: error: {err:#}");
+            ExitCode::from(cli::exit_code(&err))
+        }
     }
 }
