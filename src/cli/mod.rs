@@ -47,7 +47,7 @@ pub enum Command {
     #[command(subcommand)]
     Note(note::NoteCommand),
     /// Run the log server (spec/api.md).
-    Serve(candor::server::ServeArgs),
+    Serve(Box<candor::server::ServeArgs>),
 }
 
 /// Runs the parsed command.
@@ -55,7 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Keygen(args) => keys::run(args),
         Command::Note(cmd) => note::run(cmd),
-        Command::Serve(args) => candor::server::run(args),
+        Command::Serve(args) => candor::server::run(*args),
     }
 }
 

@@ -69,10 +69,10 @@ impl LogServer {
     pub async fn wait_healthy(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(r) = self.client.get(self.url("/healthz")).send().await {
-                if r.status() == 200 {
-                    return;
-                }
+            if let Ok(r) = self.client.get(self.url("/healthz")).send().await
+                && r.status() == 200
+            {
+                return;
             }
             assert!(Instant::now() < deadline, "log did not become healthy");
             tokio::time::sleep(Duration::from_millis(20)).await;
