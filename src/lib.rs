@@ -20,3 +20,7 @@ pub mod tlog_proof;
 // Everything with I/O.
 #[cfg(feature = "service")]
 pub mod store;
+
+// The log server (`candor serve`).
+#[cfg(feature = "service")]
+pub mod server;

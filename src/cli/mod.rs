@@ -46,6 +46,8 @@ pub enum Command {
     /// Work with C2SP signed notes and checkpoints.
     #[command(subcommand)]
     Note(note::NoteCommand),
+    /// Run the log server (spec/api.md).
+    Serve(Box<candor::server::ServeArgs>),
 }
 
 /// Runs the parsed command.
@@ -53,6 +55,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Keygen(args) => keys::run(args),
         Command::Note(cmd) => note::run(cmd),
+        Command::Serve(args) => candor::server::run(*args),
     }
 }
 
