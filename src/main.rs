@@ -1,34 +1,20 @@
-//! The `candor` command line.
+//! The `candor` command-line tool. Each subcommand lives in its own module
+//! under `src/cli/`; see `cli/mod.rs` for how to add one.
 
-use clap::{Parser, Subcommand};
+mod cli;
 
-#[derive(Parser)]
-#[command(
-    name = "candor",
-    version,
-    about = "Candor: a transparency log for marketing data"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+use std::process::ExitCode;
 
-#[derive(Subcommand)]
-enum Command {
-    /// Follow a tlog-tiles log and audit it (also: `monitor report`, `monitor check-evidence`).
-    Monitor(candor::monitor::cli::MonitorArgs),
-}
+use clap::Parser;
 
-fn main() {
-    let cli = Cli::parse();
-    let code = match cli.command {
-        Command::Monitor(args) => candor::monitor::cli::run(args),
-    };
-    match code {
-        Ok(code) => std::process::exit(code),
-        Err(e) => {
-            eprintln!("candor: {e:#}");
-            std::process::exit(2);
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    cli::init_tracing(args.verbose);
+    match cli::run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("candor: error: {err:#}");
+            ExitCode::from(cli::exit_code(&err))
         }
     }
 }
