@@ -1013,3 +1013,333 @@ fn bad_arguments_are_could_not_check() {
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("belongs to log"), "{}", r.stderr);
 }
+
+// ================================================================== against `candor serve`
+
+mod common;
+
+use common::{Company, LogServer};
+
+/// A targeting decision by `c` decided a minute ago (so no time check fires,
+/// whatever the date the test runs on).
+fn fresh_decision(c: &Company, n: u64) -> SignedEntry {
+    c.sign(decision(&c.name, n, &now_minus(60)))
+}
+
+/// Submits about `n` clean entries for `c` in NDJSON batches: per batch one data
+/// purchase, then decisions of which every tenth cites that purchase.
+async fn fill(log: &LogServer, c: &Company, n: u64, salt: u64) {
+    let mut sent = 0;
+    while sent < n {
+        let batch = (n - sent).min(1000);
+        let t = now_minus(60);
+        let p = log.submit(&c.sign(purchase(&c.name, &t))).await;
+        let pi = p["index"].as_u64().unwrap();
+        let leaf = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            p["leaf"].as_str().unwrap(),
+        )
+        .unwrap();
+        let ph = leaf_hash(&leaf);
+        let es: Vec<SignedEntry> = (1..batch)
+            .map(|i| {
+                let n = salt * 1_000_000 + sent + i;
+                if i % 10 == 0 {
+                    let subject = samples::opening(&format!("c{n}@example.com"), n).commitment();
+                    let mut e = samples::targeting_decision_from_purchase(&c.name, subject, pi, ph);
+                    if let Entry::TargetingDecision(td) = &mut e {
+                        td.decided_at = t.clone();
+                    }
+                    c.sign(e)
+                } else {
+                    fresh_decision(c, n)
+                }
+            })
+            .collect();
+        log.submit_ndjson(&es).await;
+        sent += batch;
+    }
+}
+
+fn run_blocking(log: &str, key: &str, state: &Path, extra: &[&str]) -> Run {
+    tokio::task::block_in_place(|| monitor_once(log, key, state, extra))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_log_clean_audit_then_sigkill_and_resume() {
+    let log = LogServer::start("redb", &[]).await;
+    let acme = log.register_company("acme.example").await;
+    fill(&log, &acme, 3000, 1).await;
+    let vkey = log.verifier_key.to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let r = run_blocking(&log.base, &vkey, &state, &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.findings.is_empty());
+    let st: Value =
+        serde_json::from_slice(&std::fs::read(state.join("state.json")).unwrap()).unwrap();
+    assert!(st["verified"]["size"].as_u64().unwrap() >= 3001);
+
+    // More entries; kill the monitor mid-audit, then resume.
+    fill(&log, &acme, 6000, 2).await;
+    let size = log.get_json("/v1/log").await["size"].as_u64().unwrap();
+    let mut child = candor()
+        .args([
+            "monitor",
+            "--once",
+            "--concurrency",
+            "1",
+            "--log",
+            &log.base,
+            "--log-key",
+            &vkey,
+            "--state",
+        ])
+        .arg(&state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let before = st["verified"]["size"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut killed = false;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        let at = std::fs::read(state.join("state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v["progress"]["point"]["size"].as_u64());
+        if at.is_some_and(|s| s > before) {
+            child.kill().unwrap();
+            killed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(killed, "the audit finished before it could be killed");
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let r = run_blocking(&log.base, &vkey, &state, &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let st: Value =
+        serde_json::from_slice(&std::fs::read(state.join("state.json")).unwrap()).unwrap();
+    assert!(st["verified"]["size"].as_u64().unwrap() >= size);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_logs_forked_under_one_key_are_a_split_view() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keyfile = tmp.path().join("log.key");
+    let origin = "fork.example/log";
+    let o = candor()
+        .args(["keygen", "--name", origin, "--out"])
+        .arg(&keyfile)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let k = keyfile.to_str().unwrap();
+    let a = LogServer::start_in(
+        &tmp.path().join("a"),
+        "redb",
+        &["--key", k, "--origin", origin],
+    )
+    .await;
+    let b = LogServer::start_in(
+        &tmp.path().join("b"),
+        "sled",
+        &["--key", k, "--origin", origin],
+    )
+    .await;
+    assert_eq!(a.verifier_key.to_string(), b.verifier_key.to_string());
+    let vkey = a.verifier_key.to_string();
+    let ca = a.register_company("acme.example").await;
+    fill(&a, &ca, 300, 1).await;
+    let cb = b.register_company("acme.example").await;
+    fill(&b, &cb, 700, 2).await;
+
+    // Directly: one state directory, pointed at A, then at B.
+    let state = tmp.path().join("direct");
+    let r = run_blocking(&a.base, &vkey, &state, &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let r = run_blocking(&b.base, &vkey, &state, &[]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(kinds(&r), ["split_view"], "{}", r.stdout);
+    let f = &r.findings[0];
+    let notes = f["evidence"]["checkpoints"].as_array().unwrap();
+    assert!(
+        notes
+            .iter()
+            .all(|n| n.as_str().unwrap().starts_with("fork.example/log\n"))
+    );
+    let (code, out) = check_evidence(f, &vkey);
+    assert_eq!(code, 0, "{out}");
+
+    // Through --peer: monitor 1 follows A and serves its view; monitor 2 follows B.
+    let mut m1 = candor()
+        .args([
+            "monitor",
+            "--interval",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            &a.base,
+            "--log-key",
+            &vkey,
+            "--state",
+        ])
+        .arg(tmp.path().join("m1"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(m1.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let peer = format!("http://{addr}");
+    let path = format!(
+        "{peer}/{}/checkpoint",
+        candor::hash::sha256(origin.as_bytes()).to_hex()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(r) = reqwest::get(&path).await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "monitor 1 never served its checkpoint"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = run_blocking(&b.base, &vkey, &tmp.path().join("m2"), &["--peer", &peer]);
+    m1.kill().unwrap();
+    let _ = m1.wait();
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert_eq!(kinds(&r), ["split_view"], "{}", r.stdout);
+    let (code, out) = check_evidence(&r.findings[0], &vkey);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_log_policy_checks_fire_and_stay_quiet() {
+    let log = LogServer::start("redb", &[]).await;
+    let acme = log.register_company("acme.example").await;
+    let beta = log.register_company("beta.example").await;
+    let t = now_minus(60);
+    let mut expect: Vec<(u64, &str)> = Vec::new();
+    let idx = |r: &Value| r["index"].as_u64().unwrap();
+    // Clean: purchases and a decision citing its own purchase.
+    let pa = log.submit(&acme.sign(purchase("acme.example", &t))).await;
+    let pb = log.submit(&beta.sign(purchase("beta.example", &t))).await;
+    let leaf_hash_of = |r: &Value| -> Hash {
+        let leaf = base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            r["leaf"].as_str().unwrap(),
+        )
+        .unwrap();
+        leaf_hash(&leaf)
+    };
+    let subject = samples::opening("x@example.com", 1).commitment();
+    let cite = |c: &Company, r: &Value| {
+        let mut e =
+            samples::targeting_decision_from_purchase(&c.name, subject, idx(r), leaf_hash_of(r));
+        if let Entry::TargetingDecision(td) = &mut e {
+            td.decided_at = t.clone();
+        }
+        c.sign(e)
+    };
+    log.submit(&cite(&acme, &pa)).await;
+    log.submit(&fresh_decision(&acme, 1)).await;
+    let mut e = decision("acme.example", 2, &t);
+    if let Entry::TargetingDecision(td) = &mut e {
+        td.legal_basis = entry::LegalBasis::Contract;
+    }
+    expect.push((idx(&log.submit(&acme.sign(e)).await), "no_legal_basis"));
+    let mut e = decision("acme.example", 3, &t);
+    if let Entry::TargetingDecision(td) = &mut e {
+        td.criteria[0].criterion_type = entry::CriterionType::PurchasedList;
+    }
+    expect.push((idx(&log.submit(&acme.sign(e)).await), "no_data_source"));
+    let mut e = decision("acme.example", 4, &t);
+    if let Entry::TargetingDecision(td) = &mut e {
+        td.criteria[0].criterion_type = entry::CriterionType::Lookalike;
+    }
+    expect.push((
+        idx(&log.submit(&acme.sign(e)).await),
+        "profiling_on_legitimate_interests",
+    ));
+    let mut e = samples::sensitive_data_purchase("acme.example");
+    if let Entry::DataPurchase(p) = &mut e {
+        p.purchased_at = t.clone();
+    }
+    expect.push((idx(&log.submit(&acme.sign(e)).await), "sensitive_purchase"));
+    expect.push((
+        idx(&log.submit(&cite(&acme, &pb)).await),
+        "foreign_purchase",
+    ));
+    // Key rotation: a second key for acme, then the first revoked.
+    let acme2 = Company::new("acme.example");
+    let (st, body) = log
+        .company_request(
+            "acme.example",
+            &acme2.verifier_key().to_string(),
+            "register",
+        )
+        .await;
+    assert_eq!(st, 200, "{body}");
+    let (st, body) = log
+        .company_request("acme.example", &acme.verifier_key().to_string(), "revoke")
+        .await;
+    assert_eq!(st, 200, "{body}");
+    log.submit(&fresh_decision(&acme2, 5)).await;
+    let size = log.get_json("/v1/log").await["size"].as_u64().unwrap();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let r = run_blocking(
+        &log.base,
+        &log.verifier_key.to_string(),
+        &tmp.path().join("s"),
+        &[],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let mut got: Vec<(u64, String)> = r
+        .findings
+        .iter()
+        .filter(|f| f["kind"] != "key_rotation")
+        .map(|f| {
+            (
+                f["indexes"][0].as_u64().unwrap(),
+                f["kind"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want: Vec<(u64, String)> = expect.iter().map(|(i, k)| (*i, (*k).to_owned())).collect();
+    want.sort();
+    assert_eq!(got, want, "{}", r.stdout);
+    let rotations: Vec<u64> = r
+        .findings
+        .iter()
+        .filter(|f| f["kind"] == "key_rotation")
+        .map(|f| f["indexes"][0].as_u64().unwrap())
+        .collect();
+    assert_eq!(rotations.len(), 2, "{}", r.stdout);
+    assert!(rotations.iter().all(|i| *i < size));
+}
