@@ -68,6 +68,7 @@ pub struct Checker<'a> {
 struct Pending {
     index: u64,
     company: String,
+    logged_at: String,
     message: Vec<u8>,
     signature: Signature,
     key: VerifyingKey,
@@ -334,6 +335,7 @@ impl Checker<'_> {
                     Ok(vk) => pending.push(Pending {
                         index,
                         company: company.clone(),
+                        logged_at: logged_at.to_owned(),
                         message,
                         signature,
                         key: *vk.verifying_key(),
@@ -552,7 +554,8 @@ impl Checker<'_> {
                         format!("Entry {} by {} carries a signature that does not verify under the company's registered key.", p.index, p.company),
                     )
                     .with_index(p.index)
-                    .with_company(&p.company),
+                    .with_company(&p.company)
+                    .with_day_of(&p.logged_at),
                 );
             }
         }
