@@ -12,6 +12,7 @@ pub mod hash;
 pub mod jcs;
 pub mod merkle;
 pub mod note;
+pub mod policy;
 pub mod subject;
 pub mod tiles;
 pub mod tlog_proof;
@@ -19,3 +20,5 @@ pub mod tlog_proof;
 // Everything with I/O.
 #[cfg(feature = "service")]
 pub mod store;
+#[cfg(feature = "service")]
+pub mod witness;

@@ -1,0 +1,300 @@
+//! C2SP tlog-witness: the `add-checkpoint` request and response bodies, and the
+//! witness's decision on a request. Pure: no I/O, no async.
+//!
+//! Follows c2sp.org/tlog-witness §"add-checkpoint" byte for byte. The HTTP
+//! server (`server.rs`) and the log-side client (`client.rs`) both use this
+//! module, so the two ends cannot drift apart.
+
+use crate::checkpoint::Checkpoint;
+use crate::hash::Hash;
+use crate::merkle;
+use crate::note::{self, Note, NoteError, NoteSignature, VerifierKey};
+
+/// The path of the submission endpoint, relative to the submission prefix.
+pub const ADD_CHECKPOINT_PATH: &str = "/add-checkpoint";
+
+/// tlog-witness: "The client MUST NOT send more than 63 consistency proof lines."
+pub const MAX_PROOF_LINES: usize = 63;
+
+/// Content type of a 409 response body (the witness's latest size).
+pub const SIZE_CONTENT_TYPE: &str = "text/x.tlog.size";
+
+/// Upper bound on a request body: 63 proof lines of 45 bytes, the old-size
+/// line and a checkpoint with generously many signatures. Larger bodies are
+/// refused before parsing.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// A parsed `add-checkpoint` request body.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AddCheckpointRequest {
+    /// The size of the previous checkpoint the client believes the witness holds.
+    pub old_size: u64,
+    /// RFC 6962 §2.1.2 consistency proof from `old_size` to the checkpoint's size.
+    pub proof: Vec<Hash>,
+    /// The whole signed checkpoint note (text, blank line, signature lines).
+    pub checkpoint: Vec<u8>,
+}
+
+/// Why a request body or response body could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("request body is larger than {MAX_REQUEST_BYTES} bytes")]
+    TooLarge,
+    #[error("the first line must be \"old <size>\" followed by a newline")]
+    MissingOldLine,
+    #[error("invalid old size {0:?}: must be a decimal number without leading zeros")]
+    BadOldSize(String),
+    #[error("consistency proof line {line} is not a base64-encoded 32-byte hash")]
+    BadProofLine { line: usize },
+    #[error("more than {MAX_PROOF_LINES} consistency proof lines")]
+    TooManyProofLines,
+    #[error("no empty line between the consistency proof and the checkpoint")]
+    MissingBlankLine,
+    #[error("the checkpoint after the empty line is missing")]
+    MissingCheckpoint,
+    #[error("invalid size body {0:?}: must be a decimal size followed by a newline")]
+    BadSizeBody(String),
+}
+
+/// Parses a decimal tree size as the C2SP specs write it: ASCII digits, no sign,
+/// no leading zeros (except `0` itself), fits in a u64.
+pub fn parse_size(s: &str) -> Option<u64> {
+    let canonical =
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    if !canonical {
+        return None;
+    }
+    s.parse().ok()
+}
+
+impl AddCheckpointRequest {
+    /// Parses a request body (tlog-witness §"add-checkpoint"): `old <size>\n`, up
+    /// to 63 base64 hash lines, `\n`, then the checkpoint note, kept verbatim.
+    pub fn parse(body: &[u8]) -> Result<AddCheckpointRequest, ProtocolError> {
+        if body.len() > MAX_REQUEST_BYTES {
+            return Err(ProtocolError::TooLarge);
+        }
+        let (first, mut rest) = split_line(body).ok_or(ProtocolError::MissingOldLine)?;
+        let first = std::str::from_utf8(first).map_err(|_| ProtocolError::MissingOldLine)?;
+        let size = first
+            .strip_prefix("old ")
+            .ok_or(ProtocolError::MissingOldLine)?;
+        let old_size = parse_size(size).ok_or_else(|| ProtocolError::BadOldSize(size.into()))?;
+
+        let mut proof = Vec::new();
+        loop {
+            let (line, after) = split_line(rest).ok_or(ProtocolError::MissingBlankLine)?;
+            rest = after;
+            if line.is_empty() {
+                break;
+            }
+            if proof.len() == MAX_PROOF_LINES {
+                return Err(ProtocolError::TooManyProofLines);
+            }
+            let hash = std::str::from_utf8(line)
+                .ok()
+                .and_then(Hash::from_base64)
+                .ok_or(ProtocolError::BadProofLine {
+                    line: proof.len() + 1,
+                })?;
+            proof.push(hash);
+        }
+        if rest.is_empty() {
+            return Err(ProtocolError::MissingCheckpoint);
+        }
+        Ok(AddCheckpointRequest {
+            old_size,
+            proof,
+            checkpoint: rest.to_vec(),
+        })
+    }
+
+    /// Serializes the request body exactly as `parse` reads it.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = format!("old {}\n", self.old_size).into_bytes();
+        for h in &self.proof {
+            out.extend_from_slice(h.to_base64().as_bytes());
+            out.push(b'\n');
+        }
+        out.push(b'\n');
+        out.extend_from_slice(&self.checkpoint);
+        out
+    }
+}
+
+/// Splits off one `\n`-terminated line (without the newline); `None` when no
+/// newline is left, since every line of the request MUST end in one.
+fn split_line(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let i = b.iter().position(|&c| c == b'\n')?;
+    Some((&b[..i], &b[i + 1..]))
+}
+
+/// The body of a 409 response: the latest cosigned size in decimal and a newline.
+pub fn format_size_body(size: u64) -> String {
+    format!("{size}\n")
+}
+
+/// Parses the body of a 409 response (`text/x.tlog.size`).
+pub fn parse_size_body(body: &[u8]) -> Result<u64, ProtocolError> {
+    let bad = || ProtocolError::BadSizeBody(String::from_utf8_lossy(body).into_owned());
+    let text = std::str::from_utf8(body).map_err(|_| bad())?;
+    let digits = text.strip_suffix('\n').ok_or_else(bad)?;
+    parse_size(digits).ok_or_else(bad)
+}
+
+/// The body of a 200 response: one note signature line per cosignature, each
+/// starting with U+2014 and ending in a newline.
+pub fn format_cosignatures(sigs: &[NoteSignature]) -> String {
+    sigs.iter().map(NoteSignature::to_line).collect()
+}
+
+/// What the witness has recorded for one origin: the latest checkpoint it cosigned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Latest {
+    pub size: u64,
+    pub root: Hash,
+}
+
+/// Why the witness refuses a request, each with the status tlog-witness assigns.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// 400: the body or the checkpoint in it cannot be parsed.
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// 404: no trusted log key has this origin.
+    #[error("unknown log origin {0:?}")]
+    UnknownOrigin(String),
+    /// 403: no signature verifies against a trusted key for the origin.
+    #[error("no trusted log signature on the checkpoint: {0}")]
+    Untrusted(String),
+    /// 400: the old size is larger than the checkpoint's size.
+    #[error("old size {old} is larger than the checkpoint size {new}")]
+    OldAfterNew { old: u64, new: u64 },
+    /// 409: the old size is not the witness's latest size, or the sizes are
+    /// equal but the roots differ. The body carries `latest`.
+    #[error("{reason} (latest cosigned size is {latest})")]
+    Conflict { latest: u64, reason: String },
+    /// 422: the consistency proof does not verify (or is not empty when the old size is zero).
+    #[error("consistency proof rejected: {0}")]
+    BadProof(String),
+}
+
+impl Rejection {
+    /// The HTTP status code tlog-witness prescribes for this rejection.
+    pub fn status(&self) -> u16 {
+        match self {
+            Rejection::Malformed(_) | Rejection::OldAfterNew { .. } => 400,
+            Rejection::Untrusted(_) => 403,
+            Rejection::UnknownOrigin(_) => 404,
+            Rejection::Conflict { .. } => 409,
+            Rejection::BadProof(_) => 422,
+        }
+    }
+}
+
+/// The checks of tlog-witness §"add-checkpoint" that come after the log
+/// signature was verified, in the spec's order: 400 if old > new; 409 if old is
+/// not the latest cosigned size (zero when none); 422 if the proof is not empty
+/// for old = 0 or does not verify (RFC 9162 §2.1.4.2); 409 if the sizes are
+/// equal but the roots differ. `Ok` means the witness may cosign `cp`.
+pub fn check_consistency(
+    old_size: u64,
+    proof: &[Hash],
+    cp: &Checkpoint,
+    latest: Option<Latest>,
+) -> Result<(), Rejection> {
+    if old_size > cp.size {
+        return Err(Rejection::OldAfterNew {
+            old: old_size,
+            new: cp.size,
+        });
+    }
+    let latest_size = latest.map_or(0, |l| l.size);
+    if old_size != latest_size {
+        return Err(Rejection::Conflict {
+            latest: latest_size,
+            reason: format!("old size {old_size} does not match the witness's latest size"),
+        });
+    }
+    if old_size == 0 && !proof.is_empty() {
+        return Err(Rejection::BadProof(format!(
+            "the proof must be empty when the old size is zero, got {} lines",
+            proof.len()
+        )));
+    }
+    let Some(latest) = latest else {
+        // Nothing recorded yet (old = 0, proof empty): any checkpoint is consistent.
+        return Ok(());
+    };
+    if old_size == cp.size {
+        // Equal sizes: a consistency proof between equal sizes is empty
+        // (RFC 9162 §2.1.4.2), and the roots must be identical, else 409.
+        if !proof.is_empty() {
+            return Err(Rejection::BadProof(format!(
+                "the proof must be empty when the old size equals the checkpoint size, got {} lines",
+                proof.len()
+            )));
+        }
+        if latest.root != cp.root {
+            return Err(Rejection::Conflict {
+                latest: latest.size,
+                reason: format!(
+                    "checkpoint root {} differs from the cosigned root {} at the same size",
+                    cp.root.to_base64(),
+                    latest.root.to_base64()
+                ),
+            });
+        }
+        return Ok(());
+    }
+    if old_size == 0 {
+        // Every tree is consistent with the empty tree.
+        return Ok(());
+    }
+    merkle::verify_consistency(old_size, cp.size, &latest.root, &cp.root, proof)
+        .map_err(|e| Rejection::BadProof(e.to_string()))
+}
+
+/// A checkpoint whose log signature verified.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedCheckpoint {
+    /// The parsed checkpoint.
+    pub checkpoint: Checkpoint,
+    /// The exact note text (what cosignatures sign).
+    pub text: String,
+    /// The signatures that verified against a trusted log key.
+    pub log_signatures: Vec<NoteSignature>,
+}
+
+/// Verifies the log signature on a submitted checkpoint note, in the order
+/// tlog-witness prescribes: the origin must belong to a trusted log key (404),
+/// and at least one signature must verify against such a key (403); signatures
+/// from unknown keys are ignored (C2SP signed-note §"Signatures").
+pub fn verify_log_signature(
+    note_bytes: &[u8],
+    logs: &[VerifierKey],
+) -> Result<VerifiedCheckpoint, Rejection> {
+    let parsed = Note::parse(note_bytes).map_err(|e| Rejection::Malformed(e.to_string()))?;
+    let checkpoint =
+        Checkpoint::parse(&parsed.text).map_err(|e| Rejection::Malformed(e.to_string()))?;
+    // tlog-checkpoint: the log's key name is its origin.
+    let keys: Vec<VerifierKey> = logs
+        .iter()
+        .filter(|k| k.name() == checkpoint.origin)
+        .cloned()
+        .collect();
+    if keys.is_empty() {
+        return Err(Rejection::UnknownOrigin(checkpoint.origin));
+    }
+    match note::open(note_bytes, &keys) {
+        Ok(v) => Ok(VerifiedCheckpoint {
+            checkpoint,
+            text: v.note.text,
+            log_signatures: v.verified,
+        }),
+        Err(e @ (NoteError::InvalidSignature { .. } | NoteError::NoVerifiedSignature { .. })) => {
+            Err(Rejection::Untrusted(e.to_string()))
+        }
+        Err(e) => Err(Rejection::Malformed(e.to_string())),
+    }
+}
