@@ -518,3 +518,226 @@ fn check_new_name(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::sign_checkpoint;
+    use crate::cosignature::{cosign, witness_verifier_key};
+    use crate::hash::sha256;
+    use crate::note::{NoteSignature, SignerKey};
+
+    struct Fixture {
+        log: SignerKey,
+        witnesses: Vec<SignerKey>,
+    }
+
+    impl Fixture {
+        fn new(n: usize) -> Fixture {
+            Fixture {
+                log: SignerKey::generate("log.example/policy").expect("key"),
+                witnesses: (0..n)
+                    .map(|i| SignerKey::generate(&format!("w{i}.example")).expect("key"))
+                    .collect(),
+            }
+        }
+
+        fn wkey(&self, i: usize) -> VerifierKey {
+            witness_verifier_key(&self.witnesses[i])
+        }
+
+        fn text(&self) -> String {
+            Checkpoint {
+                origin: self.log.name().to_string(),
+                size: 42,
+                root: sha256(b"root"),
+                extensions: vec![],
+            }
+            .to_text()
+        }
+
+        /// The checkpoint signed by the log and cosigned by `cosigners`.
+        fn note(&self, cosigners: &[usize]) -> Vec<u8> {
+            let cp = Checkpoint::parse(&self.text()).expect("checkpoint");
+            let signed = sign_checkpoint(&cp, &self.log).expect("sign");
+            let mut note = Note::parse(&signed).expect("note");
+            for &i in cosigners {
+                note.signatures.push(
+                    cosign(&note.text, 1_700_000_000 + i as u64, &self.witnesses[i])
+                        .expect("cosign"),
+                );
+            }
+            note.to_bytes()
+        }
+    }
+
+    fn err_line(text: &str) -> usize {
+        match Policy::parse(text.as_bytes()) {
+            Err(PolicyError::Syntax { line, .. }) => line,
+            other => panic!("expected a syntax error for {text:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_spec_example_with_nested_groups() {
+        let f = Fixture::new(6);
+        let text = format!(
+            "# example policy\nlog {log}\n\nwitness X1 {}\nwitness X2 {}\n  witness\tX3 {} https://x3.example/\n\
+             group X-witnesses 2 X1 X2 X3\n\nwitness Y1 {}\nwitness Y2 {}\nwitness Y3 {}\n\
+             group Y-witnesses any Y1 Y2 Y3\n\ngroup X-and-Y all X-witnesses Y-witnesses\nquorum X-and-Y\n",
+            f.wkey(0),
+            f.wkey(1),
+            f.wkey(2),
+            f.wkey(3),
+            f.wkey(4),
+            f.wkey(5),
+            log = f.log.verifier()
+        );
+        let p = Policy::parse(text.as_bytes()).expect("parses");
+        assert_eq!(p.logs().len(), 1);
+        assert_eq!(p.witnesses().len(), 6);
+        assert_eq!(p.witnesses()[2].url.as_deref(), Some("https://x3.example/"));
+        assert!(p.requires_cosignatures());
+
+        // Two X and one Y: accepted, cosigners listed in policy order.
+        let ok = p.check(&f.note(&[4, 0, 2])).expect("quorum met");
+        let names: Vec<&str> = ok.cosigners.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["X1", "X3", "Y2"]);
+        assert_eq!(ok.cosigners[0].timestamp, 1_700_000_000);
+        assert_eq!(ok.checkpoint.size, 42);
+
+        // Three X but no Y, or one X and all Y: rejected.
+        for set in [&[0, 1, 2][..], &[0, 3, 4, 5]] {
+            match p.check(&f.note(set)) {
+                Err(PolicyError::QuorumNotMet { required, .. }) => {
+                    assert!(required.contains("X-and-Y"));
+                }
+                other => panic!("{set:?}: expected QuorumNotMet, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn k_of_n_threshold_helper() {
+        let f = Fixture::new(3);
+        let ws: Vec<(String, VerifierKey)> = (0..3).map(|i| (format!("w{i}"), f.wkey(i))).collect();
+        let p = Policy::threshold(f.log.verifier(), ws.clone(), 2).expect("policy");
+        assert!(p.check(&f.note(&[0, 2])).is_ok());
+        assert!(p.check(&f.note(&[0, 1, 2])).is_ok());
+        assert!(matches!(
+            p.check(&f.note(&[1])),
+            Err(PolicyError::QuorumNotMet { .. })
+        ));
+        // A duplicated cosignature line does not count twice.
+        let mut note = Note::parse(&f.note(&[1])).expect("note");
+        let dup = note.signatures[1].clone();
+        note.signatures.push(dup);
+        assert!(p.check(&note.to_bytes()).is_err());
+
+        let none = Policy::threshold(f.log.verifier(), ws, 0).expect("policy");
+        assert!(!none.requires_cosignatures());
+        assert!(none.check(&f.note(&[])).is_ok());
+    }
+
+    #[test]
+    fn log_signature_is_required() {
+        let f = Fixture::new(1);
+        let p = Policy::parse(format!("witness a {}\nquorum a\n", f.wkey(0)).as_bytes())
+            .expect("policy without logs");
+        // No log listed: only a pinned log key makes the checkpoint acceptable.
+        assert!(matches!(
+            p.check(&f.note(&[0])),
+            Err(PolicyError::UnknownLog(_))
+        ));
+        assert!(
+            p.check_with_logs(&f.note(&[0]), &[f.log.verifier()])
+                .is_ok()
+        );
+
+        // Signed by another key with the log's name: rejected.
+        let impostor = SignerKey::generate("log.example/policy").expect("key");
+        let p = Policy::parse(
+            format!(
+                "log {}\nwitness a {}\nquorum a\n",
+                impostor.verifier(),
+                f.wkey(0)
+            )
+            .as_bytes(),
+        )
+        .expect("policy");
+        assert!(matches!(
+            p.check(&f.note(&[0])),
+            Err(PolicyError::LogSignature(_))
+        ));
+        assert!(matches!(p.check(b"not a note"), Err(PolicyError::Note(_))));
+    }
+
+    #[test]
+    fn a_bad_cosignature_from_a_listed_witness_rejects_the_note() {
+        let f = Fixture::new(2);
+        let p = Policy::parse(
+            format!(
+                "log {}\nwitness a {}\nwitness b {}\ngroup g any a b\nquorum g\n",
+                f.log.verifier(),
+                f.wkey(0),
+                f.wkey(1)
+            )
+            .as_bytes(),
+        )
+        .expect("policy");
+        let mut note = Note::parse(&f.note(&[0, 1])).expect("note");
+        let last = note.signatures.len() - 1;
+        let sig: &mut NoteSignature = &mut note.signatures[last];
+        sig.signature[20] ^= 1;
+        assert!(matches!(
+            p.check(&note.to_bytes()),
+            Err(PolicyError::BadCosignature { .. })
+        ));
+        // A signature from an unknown witness is ignored.
+        let stranger = SignerKey::generate("stranger.example").expect("key");
+        let mut note = Note::parse(&f.note(&[0])).expect("note");
+        note.signatures
+            .push(cosign(&note.text, 5, &stranger).expect("cosign"));
+        assert!(p.check(&note.to_bytes()).is_ok());
+    }
+
+    #[test]
+    fn syntax_errors_name_their_line() {
+        let f = Fixture::new(2);
+        let (l, a, b) = (f.log.verifier(), f.wkey(0), f.wkey(1));
+        assert_eq!(Policy::parse(b"# nothing\n"), Err(PolicyError::NoQuorum));
+        assert_eq!(err_line("quorum none\nquorum none\n"), 2);
+        assert_eq!(err_line("quorum w\n"), 1);
+        assert_eq!(err_line(&format!("quorum a\nwitness a {a}\n")), 1);
+        assert_eq!(err_line(&format!("witness none {a}\nquorum none\n")), 1);
+        assert_eq!(
+            err_line(&format!("witness a {a}\nwitness a {b}\nquorum a\n")),
+            2
+        );
+        assert_eq!(
+            err_line(&format!("witness a {a}\nwitness b {a}\nquorum a\n")),
+            2
+        );
+        assert_eq!(err_line(&format!("log {l}\nlog {l}\nquorum none\n")), 2);
+        // Wrong key types: a 0x01 key as a witness, a 0x04 key as a log.
+        assert_eq!(err_line(&format!("witness a {l}\nquorum a\n")), 1);
+        assert_eq!(err_line(&format!("log {a}\nquorum none\n")), 1);
+        assert_eq!(err_line("log not-a-key\nquorum none\n"), 1);
+        let ws = format!("witness a {a}\nwitness b {b}\n");
+        assert_eq!(err_line(&format!("{ws}group g 3 a b\nquorum g\n")), 3);
+        assert_eq!(err_line(&format!("{ws}group g 0 a b\nquorum g\n")), 3);
+        assert_eq!(err_line(&format!("{ws}group g 01 a b\nquorum g\n")), 3);
+        assert_eq!(err_line(&format!("{ws}group g any\nquorum none\n")), 3);
+        assert_eq!(err_line(&format!("{ws}group g any a a\nquorum g\n")), 3);
+        assert_eq!(err_line(&format!("{ws}group g any a none\nquorum g\n")), 3);
+        assert_eq!(err_line(&format!("{ws}group g any a c\nquorum g\n")), 3);
+        assert_eq!(err_line(&format!("{ws}group a any b\nquorum a\n")), 3);
+        assert_eq!(err_line(&format!("{ws}frobnicate\nquorum none\n")), 3);
+        assert_eq!(err_line("quorum none\r\n"), 1);
+        assert_eq!(err_line("quorum none extra\n"), 1);
+        assert_eq!(err_line(&format!("witness a {a} url extra\nquorum a\n")), 1);
+        // Tabs, surrounding whitespace, comments and a missing final newline are fine.
+        let ok = format!("\t# c\n {ws} group\tg\tall a b  \nquorum g");
+        assert!(Policy::parse(ok.as_bytes()).is_ok());
+    }
+}

@@ -298,3 +298,191 @@ pub fn verify_log_signature(
         Err(e) => Err(Rejection::Malformed(e.to_string())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::sha256;
+
+    /// The example request body of c2sp.org/tlog-witness §"add-checkpoint".
+    const SPEC_EXAMPLE: &str = "old 20852014
+PlRNCrwHpqhGrupue0L7gxbjbMiKA9temvuZZDDpkaw=
+jrJZDmY8Y7SyJE0MWLpLozkIVMSMZcD5kvuKxPC3swk=
+5+pKlUdi2LeF/BcMHBn+Ku6yhPGNCswZZD1X/6QgPd8=
+/6WVhPs2CwSsb5rYBH5cjHV/wSmA79abXAwhXw3Kj/0=
+
+example.com/behind-the-sofa
+20852163
+CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=
+
+\u{2014} example.com/behind-the-sofa Az3grlgtzPICa5OS8npVmf1Myq/5IZniMp+ZJurmRDeOoRDe4URYN7u5/Zhcyv2q1gGzGku9nTo+zyWE+xeMcTOAYQ8=
+\u{2014} example.com/behind-the-sofa opLqBQsREYCgu6xQkYQwJr9fo45a62DN9EdmHXnZdXNqlcVGlCum2Wks+49/V6267UEjw6QUXTS5Rovnzv++qbSzm9Q=
+";
+
+    #[test]
+    fn parses_and_reserializes_the_spec_example() {
+        let req = AddCheckpointRequest::parse(SPEC_EXAMPLE.as_bytes()).expect("parses");
+        assert_eq!(req.old_size, 20852014);
+        assert_eq!(req.proof.len(), 4);
+        assert_eq!(
+            req.proof[0].to_base64(),
+            "PlRNCrwHpqhGrupue0L7gxbjbMiKA9temvuZZDDpkaw="
+        );
+        assert!(
+            req.checkpoint
+                .starts_with(b"example.com/behind-the-sofa\n20852163\n")
+        );
+        assert_eq!(req.to_bytes(), SPEC_EXAMPLE.as_bytes());
+        let note = Note::parse(&req.checkpoint).expect("checkpoint note");
+        assert_eq!(note.signatures.len(), 2);
+    }
+
+    #[test]
+    fn empty_proof_round_trips() {
+        let req = AddCheckpointRequest {
+            old_size: 0,
+            proof: vec![],
+            checkpoint: b"o\n1\nx\n\n\xe2\x80\x94 o AAAA\n".to_vec(),
+        };
+        let bytes = req.to_bytes();
+        assert!(bytes.starts_with(b"old 0\n\no\n"));
+        assert_eq!(AddCheckpointRequest::parse(&bytes), Ok(req));
+    }
+
+    #[test]
+    fn rejects_malformed_bodies() {
+        let h = sha256(b"x").to_base64();
+        let cases: Vec<(Vec<u8>, ProtocolError)> = vec![
+            (b"".to_vec(), ProtocolError::MissingOldLine),
+            (b"old 5".to_vec(), ProtocolError::MissingOldLine),
+            (b"new 5\n\ncp\n".to_vec(), ProtocolError::MissingOldLine),
+            (
+                b"old  5\n\ncp\n".to_vec(),
+                ProtocolError::BadOldSize(" 5".into()),
+            ),
+            (
+                b"old 05\n\ncp\n".to_vec(),
+                ProtocolError::BadOldSize("05".into()),
+            ),
+            (
+                b"old +5\n\ncp\n".to_vec(),
+                ProtocolError::BadOldSize("+5".into()),
+            ),
+            (
+                b"old 5 \n\ncp\n".to_vec(),
+                ProtocolError::BadOldSize("5 ".into()),
+            ),
+            (
+                b"old 99999999999999999999\n\ncp\n".to_vec(),
+                ProtocolError::BadOldSize("99999999999999999999".into()),
+            ),
+            (b"old 5\n".to_vec(), ProtocolError::MissingBlankLine),
+            (
+                format!("old 5\n{h}\n").into_bytes(),
+                ProtocolError::MissingBlankLine,
+            ),
+            (b"old 5\n\n".to_vec(), ProtocolError::MissingCheckpoint),
+            (
+                b"old 5\nAAAA\n\ncp\n".to_vec(),
+                ProtocolError::BadProofLine { line: 1 },
+            ),
+            (
+                format!("old 5\n{h}\n{h} \n\ncp\n").into_bytes(),
+                ProtocolError::BadProofLine { line: 2 },
+            ),
+            (
+                format!("old 5\n{}\ncp\n", format!("{h}\n").repeat(64)).into_bytes(),
+                ProtocolError::TooManyProofLines,
+            ),
+            (vec![b'a'; MAX_REQUEST_BYTES + 1], ProtocolError::TooLarge),
+        ];
+        for (body, want) in cases {
+            assert_eq!(
+                AddCheckpointRequest::parse(&body),
+                Err(want),
+                "{:?}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        // Exactly 63 lines are allowed.
+        let ok = format!("old 5\n{}\ncp\n", format!("{h}\n").repeat(63));
+        assert_eq!(
+            AddCheckpointRequest::parse(ok.as_bytes())
+                .expect("63 lines")
+                .proof
+                .len(),
+            63
+        );
+    }
+
+    #[test]
+    fn size_bodies() {
+        assert_eq!(format_size_body(0), "0\n");
+        assert_eq!(format_size_body(20852163), "20852163\n");
+        assert_eq!(parse_size_body(b"20852163\n"), Ok(20852163));
+        for bad in [&b"12"[..], b"012\n", b"\n", b"12\n\n", b"-1\n", b"1 2\n"] {
+            assert!(parse_size_body(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn cp(size: u64, root: Hash) -> Checkpoint {
+        Checkpoint {
+            origin: "example.com/log".into(),
+            size,
+            root,
+            extensions: vec![],
+        }
+    }
+
+    #[test]
+    fn consistency_checks_follow_the_spec_order() {
+        let r5 = sha256(b"root 5");
+        let r8 = sha256(b"root 8");
+        let latest = Some(Latest { size: 5, root: r5 });
+        let junk = vec![sha256(b"junk")];
+
+        // 400 before anything else.
+        assert_eq!(
+            check_consistency(9, &[], &cp(8, r8), latest).map_err(|e| e.status()),
+            Err(400)
+        );
+        // 409: old does not match the latest size, or there is no record and old > 0.
+        let e = check_consistency(3, &junk, &cp(8, r8), latest).expect_err("409");
+        assert_eq!(e.status(), 409);
+        assert!(matches!(e, Rejection::Conflict { latest: 5, .. }));
+        let e = check_consistency(5, &[], &cp(8, r8), None).expect_err("409");
+        assert!(matches!(e, Rejection::Conflict { latest: 0, .. }));
+        // 422: a non-empty proof with old = 0.
+        assert_eq!(
+            check_consistency(0, &junk, &cp(8, r8), None).map_err(|e| e.status()),
+            Err(422)
+        );
+        // 200: nothing recorded, old 0, empty proof.
+        assert_eq!(check_consistency(0, &[], &cp(8, r8), None), Ok(()));
+        // Equal sizes: same root is fine, a different root is 409, a proof is 422.
+        assert_eq!(check_consistency(5, &[], &cp(5, r5), latest), Ok(()));
+        assert_eq!(
+            check_consistency(5, &[], &cp(5, r8), latest).map_err(|e| e.status()),
+            Err(409)
+        );
+        assert_eq!(
+            check_consistency(5, &junk, &cp(5, r5), latest).map_err(|e| e.status()),
+            Err(422)
+        );
+        // A wrong proof between different sizes: 422.
+        assert_eq!(
+            check_consistency(5, &junk, &cp(8, r8), latest).map_err(|e| e.status()),
+            Err(422)
+        );
+        // The empty tree recorded at size 0: anything is consistent with it.
+        let empty = Some(Latest {
+            size: 0,
+            root: crate::hash::empty_root(),
+        });
+        assert_eq!(check_consistency(0, &[], &cp(8, r8), empty), Ok(()));
+        assert_eq!(
+            check_consistency(0, &[], &cp(0, r8), empty).map_err(|e| e.status()),
+            Err(409)
+        );
+    }
+}
