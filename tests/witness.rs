@@ -475,3 +475,148 @@ fn vkey_prints_the_cosignature_key() {
     assert_eq!(vkey, witness_verifier_key(&wkey));
     assert_eq!(vkey.key_type(), note::KeyType::Cosignature);
 }
+
+/// The log side (`witness::client`) against three real witnesses, quorum two:
+/// what `candor serve --witness … --witness-quorum 2` does after each batch.
+#[tokio::test]
+async fn client_collects_a_quorum_and_survives_witness_outages() {
+    use candor::witness::client::{WitnessClient, WitnessEndpoint};
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut log = FakeLog::new(SignerKey::generate("log.example/q").expect("key"));
+    let mut keys = Vec::new();
+    let mut procs = Vec::new();
+    for i in 0..3 {
+        let (file, key) = write_key(dir.path(), &format!("witness.example/q{i}"));
+        let data = dir.path().join(format!("data{i}"));
+        procs.push(Some(WitnessProc::start(
+            &file,
+            &data,
+            &[&log.key.verifier()],
+        )));
+        keys.push((file, key, data));
+    }
+    let endpoints: Vec<WitnessEndpoint> = keys
+        .iter()
+        .zip(&procs)
+        .map(|((_, k, _), p)| {
+            format!(
+                "{}={}",
+                witness_verifier_key(k),
+                p.as_ref().expect("running").url
+            )
+            .parse()
+            .expect("VKEY=URL")
+        })
+        .collect();
+    let client = WitnessClient::new(endpoints, 2, Duration::from_secs(5)).expect("client");
+    let policy = client.policy(&log.key.verifier()).expect("policy");
+
+    // Pre-seed witness 2 at size 3 so the client, which starts from 0, must
+    // follow a 409 hint to reach it.
+    log.grow(3, "q");
+    let w2 = procs[2].as_ref().expect("running");
+    assert_eq!(post(&w2.url, log.request(0, 3)).await.status, 200);
+
+    // All up: three cosignatures, and the policy (log + 2 of 3) accepts it.
+    log.grow(5, "q");
+    let tree = &log.tree;
+    let prove = |old: u64, new: u64| consistency_proof(old, new, tree).map_err(|e| e.to_string());
+    let out = client
+        .cosign(&log.checkpoint(8), &prove)
+        .await
+        .expect("round");
+    assert_eq!(out.cosigners.len(), 3);
+    assert!(out.quorum_met);
+    let accepted = policy.check(&out.note).expect("policy accepts");
+    assert_eq!(accepted.cosigners.len(), 3);
+    assert!(client.status().iter().all(|s| s.cosigned_size == 8));
+
+    // One witness down: two cosignatures, still a quorum.
+    procs[0].take().expect("running").kill();
+    log.grow(4, "q");
+    let tree = &log.tree;
+    let prove = |old: u64, new: u64| consistency_proof(old, new, tree).map_err(|e| e.to_string());
+    let out = client
+        .cosign(&log.checkpoint(12), &prove)
+        .await
+        .expect("round");
+    assert_eq!(out.cosigners.len(), 2);
+    assert!(out.quorum_met);
+    assert_eq!(
+        policy.check(&out.note).expect("accepted").cosigners.len(),
+        2
+    );
+    let st = client.status();
+    assert!(st[0].last_error.is_some() && st[0].consecutive_failures == 1);
+
+    // Two down: one cosignature, no quorum; the policy rejects the note.
+    procs[1].take().expect("running").kill();
+    log.grow(4, "q");
+    let tree = &log.tree;
+    let prove = |old: u64, new: u64| consistency_proof(old, new, tree).map_err(|e| e.to_string());
+    let out = client
+        .cosign(&log.checkpoint(16), &prove)
+        .await
+        .expect("round");
+    assert_eq!(out.cosigners.len(), 1);
+    assert!(!out.quorum_met);
+    assert!(policy.check(&out.note).is_err());
+
+    // Witness 1 comes back on its old state (size 12): a proof from 12 gets it
+    // to 16 again, and the quorum is back.
+    let (file, _, data) = &keys[1];
+    let back = WitnessProc::start(file, data, &[&log.key.verifier()]);
+    let endpoints: Vec<WitnessEndpoint> = client
+        .endpoints()
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let url = if i == 1 {
+                back.url.clone()
+            } else {
+                e.url.clone()
+            };
+            WitnessEndpoint {
+                key: e.key.clone(),
+                url,
+            }
+        })
+        .collect();
+    // A new client (as after a log restart) starts from size 0 for every
+    // witness and learns their sizes from 409s.
+    let client = WitnessClient::new(endpoints, 2, Duration::from_secs(5)).expect("client");
+    log.grow(1, "q");
+    let tree = &log.tree;
+    let prove = |old: u64, new: u64| consistency_proof(old, new, tree).map_err(|e| e.to_string());
+    let out = client
+        .cosign(&log.checkpoint(17), &prove)
+        .await
+        .expect("round");
+    assert!(out.quorum_met, "{:?}", client.status());
+    assert_eq!(out.cosigners.len(), 2);
+    assert_eq!(
+        policy.check(&out.note).expect("accepted").checkpoint.size,
+        17
+    );
+    drop(back);
+}
+
+#[test]
+fn witness_endpoint_parsing() {
+    use candor::witness::client::WitnessEndpoint;
+    let key = SignerKey::generate("witness.example/p").expect("key");
+    let vkey = witness_verifier_key(&key);
+    let ep: WitnessEndpoint = format!("{vkey}=http://127.0.0.1:9/")
+        .parse()
+        .expect("parses");
+    assert_eq!(ep.key, vkey);
+    assert_eq!(ep.url, "http://127.0.0.1:9");
+    assert!(format!("{vkey}").parse::<WitnessEndpoint>().is_err());
+    assert!(
+        format!("{}=http://x", key.verifier())
+            .parse::<WitnessEndpoint>()
+            .is_err()
+    );
+}

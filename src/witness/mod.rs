@@ -6,9 +6,11 @@
 //!   witness's checks (pure).
 //! * [`state`]: the per-origin latest cosigned checkpoint, persisted atomically.
 //! * [`server`]: the HTTP service (axum).
+//! * [`client`]: the log side, asking witnesses to cosign (used by the sequencer).
 //! * [`cli`]: `candor witness serve` and `candor witness vkey`.
 
 pub mod cli;
+pub mod client;
 pub mod protocol;
 pub mod server;
 pub mod state;
