@@ -416,6 +416,19 @@ async fn forked_log_gets_no_cosignature() {
     // B from scratch: 409.
     assert_eq!(post(&w.url, b.request(0, 12)).await.status, 409);
 
+    // The two refusals with a valid log signature (bad proof, different root
+    // at the same size) were kept as evidence of the fork.
+    let evidence = dir
+        .path()
+        .join("data/evidence")
+        .join(sha256(b"log.example/fork").to_hex());
+    let kept: Vec<Vec<u8>> = std::fs::read_dir(&evidence)
+        .expect("evidence directory")
+        .map(|e| std::fs::read(e.expect("entry").path()).expect("read evidence"))
+        .collect();
+    assert_eq!(kept.len(), 2);
+    assert!(kept.contains(&b.request(10, 10)));
+
     // A continues to be cosigned.
     a.grow(1, "branch A");
     assert_cosigned(

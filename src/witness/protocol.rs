@@ -170,23 +170,52 @@ pub enum Rejection {
     /// 400: the old size is larger than the checkpoint's size.
     #[error("old size {old} is larger than the checkpoint size {new}")]
     OldAfterNew { old: u64, new: u64 },
-    /// 409: the old size is not the witness's latest size, or the sizes are
-    /// equal but the roots differ. The body carries `latest`.
+    /// 409: the old size is not the witness's latest size. The body carries `latest`.
     #[error("{reason} (latest cosigned size is {latest})")]
     Conflict { latest: u64, reason: String },
+    /// 409: same size as the latest cosigned checkpoint but a different root:
+    /// two validly signed, inconsistent checkpoints, i.e. evidence of a fork.
+    #[error(
+        "checkpoint root {got} differs from the cosigned root {cosigned} at the same size {size}"
+    )]
+    RootMismatch {
+        size: u64,
+        got: String,
+        cosigned: String,
+    },
     /// 422: the consistency proof does not verify (or is not empty when the old size is zero).
     #[error("consistency proof rejected: {0}")]
     BadProof(String),
 }
 
 impl Rejection {
+    /// For a 409, the size to put in the `text/x.tlog.size` body.
+    pub fn conflict_size(&self) -> Option<u64> {
+        match self {
+            Rejection::Conflict { latest, .. } => Some(*latest),
+            Rejection::RootMismatch { size, .. } => Some(*size),
+            _ => None,
+        }
+    }
+
+    /// Whether the request, whose log signature verified, shows the log
+    /// misbehaving (tlog-witness: the witness "MAY log the request even if the
+    /// consistency proof doesn't verify ... as it might be proof of log
+    /// misbehavior"): a failed proof or a different root at the same size.
+    pub fn is_evidence(&self) -> bool {
+        matches!(
+            self,
+            Rejection::BadProof(_) | Rejection::RootMismatch { .. }
+        )
+    }
+
     /// The HTTP status code tlog-witness prescribes for this rejection.
     pub fn status(&self) -> u16 {
         match self {
             Rejection::Malformed(_) | Rejection::OldAfterNew { .. } => 400,
             Rejection::Untrusted(_) => 403,
             Rejection::UnknownOrigin(_) => 404,
-            Rejection::Conflict { .. } => 409,
+            Rejection::Conflict { .. } | Rejection::RootMismatch { .. } => 409,
             Rejection::BadProof(_) => 422,
         }
     }
@@ -236,13 +265,10 @@ pub fn check_consistency(
             )));
         }
         if latest.root != cp.root {
-            return Err(Rejection::Conflict {
-                latest: latest.size,
-                reason: format!(
-                    "checkpoint root {} differs from the cosigned root {} at the same size",
-                    cp.root.to_base64(),
-                    latest.root.to_base64()
-                ),
+            return Err(Rejection::RootMismatch {
+                size: latest.size,
+                got: cp.root.to_base64(),
+                cosigned: latest.root.to_base64(),
             });
         }
         return Ok(());
@@ -461,9 +487,10 @@ CsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=
         assert_eq!(check_consistency(0, &[], &cp(8, r8), None), Ok(()));
         // Equal sizes: same root is fine, a different root is 409, a proof is 422.
         assert_eq!(check_consistency(5, &[], &cp(5, r5), latest), Ok(()));
+        let e = check_consistency(5, &[], &cp(5, r8), latest).expect_err("409");
         assert_eq!(
-            check_consistency(5, &[], &cp(5, r8), latest).map_err(|e| e.status()),
-            Err(409)
+            (e.status(), e.conflict_size(), e.is_evidence()),
+            (409, Some(5), true)
         );
         assert_eq!(
             check_consistency(5, &junk, &cp(5, r5), latest).map_err(|e| e.status()),

@@ -119,7 +119,26 @@ impl Witness {
                 note,
             };
             Ok::<_, AddError>((record, sig))
-        })??;
+        })?;
+        let outcome = match outcome {
+            Ok(sig) => sig,
+            Err(AddError::Rejected(r)) if r.is_evidence() => {
+                // The log signature verified: keep the request as evidence.
+                match self.state.save_evidence(&cp.origin, body) {
+                    Ok(Some(path)) => {
+                        tracing::warn!(origin = %cp.origin, reason = %r, evidence = %path.display(), "log misbehaviour: kept the request as evidence")
+                    }
+                    Ok(None) => {
+                        tracing::warn!(origin = %cp.origin, reason = %r, "log misbehaviour (evidence cap reached)")
+                    }
+                    Err(e) => {
+                        tracing::error!(origin = %cp.origin, reason = %r, error = %e, "log misbehaviour; could not keep the evidence")
+                    }
+                }
+                return Err(AddError::Rejected(r));
+            }
+            Err(e) => return Err(e),
+        };
         tracing::info!(origin = %cp.origin, size = cp.size, "cosigned checkpoint");
         Ok(protocol::format_cosignatures(&[outcome]))
     }
@@ -177,8 +196,9 @@ async fn add_checkpoint(State(w): State<Arc<Witness>>, body: Bytes) -> Response 
             lines,
         )
             .into_response(),
-        Ok(Err(AddError::Rejected(Rejection::Conflict { latest, reason }))) => {
-            tracing::info!(latest, %reason, "add-checkpoint conflict");
+        Ok(Err(AddError::Rejected(r))) if r.conflict_size().is_some() => {
+            let latest = r.conflict_size().unwrap_or_default();
+            tracing::info!(latest, reason = %r, "add-checkpoint conflict");
             (
                 StatusCode::CONFLICT,
                 [(header::CONTENT_TYPE, SIZE_CONTENT_TYPE)],

@@ -7,6 +7,8 @@
 //! ```text
 //! DIR/witness.lock                  held exclusively while a witness runs
 //! DIR/origins/<hex sha256(origin)>  the latest cosigned checkpoint note
+//! DIR/evidence/<hex sha256(origin)>/<secs>.<nanos>.req
+//!                                   refused requests that show misbehaviour
 //! ```
 //!
 //! tlog-witness requires that checking the old size and persisting the new
@@ -87,6 +89,10 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StateE
     }
 }
 
+/// At most this many evidence files are kept per origin, so a misbehaving
+/// log cannot fill the witness's disk.
+pub const MAX_EVIDENCE_PER_ORIGIN: usize = 100;
+
 /// Per-origin slot. The outer `None` means "not known, read from disk": the
 /// slot starts that way and returns to it when a write fails, because after a
 /// failed rename or directory fsync the disk may hold either record.
@@ -97,6 +103,7 @@ type Slot = Arc<Mutex<Option<Option<Record>>>>;
 #[derive(Debug)]
 pub struct WitnessState {
     origins_dir: PathBuf,
+    evidence_dir: PathBuf,
     // Held for the lifetime of the state: a second witness on the same
     // directory would break the atomicity the per-origin mutexes give.
     _lock: File,
@@ -129,6 +136,7 @@ impl WitnessState {
         }
         Ok(WitnessState {
             origins_dir,
+            evidence_dir: dir.join("evidence"),
             _lock: lock,
             slots: Mutex::new(HashMap::new()),
         })
@@ -219,6 +227,27 @@ impl WitnessState {
         }
         // Just filled above when it was empty.
         Ok(guard.get_or_insert(None))
+    }
+
+    /// Keeps a refused request that shows the log misbehaving (a validly
+    /// signed checkpoint inconsistent with one the witness cosigned), for
+    /// auditors. Best effort: returns the file written, or `None` when the
+    /// per-origin cap is reached.
+    pub fn save_evidence(&self, origin: &str, body: &[u8]) -> Result<Option<PathBuf>, StateError> {
+        let dir = self.evidence_dir.join(origin_id(origin));
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let count = fs::read_dir(&dir).map_err(io_err("list", &dir))?.count();
+        if count >= MAX_EVIDENCE_PER_ORIGIN {
+            return Ok(None);
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let path = dir.join(format!("{}.{:09}.req", now.as_secs(), now.subsec_nanos()));
+        let mut f = File::create(&path).map_err(io_err("create", &path))?;
+        f.write_all(body).map_err(io_err("write", &path))?;
+        f.sync_all().map_err(io_err("fsync", &path))?;
+        Ok(Some(path))
     }
 
     /// Durable replace: write a temp file, fsync it, rename it over the
