@@ -1,40 +1,20 @@
-//! Minimal `candor` entry point of the `witness` branch: only `candor witness`.
-//! The lead merges the subcommand into the real CLI (clap derive, `run`).
+//! The `candor` command-line tool. Each subcommand lives in its own module
+//! under `src/cli/`; see `cli/mod.rs` for how to add one.
+
+mod cli;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-
-#[derive(Parser)]
-#[command(name = "candor", version, about = "Candor transparency log")]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run or inspect a C2SP tlog-witness.
-    Witness(candor::witness::cli::WitnessArgs),
-}
+use clap::Parser;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Witness(args) => candor::witness::cli::run(args),
-    };
-    match result {
+    let args = cli::Cli::parse();
+    cli::init_tracing(args.verbose);
+    match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+        Err(err) => {
+            eprintln!("candor: error: {err:#}");
+            ExitCode::from(cli::exit_code(&err))
         }
     }
 }
