@@ -13,6 +13,7 @@ pub mod jcs;
 pub mod merkle;
 pub mod note;
 pub mod policy;
+pub mod receipt;
 pub mod subject;
 pub mod tiles;
 pub mod tlog_proof;
@@ -20,5 +21,11 @@ pub mod tlog_proof;
 // Everything with I/O.
 #[cfg(feature = "service")]
 pub mod store;
+
+// The log server (`candor serve`).
+#[cfg(feature = "service")]
+pub mod server;
+
+// The witness (`candor witness`) and the log's witness client.
 #[cfg(feature = "service")]
 pub mod witness;

@@ -46,6 +46,8 @@ pub enum Command {
     /// Work with C2SP signed notes and checkpoints.
     #[command(subcommand)]
     Note(note::NoteCommand),
+    /// Run the log server (spec/api.md).
+    Serve(Box<candor::server::ServeArgs>),
     /// Run or inspect a C2SP tlog-witness (spec/witness.md).
     Witness(candor::witness::cli::WitnessArgs),
 }
@@ -55,6 +57,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Keygen(args) => keys::run(args),
         Command::Note(cmd) => note::run(cmd),
+        Command::Serve(args) => candor::server::run(*args),
         Command::Witness(args) => candor::witness::cli::run(args),
     }
 }
