@@ -12,6 +12,7 @@ pub mod hash;
 pub mod jcs;
 pub mod merkle;
 pub mod note;
+pub mod policy;
 pub mod receipt;
 pub mod subject;
 pub mod tiles;
@@ -24,3 +25,7 @@ pub mod store;
 // The log server (`candor serve`).
 #[cfg(feature = "service")]
 pub mod server;
+
+// The witness (`candor witness`) and the log's witness client.
+#[cfg(feature = "service")]
+pub mod witness;

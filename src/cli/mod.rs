@@ -48,6 +48,8 @@ pub enum Command {
     Note(note::NoteCommand),
     /// Run the log server (spec/api.md).
     Serve(Box<candor::server::ServeArgs>),
+    /// Run or inspect a C2SP tlog-witness (spec/witness.md).
+    Witness(candor::witness::cli::WitnessArgs),
 }
 
 /// Runs the parsed command.
@@ -56,6 +58,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen(args) => keys::run(args),
         Command::Note(cmd) => note::run(cmd),
         Command::Serve(args) => candor::server::run(*args),
+        Command::Witness(args) => candor::witness::cli::run(args),
     }
 }
 
