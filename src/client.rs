@@ -30,6 +30,8 @@ pub enum ClientError {
         status: u16,
         code: String,
         detail: String,
+        /// The 1-based NDJSON line the log blames, for a batch submission.
+        line: Option<u64>,
         retry_after: Option<Duration>,
     },
     #[error("the log's answer from {url} is malformed: {reason}")]
@@ -55,6 +57,23 @@ impl ClientError {
         }
     }
 
+    /// The 1-based request line an NDJSON submission was refused for
+    /// (`api.md` §4: a batch is all-or-nothing and the error names the line).
+    pub fn line(&self) -> Option<u64> {
+        match self {
+            ClientError::Status { line, .. } => *line,
+            _ => None,
+        }
+    }
+
+    /// The log's error code (`api.md` §6), when it answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Status { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
     /// The HTTP status, when the log answered at all.
     pub fn status(&self) -> Option<u16> {
         match self {
@@ -70,14 +89,24 @@ pub struct LogInfo {
     pub origin: String,
     pub verifier_key: String,
     pub size: u64,
+    /// Base64 root of the published checkpoint.
+    pub root: String,
+    /// The whole signed checkpoint note.
+    pub checkpoint: String,
 }
 
-/// One line of the answer to an NDJSON submission: a receipt, or the reason
-/// the log refused that entry.
-#[derive(Clone, Debug)]
-pub enum SubmitOutcome {
-    Accepted(Box<Receipt>),
-    Rejected { code: String, detail: String },
+/// `GET /v1/entries/{index}` and `GET /v1/entries?leaf_hash=HEX`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub struct EntryInfo {
+    pub index: u64,
+    /// Base64 of the leaf bytes.
+    pub leaf: String,
+    /// Hex leaf hash.
+    pub leaf_hash: String,
+    pub entry: serde_json::Value,
+    pub key_id: String,
+    pub signature: String,
+    pub logged_at: String,
 }
 
 /// One key in a company's key history (`GET /v1/companies/{name}`).
@@ -86,10 +115,10 @@ pub struct CompanyKeyInfo {
     pub verifier_key: String,
     pub key_id: String,
     /// Index of the `company_key` entry that registered the key.
-    pub registered_at: u64,
+    pub registered_index: u64,
     /// Index of the `company_key` entry that revoked it, if any.
     #[serde(default)]
-    pub revoked_at: Option<u64>,
+    pub revoked_index: Option<u64>,
 }
 
 /// `GET /v1/companies/{name}`.
@@ -119,6 +148,8 @@ struct ErrorBody {
     error: String,
     #[serde(default)]
     detail: String,
+    #[serde(default)]
+    line: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -199,11 +230,12 @@ impl Client {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         let body = resp.bytes().await.unwrap_or_default();
-        let (code, detail) = match serde_json::from_slice::<ErrorBody>(&body) {
-            Ok(e) => (e.error, e.detail),
+        let (code, detail, line) = match serde_json::from_slice::<ErrorBody>(&body) {
+            Ok(e) => (e.error, e.detail, e.line),
             Err(_) => (
                 status.canonical_reason().unwrap_or("error").to_string(),
                 String::from_utf8_lossy(&body).chars().take(200).collect(),
+                None,
             ),
         };
         Err(ClientError::Status {
@@ -211,6 +243,7 @@ impl Client {
             status: status.as_u16(),
             code,
             detail,
+            line,
             retry_after,
         })
     }
@@ -250,11 +283,9 @@ impl Client {
     }
 
     /// `POST /v1/entries` with many entries (`application/x-ndjson`): one
-    /// outcome per entry, in the same order.
-    pub async fn submit_batch(
-        &self,
-        entries: &[SignedEntry],
-    ) -> Result<Vec<SubmitOutcome>, ClientError> {
+    /// receipt per entry, in the same order. The log takes all or none; when
+    /// it refuses one entry the error's [`ClientError::line`] names it.
+    pub async fn submit_batch(&self, entries: &[SignedEntry]) -> Result<Vec<Receipt>, ClientError> {
         let url = self.url("/v1/entries");
         let mut body = Vec::with_capacity(entries.len() * 1024);
         for e in entries {
@@ -272,7 +303,7 @@ impl Client {
             .body(body);
         let resp = self.send(&url, req).await?;
         let body = resp.bytes().await.map_err(|e| transport_error(&url, &e))?;
-        let outcomes = parse_outcomes(&body).map_err(|reason| ClientError::Decode {
+        let outcomes = parse_receipts(&body).map_err(|reason| ClientError::Decode {
             url: url.clone(),
             reason,
         })?;
@@ -294,12 +325,15 @@ impl Client {
         self.get_json(&format!("/v1/receipts/{index}")).await
     }
 
-    /// `GET /v1/entries/{index}`: the leaf bytes at `index`.
-    pub async fn entry(&self, index: u64) -> Result<Vec<u8>, ClientError> {
-        let url = self.url(&format!("/v1/entries/{index}"));
-        let resp = self.send(&url, self.http.get(&url)).await?;
-        let body = resp.bytes().await.map_err(|e| transport_error(&url, &e))?;
-        Ok(body.to_vec())
+    /// `GET /v1/entries/{index}`.
+    pub async fn entry(&self, index: u64) -> Result<EntryInfo, ClientError> {
+        self.get_json(&format!("/v1/entries/{index}")).await
+    }
+
+    /// `GET /v1/entries?leaf_hash=HEX`.
+    pub async fn entry_by_leaf_hash(&self, leaf_hash: &Hash) -> Result<EntryInfo, ClientError> {
+        self.get_json(&format!("/v1/entries?leaf_hash={}", leaf_hash.to_hex()))
+            .await
     }
 
     /// `GET /v1/proof/consistency?old=M&new=N`.
@@ -383,27 +417,14 @@ fn decode_hashes(url: &str, hashes: &[String]) -> Result<Vec<Hash>, ClientError>
         .collect()
 }
 
-/// Parses an NDJSON submission answer: each line a receipt or an error object.
-fn parse_outcomes(body: &[u8]) -> Result<Vec<SubmitOutcome>, String> {
+/// Parses an NDJSON submission answer: one receipt a line.
+fn parse_receipts(body: &[u8]) -> Result<Vec<Receipt>, String> {
     let mut out = Vec::new();
     for (i, line) in body.split(|&b| b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let value: serde_json::Value =
-            serde_json::from_slice(line).map_err(|e| format!("answer line {}: {e}", i + 1))?;
-        if value.get("error").is_some() {
-            let e: ErrorBody = serde_json::from_value(value)
-                .map_err(|e| format!("answer line {}: {e}", i + 1))?;
-            out.push(SubmitOutcome::Rejected {
-                code: e.error,
-                detail: e.detail,
-            });
-        } else {
-            let r: Receipt = serde_json::from_value(value)
-                .map_err(|e| format!("answer line {}: {e}", i + 1))?;
-            out.push(SubmitOutcome::Accepted(Box::new(r)));
-        }
+        out.push(Receipt::from_json(line).map_err(|e| format!("answer line {}: {e}", i + 1))?);
     }
     Ok(out)
 }
@@ -482,6 +503,7 @@ mod tests {
             status: code,
             code: "x".into(),
             detail: String::new(),
+            line: None,
             retry_after: retry_after.map(Duration::from_secs),
         }
     }
@@ -526,11 +548,11 @@ mod tests {
     }
 
     #[test]
-    fn outcomes_parse() {
-        let body = b"{\"error\":\"bad_entry\",\"detail\":\"missing field channel\"}\n\n";
-        let out = parse_outcomes(body).unwrap_or_default();
-        assert!(matches!(&out[..], [SubmitOutcome::Rejected { code, .. }] if code == "bad_entry"));
-        assert!(parse_outcomes(b"{not json}\n").is_err());
+    fn receipts_parse() {
+        assert_eq!(parse_receipts(b"\n \n").map(|r| r.len()), Ok(0));
+        let err = parse_receipts(b"{\"log\":\"x\"}\n").expect_err("incomplete receipt");
+        assert!(err.starts_with("answer line 1:"), "{err}");
+        assert!(parse_receipts(b"{not json}\n").is_err());
     }
 
     #[tokio::test]

@@ -28,7 +28,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::client::{Client, ClientError, RetryPolicy, SubmitOutcome, retry};
+use crate::client::{Client, ClientError, RetryPolicy, retry};
 use crate::entry::{Entry, Leaf, SignedEntry};
 use crate::hash::{Hash, leaf_hash, sha256};
 use crate::note::{SignerKey, VerifierKey};
@@ -496,18 +496,7 @@ async fn publish(args: &PublishArgs) -> Result<Summary, PublishError> {
             let client = client.clone();
             let pb = pb.clone();
             async move {
-                let entries: Vec<SignedEntry> = batch.iter().map(|p| p.signed.clone()).collect();
-                let on_retry = |e: &ClientError, wait: Duration| {
-                    pb.suspend(|| {
-                        eprintln!(
-                            "lines {}–{}: {e}; retrying in {:.1}s",
-                            batch.first().map_or(0, |p| p.line),
-                            batch.last().map_or(0, |p| p.line),
-                            wait.as_secs_f64()
-                        )
-                    })
-                };
-                let res = retry(&policy, on_retry, || client.submit_batch(&entries)).await;
+                let res = submit(&client, &policy, &pb, &batch).await;
                 (batch, res)
             }
         })
@@ -540,24 +529,19 @@ async fn publish(args: &PublishArgs) -> Result<Summary, PublishError> {
         };
         for (p, outcome) in batch.into_iter().zip(outcomes) {
             pb.inc(1);
-            match outcome {
-                SubmitOutcome::Rejected { code, detail } => {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                    report(&pb, p.line, &format!("the log refused it: {code}: {detail}"));
+            let line = outcome
+                .and_then(|r| finish_receipt(r, &p, &public_url, log_key.as_ref()));
+            match line {
+                Ok(line) => {
+                    serde_json::to_writer(&mut writer, &line)
+                        .map_err(std::io::Error::from)
+                        .and_then(|()| writer.write_all(b"\n"))
+                        .map_err(|e| file_err(out, e))?;
+                    published += 1;
                 }
-                SubmitOutcome::Accepted(receipt) => {
-                    match finish_receipt(*receipt, &p, &public_url, log_key.as_ref()) {
-                        Ok(line) => {
-                            serde_json::to_writer(&mut writer, &line)
-                                .and_then(|()| writer.write_all(b"\n").map_err(Into::into))
-                                .map_err(|e| file_err(out, e))?;
-                            published += 1;
-                        }
-                        Err(reason) => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                            report(&pb, p.line, &reason);
-                        }
-                    }
+                Err(reason) => {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    report(&pb, p.line, &reason);
                 }
             }
         }
@@ -582,6 +566,68 @@ async fn publish(args: &PublishArgs) -> Result<Summary, PublishError> {
         skipped: skipped.load(Ordering::Relaxed),
         failed: failed.load(Ordering::Relaxed),
     })
+}
+
+/// Submits one batch, retrying transient failures. The log takes a batch all
+/// or nothing and names the line it refused (`api.md` §4), so a refused
+/// entry is set aside with its reason and the rest is sent again. Errors that
+/// concern the whole batch are returned as such.
+async fn submit(
+    client: &Client,
+    policy: &RetryPolicy,
+    pb: &ProgressBar,
+    batch: &[Pending],
+) -> Result<Vec<Result<Receipt, String>>, ClientError> {
+    let mut results: Vec<Result<Receipt, String>> =
+        vec![Err("not answered".to_string()); batch.len()];
+    let mut remaining: Vec<usize> = (0..batch.len()).collect();
+    while !remaining.is_empty() {
+        let entries: Vec<SignedEntry> = remaining.iter().map(|&i| batch[i].signed.clone()).collect();
+        let first = batch[remaining[0]].line;
+        let last = batch[remaining[remaining.len() - 1]].line;
+        let on_retry = |e: &ClientError, wait: Duration| {
+            pb.suspend(|| {
+                eprintln!(
+                    "lines {first}–{last}: {e}; retrying in {:.1}s",
+                    wait.as_secs_f64()
+                )
+            })
+        };
+        match retry(policy, on_retry, || client.submit_batch(&entries)).await {
+            Ok(receipts) => {
+                for (&i, r) in remaining.iter().zip(receipts) {
+                    results[i] = Ok(r);
+                }
+                break;
+            }
+            Err(e) => {
+                let blamed = e
+                    .line()
+                    .and_then(|l| usize::try_from(l).ok())
+                    .filter(|&l| l >= 1 && l <= remaining.len());
+                match blamed {
+                    Some(l) if !matches!(e.status(), Some(401 | 403)) && !e.is_transient() => {
+                        let i = remaining.remove(l - 1);
+                        results[i] = Err(format!(
+                            "the log refused it: {}: {}",
+                            e.code().unwrap_or("error"),
+                            e_detail(&e)
+                        ));
+                    }
+                    _ => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(results)
+}
+
+/// The log's own words, without the URL and status the Display form adds.
+fn e_detail(e: &ClientError) -> String {
+    match e {
+        ClientError::Status { detail, .. } => detail.clone(),
+        other => other.to_string(),
+    }
 }
 
 fn sign_line(

@@ -570,7 +570,7 @@ impl<'a> Online<'a> {
         let Some(k) = info.keys.iter().find(|k| k.key_id == id) else {
             return Outcome::Fail(format!("the log does not list key {id} for {company}"));
         };
-        match k.revoked_at {
+        match k.revoked_index {
             Some(r) if r < index => Outcome::Fail(format!(
                 "the key was revoked at entry {r}, before this entry ({index})"
             )),
