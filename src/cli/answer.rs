@@ -10,7 +10,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::receipt::{Check, CheckName, CheckpointSummary};
+use candor::receipt::{Check, CheckName, CheckpointSummary};
 
 /// The verdict, which also decides the exit status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

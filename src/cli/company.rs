@@ -3,11 +3,10 @@
 //! change is itself a `company_key` entry on the log, so the whole key history
 //! is public; the command prints that entry's index.
 
-use std::process::ExitCode;
 use std::str::FromStr;
 
-use crate::client::{Client, CompanyAction};
-use crate::note::VerifierKey;
+use candor::client::{Client, CompanyAction};
+use candor::note::VerifierKey;
 
 /// `candor company …`.
 #[derive(Debug, Clone, clap::Args)]
@@ -41,57 +40,54 @@ pub struct CompanyKeyArgs {
     pub vkey: String,
 }
 
-/// Runs `candor company …`; returns the exit status.
-pub fn run(args: &CompanyArgs) -> ExitCode {
+/// Runs `candor company …`. Exit status: `Ok` 0, an
+/// [`invalid`](crate::cli::invalid) error 1 (the log refused the change), any
+/// other error 2.
+pub fn run(args: &CompanyArgs) -> anyhow::Result<()> {
     let (action, a) = match &args.command {
         CompanyCommand::Add(a) => (CompanyAction::Register, a),
         CompanyCommand::Revoke(a) => (CompanyAction::Revoke, a),
     };
-    let fail = |code: u8, msg: String| {
-        eprintln!("candor company: {msg}");
-        ExitCode::from(code)
-    };
-    let token = match std::fs::read_to_string(&a.token_file) {
-        Ok(t) if !t.trim().is_empty() => t,
-        Ok(_) => return fail(2, format!("{} is empty", a.token_file.display())),
-        Err(e) => return fail(2, format!("cannot read {}: {e}", a.token_file.display())),
-    };
+    let token = std::fs::read_to_string(&a.token_file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.token_file.display()))?;
+    if token.trim().is_empty() {
+        anyhow::bail!("{} is empty", a.token_file.display());
+    }
     let vkey_text = if !a.vkey.contains('+') && std::path::Path::new(&a.vkey).is_file() {
-        match std::fs::read_to_string(&a.vkey) {
-            Ok(t) => t,
-            Err(e) => return fail(2, format!("cannot read {}: {e}", a.vkey)),
-        }
+        std::fs::read_to_string(&a.vkey).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.vkey))?
     } else {
         a.vkey.clone()
     };
-    let vkey = match VerifierKey::from_str(vkey_text.trim()) {
-        Ok(k) => k,
-        Err(e) => return fail(2, format!("bad --vkey: {e}")),
-    };
+    let vkey = VerifierKey::from_str(vkey_text.trim()).map_err(|e| anyhow::anyhow!("bad --vkey: {e}"))?;
     if vkey.name() != a.name {
-        return fail(
-            2,
-            format!("the key is named {:?} but --name is {:?}; they must be equal", vkey.name(), a.name),
+        anyhow::bail!(
+            "the key is named {:?} but --name is {:?}; they must be equal",
+            vkey.name(),
+            a.name
         );
     }
-    let client = match Client::new(&a.log) {
-        Ok(c) => c.with_token(&token),
-        Err(e) => return fail(2, e.to_string()),
-    };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => return fail(2, format!("cannot start the async runtime: {e}")),
-    };
+    let client = Client::new(&a.log)?.with_token(&token);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
     match rt.block_on(client.company_key(action, &a.name, &vkey.to_string())) {
         Ok(receipt) => {
             let verb = match action {
                 CompanyAction::Register => "registered",
                 CompanyAction::Revoke => "revoked",
             };
-            println!("{verb} key {} for {} at log entry {}", hex::encode(vkey.key_id()), a.name, receipt.index);
-            ExitCode::SUCCESS
+            println!(
+                "{verb} key {} for {} at log entry {}",
+                hex::encode(vkey.key_id()),
+                a.name,
+                receipt.index
+            );
+            Ok(())
         }
-        Err(e) if e.status().is_some_and(|s| (400..500).contains(&s)) => fail(1, e.to_string()),
-        Err(e) => fail(2, e.to_string()),
+        Err(e) if e.status().is_some_and(|s| (400..500).contains(&s)) => {
+            Err(crate::cli::invalid(e))
+        }
+        Err(e) => Err(e.into()),
     }
 }

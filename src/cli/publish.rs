@@ -17,7 +17,6 @@ use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,17 +27,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::client::{Client, ClientError, RetryPolicy, retry};
-use crate::entry::{Entry, Leaf, SignedEntry};
-use crate::hash::{Hash, leaf_hash, sha256};
-use crate::note::{SignerKey, VerifierKey};
-use crate::receipt::{Receipt, ReceiptLink, verify_receipt};
-use crate::subject::{Opening, Salt, SubjectId, commit};
-
-/// Exit codes of `candor publish`.
-pub const EXIT_OK: u8 = 0;
-pub const EXIT_SOME_FAILED: u8 = 1;
-pub const EXIT_COULD_NOT_RUN: u8 = 2;
+use candor::client::{Client, ClientError, RetryPolicy, retry};
+use candor::entry::{Entry, Leaf, SignedEntry};
+use candor::hash::{Hash, leaf_hash, sha256};
+use candor::note::{SignerKey, VerifierKey};
+use candor::receipt::{Receipt, ReceiptLink, verify_receipt};
+use candor::subject::{Opening, Salt, SubjectId, commit};
 
 /// Arguments of `candor publish`.
 #[derive(Debug, Clone, clap::Args)]
@@ -209,35 +203,27 @@ fn commitment_value(h: &Hash) -> Value {
     Value::String(h.to_hex())
 }
 
-/// Runs `candor publish`; returns the exit status.
-pub fn run(args: &PublishArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread()
+/// Runs `candor publish`. Exit status (`spec/cli.md` §2.5): `Ok` 0, an
+/// [`invalid`](crate::cli::invalid) error 1 (some lines failed), any other
+/// error 2 (could not run).
+pub fn run(args: &PublishArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("candor publish: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_COULD_NOT_RUN);
-        }
-    };
-    match rt.block_on(publish(args)) {
-        Ok(summary) => {
-            if !args.quiet {
-                eprintln!("{summary}");
-            }
-            ExitCode::from(if summary.failed == 0 {
-                EXIT_OK
-            } else {
-                EXIT_SOME_FAILED
-            })
-        }
-        Err(e) => {
-            eprintln!("candor publish: error: {e}");
-            ExitCode::from(EXIT_COULD_NOT_RUN)
-        }
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    let summary = rt.block_on(publish(args))?;
+    if !args.quiet {
+        eprintln!("{summary}");
     }
+    if summary.failed > 0 {
+        return Err(crate::cli::invalid(format!(
+            "{} input line{} not published (reported above with their line numbers)",
+            summary.failed,
+            if summary.failed == 1 { " was" } else { "s were" }
+        )));
+    }
+    Ok(())
 }
 
 /// What a run did.

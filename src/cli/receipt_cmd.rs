@@ -3,11 +3,10 @@
 //! footer line a company puts in the message it sends.
 
 use std::io::Read;
-use std::process::ExitCode;
 
-use crate::hash::leaf_hash;
-use crate::receipt::{Receipt, ReceiptLink};
-use crate::subject::Salt;
+use candor::hash::leaf_hash;
+use candor::receipt::{Receipt, ReceiptLink};
+use candor::subject::Salt;
 
 /// `candor receipt …`.
 #[derive(Debug, Clone, clap::Args)]
@@ -46,20 +45,15 @@ pub enum HeaderError {
     NoBase,
 }
 
-/// Runs `candor receipt …`; returns the exit status.
-pub fn run(args: &ReceiptArgs) -> ExitCode {
+/// Runs `candor receipt …` (exit status 0, or 2 with the reason).
+pub fn run(args: &ReceiptArgs) -> anyhow::Result<()> {
     match &args.command {
-        ReceiptCommand::Header(h) => match header(h) {
-            Ok((header, footer)) => {
-                println!("{header}");
-                println!("{footer}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("candor receipt header: {e}");
-                ExitCode::from(2)
-            }
-        },
+        ReceiptCommand::Header(h) => {
+            let (header, footer) = header(h)?;
+            println!("{header}");
+            println!("{footer}");
+            Ok(())
+        }
     }
 }
 

@@ -10,24 +10,23 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::process::ExitCode;
 use std::str::FromStr;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::checkpoint::{Checkpoint, open_checkpoint};
+use candor::checkpoint::{Checkpoint, open_checkpoint};
 use crate::cli::answer::{self, Answer, Purchase, Status};
-use crate::client::{Client, ClientError, CompanyInfo};
-use crate::entry::Entry;
-use crate::hash::{Hash, leaf_hash};
-use crate::merkle::verify_consistency;
-use crate::note::VerifierKey;
-use crate::receipt::{
+use candor::client::{Client, ClientError, CompanyInfo};
+use candor::entry::Entry;
+use candor::hash::{Hash, leaf_hash};
+use candor::merkle::verify_consistency;
+use candor::note::VerifierKey;
+use candor::receipt::{
     CheckName, CheckpointSummary, Receipt, ReceiptLink, SubjectOpening, Verification,
     verify_receipt,
 };
-use crate::subject::SubjectId;
+use candor::subject::SubjectId;
 
 /// Arguments of `candor verify`.
 #[derive(Debug, Clone, clap::Args)]
@@ -71,24 +70,18 @@ enum Input {
     Link(Option<String>, ReceiptLink),
 }
 
-/// Runs `candor verify`; returns the exit status.
-pub fn run(args: &VerifyArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_current_thread()
+/// Runs `candor verify`. Exit status (`spec/cli.md` §4.5): `Ok` 0 valid, an
+/// [`invalid`](crate::cli::invalid) error 1, any other error 2 (could not check).
+pub fn run(args: &VerifyArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("candor verify: cannot start the async runtime: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    ExitCode::from(rt.block_on(verify(args)))
-}
-
-fn usage(msg: impl std::fmt::Display) -> u8 {
-    eprintln!("candor verify: {msg}");
-    Status::CouldNotCheck.exit_code()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    match rt.block_on(verify(args))? {
+        Status::Valid => Ok(()),
+        Status::Invalid => Err(crate::cli::invalid("the receipt does not verify")),
+        Status::CouldNotCheck => Err(anyhow::anyhow!("the receipt could not be checked")),
+    }
 }
 
 /// Reads `--log-key`: the key itself, or a file holding it.
@@ -145,37 +138,30 @@ fn load_input(arg: &str) -> Result<Input, String> {
     Ok(Input::Receipts(receipts))
 }
 
-async fn verify(args: &VerifyArgs) -> u8 {
-    let key = match read_log_key(&args.log_key) {
-        Ok(k) => k,
-        Err(e) => return usage(e),
-    };
-    let subject = match args.subject.as_deref().map(SubjectId::parse).transpose() {
-        Ok(s) => s,
-        Err(e) => return usage(format!("bad --subject: {e}")),
-    };
-    let input = match load_input(&args.receipt) {
-        Ok(i) => i,
-        Err(e) => return usage(e),
-    };
+async fn verify(args: &VerifyArgs) -> anyhow::Result<Status> {
+    let key = read_log_key(&args.log_key).map_err(anyhow::Error::msg)?;
+    let subject = args
+        .subject
+        .as_deref()
+        .map(SubjectId::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("bad --subject: {e}"))?;
+    let input = load_input(&args.receipt).map_err(anyhow::Error::msg)?;
     let base = match (&args.log, &input) {
         (Some(l), _) => Some(l.clone()),
         (None, Input::Link(b, _)) => b.clone(),
         (None, Input::Receipts(_)) => None,
     };
-    let client = match base.as_deref().map(Client::new).transpose() {
-        Ok(c) => c,
-        Err(e) => return usage(e),
-    };
+    let client = base.as_deref().map(Client::new).transpose()?;
     if args.online && client.is_none() {
-        return usage("--online needs the log's URL: pass --log URL");
+        anyhow::bail!("--online needs the log's URL: pass --log URL");
     }
     let mut online = client.as_ref().filter(|_| args.online).map(|c| Online::new(c, &key));
 
     match input {
         Input::Link(_, link) => {
             let Some(client) = &client else {
-                return usage("the link names no log; pass --log URL");
+                anyhow::bail!("the link names no log; pass --log URL");
             };
             let answer = match fetch_linked(client, &link).await {
                 Ok(receipt) => check_one(&receipt, None, &key, subject.as_ref(), online.as_mut()).await,
@@ -209,10 +195,10 @@ async fn verify(args: &VerifyArgs) -> u8 {
                 if args.json {
                     match serde_json::to_string(&a) {
                         Ok(s) => println!("{s}"),
-                        Err(e) => return usage(format!("cannot encode the answer: {e}")),
+                        Err(e) => return Err(anyhow::anyhow!("{}", format!("cannot encode the answer: {e}")),
                     }
                 } else {
-                    println!("{}", a.render_line());
+                    println!("{}", a.render_line()));
                 }
             }
             if !args.json {
@@ -221,13 +207,13 @@ async fn verify(args: &VerifyArgs) -> u8 {
                     receipts.len()
                 );
             }
-            if invalid > 0 {
-                Status::Invalid.exit_code()
+            Ok(if invalid > 0 {
+                Status::Invalid
             } else if unknown > 0 {
-                Status::CouldNotCheck.exit_code()
+                Status::CouldNotCheck
             } else {
-                Status::Valid.exit_code()
-            }
+                Status::Valid
+            })
         }
     }
 }
@@ -236,10 +222,10 @@ fn print_single(a: &Answer, json: bool) -> u8 {
     if json {
         match serde_json::to_string_pretty(a) {
             Ok(s) => println!("{s}"),
-            Err(e) => return usage(format!("cannot encode the answer: {e}")),
+            Err(e) => return Err(anyhow::anyhow!("{}", format!("cannot encode the answer: {e}")),
         }
     } else {
-        print!("{}", a.render_text());
+        print!("{}", a.render_text()));
     }
     a.status.exit_code()
 }
