@@ -321,7 +321,7 @@ pub fn facts(entry: &Value, logged_at: Option<&str>, purchases: &[Purchase]) -> 
                     s.push_str(&format!(" ({id})"));
                 }
                 if let Some(p) = text(c, "purpose") {
-                    s.push_str(&format!(", purpose: {}", words(&p)));
+                    s.push_str(&format!(" — {p}"));
                 }
                 s
             });

@@ -127,7 +127,15 @@ struct JournalRecord {
     input: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     subject: Option<Opening>,
-    entry: SignedEntry,
+    /// The submission body (`SignedEntry` as JSON).
+    entry: Value,
+}
+
+/// A journal record read back, its entry parsed.
+struct Journaled {
+    input: String,
+    subject: Option<Opening>,
+    signed: SignedEntry,
 }
 
 /// A line ready to submit.
@@ -299,15 +307,26 @@ fn receipted_lines(out: &Path) -> Result<HashSet<u64>, PublishError> {
     Ok(done)
 }
 
-fn read_journal(path: &Path) -> Result<HashMap<u64, JournalRecord>, PublishError> {
+fn read_journal(path: &Path) -> Result<HashMap<u64, Journaled>, PublishError> {
     let mut map = HashMap::new();
     for (i, l) in read_complete_lines(path)?.iter().enumerate() {
-        let r: JournalRecord = serde_json::from_str(l).map_err(|e| PublishError::BadOut {
+        let bad = |reason: String| PublishError::BadOut {
             path: path.display().to_string(),
             line: i as u64 + 1,
-            reason: format!("not a journal record: {e}"),
-        })?;
-        map.insert(r.line, r);
+            reason,
+        };
+        let r: JournalRecord =
+            serde_json::from_str(l).map_err(|e| bad(format!("not a journal record: {e}")))?;
+        let signed = SignedEntry::parse_value(&r.entry)
+            .map_err(|e| bad(format!("the journaled entry does not parse: {e}")))?;
+        map.insert(
+            r.line,
+            Journaled {
+                input: r.input,
+                subject: r.subject,
+                signed,
+            },
+        );
     }
     Ok(map)
 }
@@ -416,7 +435,7 @@ async fn publish(args: &PublishArgs) -> Result<Summary, PublishError> {
                 let pending = match journaled.get(&lineno) {
                     Some(rec) if rec.input == input_hash => Pending {
                         line: lineno,
-                        signed: rec.entry.clone(),
+                        signed: rec.signed.clone(),
                         subject: rec.subject.clone(),
                     },
                     Some(_) => {
@@ -436,7 +455,8 @@ async fn publish(args: &PublishArgs) -> Result<Summary, PublishError> {
                                 line: lineno,
                                 input: input_hash,
                                 subject: subject.clone(),
-                                entry: signed.clone(),
+                                entry: serde_json::to_value(&signed)
+                                    .map_err(|e| file_err(&journal_path, e))?,
                             };
                             serde_json::to_writer(&mut journal_out, &rec)
                                 .map_err(|e| file_err(&journal_path, e))?;
