@@ -8,7 +8,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, open_checkpoint};
-use crate::entry::{Entry, Leaf};
+use crate::entry::{Entry, KeyAction, Leaf};
 use crate::hash::{Hash, leaf_hash};
 use crate::merkle::verify_inclusion;
 use crate::note::VerifierKey;
@@ -69,7 +69,7 @@ impl Receipt {
     pub fn with_subject(mut self, opening: &Opening) -> Receipt {
         self.subject = Some(SubjectOpening {
             id: Some(opening.id.to_string()),
-            salt: opening.salt.to_text(),
+            salt: opening.salt.to_string(),
         });
         self
     }
@@ -106,7 +106,7 @@ impl ReceiptLink {
         );
         if let Some(salt) = &self.salt {
             s.push('.');
-            s.push_str(&salt.to_text());
+            s.push_str(&salt.to_string());
         }
         s
     }
@@ -153,7 +153,7 @@ impl ReceiptLink {
             .ok_or_else(|| bad("leaf hash is not 32 bytes of base64url"))?;
         let salt = match parts.next() {
             None => None,
-            Some(s) => Some(Salt::from_text(s).map_err(|_| bad("salt is not 32 bytes of base64url"))?),
+            Some(s) => Some(s.parse::<Salt>().map_err(|_| bad("salt is not 32 bytes of base64url"))?),
         };
         if parts.next().is_some() {
             return Err(bad("trailing data after the salt"));
@@ -503,7 +503,7 @@ fn signer_key(
     let Entry::CompanyKey(reg) = &key_leaf.entry else {
         return fail(v, "the cited key registration is not a company_key entry".into());
     };
-    if !reg.is_register() {
+    if reg.action != KeyAction::Register {
         return fail(v, "the cited key entry is a revocation, not a registration".into());
     }
     if key_leaf.entry.company() != leaf.entry.company() {
@@ -559,7 +559,7 @@ fn signer_key(
 }
 
 fn check_subject(receipt: &Receipt, entry: &Entry, id: &SubjectId, v: &mut Verification) {
-    let Some(commitment) = entry.subject_commitment() else {
+    let Entry::TargetingDecision(decision) = entry else {
         v.push(
             CheckName::Subject,
             false,
@@ -575,7 +575,8 @@ fn check_subject(receipt: &Receipt, entry: &Entry, id: &SubjectId, v: &mut Verif
         );
         return;
     };
-    let Ok(salt) = Salt::from_text(&opening.salt) else {
+    let commitment = decision.subject;
+    let Ok(salt) = opening.salt.parse::<Salt>() else {
         v.push(CheckName::Subject, false, "the subject salt is malformed");
         return;
     };

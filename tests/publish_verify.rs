@@ -36,16 +36,22 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// A log with one registered company, shared by a test.
+/// A log (the shared `candor serve` harness) with one company registered
+/// through `candor company add`.
 struct Setup {
-    log: common::TestLog,
+    rt: tokio::runtime::Runtime,
+    log: common::LogServer,
     dir: tempfile::TempDir,
     company_key: PathBuf,
 }
 
 impl Setup {
     fn new() -> Setup {
-        let log = common::TestLog::start();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let log = rt.block_on(common::LogServer::start("redb", &[]));
         let dir = tempfile::tempdir().expect("tempdir");
         let company_key = dir.path().join("acme.key");
         let o = run(candor()
@@ -54,16 +60,25 @@ impl Setup {
         assert_eq!(code(&o), 0, "keygen: {}", stderr(&o));
         let vkey = std::fs::read_to_string(dir.path().join("acme.key.pub")).expect("pub key");
         let o = run(candor()
-            .args(["company", "add", "--log", &log.url(), "--token-file"])
-            .arg(log.token_file())
+            .args(["company", "add", "--log", &log.base, "--token-file"])
+            .arg(log.data.join("admin.token"))
             .args(["--name", COMPANY, "--vkey", vkey.trim()]));
         assert_eq!(code(&o), 0, "company add: {}", stderr(&o));
         assert!(stdout(&o).contains("registered key"), "{}", stdout(&o));
         Setup {
+            rt,
             log,
             dir,
             company_key,
         }
+    }
+
+    fn url(&self) -> String {
+        self.log.base.clone()
+    }
+
+    fn vkey(&self) -> String {
+        self.log.verifier_key.to_string()
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -72,7 +87,7 @@ impl Setup {
 
     fn publish(&self, input: &Path, out: &Path, extra: &[&str]) -> Output {
         run(candor()
-            .args(["publish", "--log", &self.log.url(), "--key"])
+            .args(["publish", "--log", &self.url(), "--key"])
             .arg(&self.company_key)
             .arg("--receipts")
             .arg(out)
@@ -84,12 +99,11 @@ impl Setup {
         run(candor()
             .arg("verify")
             .args(args)
-            .args(["--log-key", &self.log.vkey()]))
+            .args(["--log-key", &self.vkey()]))
     }
 
     fn log_size(&self) -> u64 {
-        let o = run(Command::new("curl").args(["-sf", &format!("{}/v1/log", self.log.url())]));
-        let v: Value = serde_json::from_slice(&o.stdout).expect("GET /v1/log");
+        let v = self.rt.block_on(self.log.get_json("/v1/log"));
         v["size"].as_u64().expect("size")
     }
 }
@@ -213,7 +227,7 @@ fn publish_thousand_and_verify() {
         assert_eq!(r["line"], i as u64 + 1);
         assert_eq!(r["subject"]["id"], format!("email:user{i}@example.com"));
         let header = r["disclosure_header"].as_str().expect("header");
-        assert!(header.starts_with(&format!("Disclosure-Receipt: <{}/verify#r=v1.", s.log.url())));
+        assert!(header.starts_with(&format!("Disclosure-Receipt: <{}/verify#r=v1.", s.url())));
         // The identifier itself is never on the log.
         let leaf = String::from_utf8(STANDARD.decode(r["leaf"].as_str().expect("leaf")).expect("b64"))
             .expect("utf8");
@@ -226,7 +240,7 @@ fn publish_thousand_and_verify() {
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
     assert!(stdout(&o).contains("1000 receipts: 1000 valid, 0 invalid"), "{}", stdout(&o));
     // And online: consistency, revocation and the cited purchase for each.
-    let o = s.verify(&[outs, "--online", "--log", &s.log.url(), "--json"]);
+    let o = s.verify(&[outs, "--online", "--log", &s.url(), "--json"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let answers: Vec<Value> = stdout(&o)
         .lines()
@@ -257,7 +271,7 @@ fn publish_thousand_and_verify() {
         let fs = f.to_str().expect("path");
         let o = s.verify(&[fs]);
         assert_eq!(code(&o), 0, "{}", stdout(&o));
-        let o = s.verify(&[fs, "--online", "--log", &s.log.url()]);
+        let o = s.verify(&[fs, "--online", "--log", &s.url()]);
         assert_eq!(code(&o), 0, "{}", stdout(&o));
         let text = stdout(&o);
         assert!(text.contains("✓ This disclosure is genuine"), "{text}");
@@ -370,7 +384,7 @@ fn resume_after_kill_sends_nothing_twice() {
     write_lines(&input, &(0..n).map(|i| decision(i, None).to_string()).collect::<Vec<_>>());
     let before = s.log_size();
     let mut child = candor()
-        .args(["publish", "--log", &s.log.url(), "--key"])
+        .args(["publish", "--log", &s.url(), "--key"])
         .arg(&s.company_key)
         .arg("--receipts")
         .arg(&out)
@@ -465,7 +479,7 @@ fn bad_lines_reported_rest_published() {
     // From standard input too, with the same reports.
     let out2 = s.path("stdin-receipts.ndjson");
     let mut child = candor()
-        .args(["publish", "--log", &s.log.url(), "--key"])
+        .args(["publish", "--log", &s.url(), "--key"])
         .arg(&s.company_key)
         .arg("--receipts")
         .arg(&out2)

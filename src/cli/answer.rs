@@ -24,16 +24,6 @@ pub enum Status {
     CouldNotCheck,
 }
 
-impl Status {
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Status::Valid => 0,
-            Status::Invalid => 1,
-            Status::CouldNotCheck => 2,
-        }
-    }
-}
-
 /// A data purchase a targeting decision cites, as far as it was checked.
 #[derive(Clone, Debug, Serialize)]
 pub struct Purchase {

@@ -91,7 +91,7 @@ pub fn link_for(receipt: &Receipt) -> Result<ReceiptLink, HeaderError> {
         .map_err(|e| HeaderError::Receipt(e.to_string()))?;
     let salt = match &receipt.subject {
         Some(s) => Some(
-            Salt::from_text(&s.salt)
+            s.salt.parse::<Salt>()
                 .map_err(|_| HeaderError::Receipt("the subject salt is malformed".into()))?,
         ),
         None => None,
