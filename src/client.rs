@@ -458,7 +458,9 @@ impl RetryPolicy {
             .saturating_mul(1u32.checked_shl(attempt.min(20)).unwrap_or(u32::MAX))
             .min(self.max);
         // A failed random draw only loses the jitter, not the back-off.
-        let frac = getrandom::u32().map(|r| r as f64 / u32::MAX as f64).unwrap_or(1.0);
+        let frac = getrandom::u32()
+            .map(|r| r as f64 / u32::MAX as f64)
+            .unwrap_or(1.0);
         let jittered = exp.mul_f64(0.5 + 0.5 * frac);
         match err.retry_after() {
             Some(ra) => ra.max(jittered).min(self.max.max(ra)),
@@ -544,7 +546,10 @@ mod tests {
         assert!(Client::new("ftp://x").is_err());
         assert!(Client::new("not a url").is_err());
         assert!(Client::new("http://x/?q=1").is_err());
-        assert_eq!(Client::new("http://x:1/").map(|c| c.base).ok(), Some("http://x:1".into()));
+        assert_eq!(
+            Client::new("http://x:1/").map(|c| c.base).ok(),
+            Some("http://x:1".into())
+        );
     }
 
     #[test]
@@ -563,18 +568,26 @@ mod tests {
             max: Duration::from_millis(2),
         };
         let mut calls = 0;
-        let r: Result<(), _> = retry(&p, |_, _| {}, || {
-            calls += 1;
-            async { Err(status(503, None)) }
-        })
+        let r: Result<(), _> = retry(
+            &p,
+            |_, _| {},
+            || {
+                calls += 1;
+                async { Err(status(503, None)) }
+            },
+        )
         .await;
         assert!(r.is_err());
         assert_eq!(calls, 3);
         let mut calls = 0;
-        let r: Result<(), _> = retry(&p, |_, _| {}, || {
-            calls += 1;
-            async { Err(status(422, None)) }
-        })
+        let r: Result<(), _> = retry(
+            &p,
+            |_, _| {},
+            || {
+                calls += 1;
+                async { Err(status(422, None)) }
+            },
+        )
         .await;
         assert!(r.is_err());
         assert_eq!(calls, 1);

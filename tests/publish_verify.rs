@@ -112,8 +112,10 @@ impl Setup {
 fn decision(n: u64, purchase: Option<(u64, &str)>) -> Value {
     let mut sources = vec![json!({"type": "first_party", "description": "our order history"})];
     if let Some((index, leaf_hash)) = purchase {
-        sources.push(json!({"type": "purchase", "description": "outdoor-interest list",
-                            "purchase": {"index": index, "leaf_hash": leaf_hash}}));
+        sources.push(
+            json!({"type": "purchase", "description": "outdoor-interest list",
+                            "purchase": {"index": index, "leaf_hash": leaf_hash}}),
+        );
     }
     json!({
         "kind": "targeting_decision",
@@ -229,8 +231,12 @@ fn publish_thousand_and_verify() {
         let header = r["disclosure_header"].as_str().expect("header");
         assert!(header.starts_with(&format!("Disclosure-Receipt: <{}/verify#r=v1.", s.url())));
         // The identifier itself is never on the log.
-        let leaf = String::from_utf8(STANDARD.decode(r["leaf"].as_str().expect("leaf")).expect("b64"))
-            .expect("utf8");
+        let leaf = String::from_utf8(
+            STANDARD
+                .decode(r["leaf"].as_str().expect("leaf"))
+                .expect("b64"),
+        )
+        .expect("utf8");
         assert!(!leaf.contains("example.com\""), "{leaf}");
     }
 
@@ -238,7 +244,11 @@ fn publish_thousand_and_verify() {
     let outs = out.to_str().expect("path");
     let o = s.verify(&[outs]);
     assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).contains("1000 receipts: 1000 valid, 0 invalid"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("1000 receipts: 1000 valid, 0 invalid"),
+        "{}",
+        stdout(&o)
+    );
     // And online: consistency, revocation and the cited purchase for each.
     let o = s.verify(&[outs, "--online", "--log", &s.url(), "--json"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -255,7 +265,16 @@ fn publish_thousand_and_verify() {
             .iter()
             .map(|c| c["name"].as_str().expect("name"))
             .collect();
-        for want in ["leaf", "inclusion", "checkpoint_signature", "company_key", "company_signature", "subject", "consistency", "not_revoked"] {
+        for want in [
+            "leaf",
+            "inclusion",
+            "checkpoint_signature",
+            "company_key",
+            "company_signature",
+            "subject",
+            "consistency",
+            "not_revoked",
+        ] {
             assert!(names.contains(&want), "{want} missing in {names:?}");
         }
         if a["line"].as_u64().expect("line") % 10 == 1 {
@@ -275,10 +294,16 @@ fn publish_thousand_and_verify() {
         assert_eq!(code(&o), 0, "{}", stdout(&o));
         let text = stdout(&o);
         assert!(text.contains("✓ This disclosure is genuine"), "{text}");
-        assert!(text.contains("acme.example contacted you by email"), "{text}");
+        assert!(
+            text.contains("acme.example contacted you by email"),
+            "{text}"
+        );
         assert!(text.contains("✓ consistency"), "{text}");
         if i % 10 == 0 {
-            assert!(text.contains("ListCo Data B.V. (listco.example): contact, interests"), "{text}");
+            assert!(
+                text.contains("ListCo Data B.V. (listco.example): contact, interests"),
+                "{text}"
+            );
             assert!(text.contains("✓ purchases"), "{text}");
         }
     }
@@ -302,7 +327,10 @@ fn publish_thousand_and_verify() {
     let mut two = text.lines();
     let header = two.next().expect("header line");
     let footer = two.next().expect("footer line");
-    assert_eq!(header, receipts[7]["disclosure_header"].as_str().expect("header"));
+    assert_eq!(
+        header,
+        receipts[7]["disclosure_header"].as_str().expect("header")
+    );
     let url = footer
         .strip_prefix("Why did you get this message? Check our public disclosure: ")
         .expect("footer sentence");
@@ -310,7 +338,11 @@ fn publish_thousand_and_verify() {
         let o = s.verify(&[form, "--subject", "user7@example.com", "--json"]);
         assert_eq!(verdict(&o), (0, "valid".into(), None), "{form}");
         let o = s.verify(&[form, "--subject", "user6@example.com", "--json"]);
-        assert_eq!(verdict(&o), (1, "invalid".into(), Some("subject".into())), "{form}");
+        assert_eq!(
+            verdict(&o),
+            (1, "invalid".into(), Some("subject".into())),
+            "{form}"
+        );
         let o = s.verify(&[form, "--online", "--json"]);
         assert_eq!(verdict(&o), (0, "valid".into(), None), "{form}");
     }
@@ -335,22 +367,33 @@ fn publish_thousand_and_verify() {
     let mut t = r.clone();
     t["tlog_proof"] = lines.join("\n").into();
     cases.push(("proof hash", t, "inclusion"));
-    let sig_line = proof.lines().rposition(|l| l.starts_with("— ")).expect("signature line");
     let mut lines: Vec<String> = proof.split('\n').map(str::to_string).collect();
+    let sig_line = lines
+        .iter()
+        .rposition(|l| l.starts_with("— "))
+        .expect("signature line");
     let (prefix, sig) = lines[sig_line].rsplit_once(' ').expect("sig");
     lines[sig_line] = format!("{prefix} {}", flip_b64(sig, 20));
     let mut t = r.clone();
     t["tlog_proof"] = lines.join("\n").into();
     cases.push(("checkpoint signature", t, "checkpoint_signature"));
-    let blank = proof.split('\n').position(str::is_empty).expect("blank line");
+    let blank = proof
+        .split('\n')
+        .position(str::is_empty)
+        .expect("blank line");
     let mut lines: Vec<String> = proof.split('\n').map(str::to_string).collect();
     lines[blank + 3] = flip_b64(&lines[blank + 3], 3); // origin, size, root
     let mut t = r.clone();
     t["tlog_proof"] = lines.join("\n").into();
     cases.push(("checkpoint root", t, "checkpoint_signature"));
     let mut t = r.clone();
-    t["company_key"]["proof"][0] =
-        flip_b64(r["company_key"]["proof"][0].as_str().expect("company key proof"), 9).into();
+    t["company_key"]["proof"][0] = flip_b64(
+        r["company_key"]["proof"][0]
+            .as_str()
+            .expect("company key proof"),
+        9,
+    )
+    .into();
     cases.push(("company key proof", t, "company_key"));
     let mut t = r.clone();
     let salt = r["subject"]["salt"].as_str().expect("salt");
@@ -365,7 +408,12 @@ fn publish_thousand_and_verify() {
     for (what, tampered, check) in cases {
         let f = s.path("tampered.json");
         write_json(&f, &tampered);
-        let o = s.verify(&[f.to_str().expect("path"), "--subject", "user7@example.com", "--json"]);
+        let o = s.verify(&[
+            f.to_str().expect("path"),
+            "--subject",
+            "user7@example.com",
+            "--json",
+        ]);
         assert_eq!(
             verdict(&o),
             (1, "invalid".into(), Some(check.into())),
@@ -381,7 +429,12 @@ fn resume_after_kill_sends_nothing_twice() {
     let n = 3000u64;
     let input = s.path("big.ndjson");
     let out = s.path("big-receipts.ndjson");
-    write_lines(&input, &(0..n).map(|i| decision(i, None).to_string()).collect::<Vec<_>>());
+    write_lines(
+        &input,
+        &(0..n)
+            .map(|i| decision(i, None).to_string())
+            .collect::<Vec<_>>(),
+    );
     let before = s.log_size();
     let mut child = candor()
         .args(["publish", "--log", &s.url(), "--key"])
@@ -397,7 +450,9 @@ fn resume_after_kill_sends_nothing_twice() {
     // Kill it once some receipts are out but (surely) not all.
     let start = Instant::now();
     loop {
-        let lines = std::fs::read_to_string(&out).map(|t| t.lines().count()).unwrap_or(0);
+        let lines = std::fs::read_to_string(&out)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
         if lines >= 200 || start.elapsed() > Duration::from_secs(60) {
             break;
         }
@@ -406,7 +461,10 @@ fn resume_after_kill_sends_nothing_twice() {
     let still_running = child.try_wait().expect("try_wait").is_none();
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
-    assert!(still_running, "publish finished before it could be interrupted");
+    assert!(
+        still_running,
+        "publish finished before it could be interrupted"
+    );
     let partial = read_receipts_tolerant(&out);
     assert!(partial < n as usize, "{partial} receipts before the kill");
     assert!(s.path("big-receipts.ndjson.journal").exists());
@@ -419,17 +477,32 @@ fn resume_after_kill_sends_nothing_twice() {
     let o = s.publish(&input, &out, &["--resume", "--batch-size", "20"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(stderr(&o).contains("already receipted"), "{}", stderr(&o));
-    assert_eq!(s.log_size(), before + n, "the log holds every line exactly once");
+    assert_eq!(
+        s.log_size(),
+        before + n,
+        "the log holds every line exactly once"
+    );
     let receipts = read_receipts(&out);
     let mut per_line: HashMap<u64, usize> = HashMap::new();
     let mut indices = std::collections::HashSet::new();
     for r in &receipts {
-        *per_line.entry(r["line"].as_u64().expect("line")).or_default() += 1;
-        assert!(indices.insert(r["index"].as_u64().expect("index")), "index twice");
+        *per_line
+            .entry(r["line"].as_u64().expect("line"))
+            .or_default() += 1;
+        assert!(
+            indices.insert(r["index"].as_u64().expect("index")),
+            "index twice"
+        );
     }
     assert_eq!(per_line.len(), n as usize);
-    assert!(per_line.values().all(|&c| c == 1), "a line has two receipts");
-    assert!(!s.path("big-receipts.ndjson.journal").exists(), "journal removed when done");
+    assert!(
+        per_line.values().all(|&c| c == 1),
+        "a line has two receipts"
+    );
+    assert!(
+        !s.path("big-receipts.ndjson.journal").exists(),
+        "journal removed when done"
+    );
     let o = s.verify(&[out.to_str().expect("path")]);
     assert_eq!(code(&o), 0, "{}", stdout(&o));
 }
@@ -437,7 +510,11 @@ fn resume_after_kill_sends_nothing_twice() {
 /// Counts complete receipt lines (the last may be torn by the kill).
 fn read_receipts_tolerant(path: &Path) -> usize {
     std::fs::read_to_string(path)
-        .map(|t| t.lines().filter(|l| serde_json::from_str::<Value>(l).is_ok()).count())
+        .map(|t| {
+            t.lines()
+                .filter(|l| serde_json::from_str::<Value>(l).is_ok())
+                .count()
+        })
         .unwrap_or(0)
 }
 
@@ -464,15 +541,27 @@ fn bad_lines_reported_rest_published() {
     let o = s.publish(&input, &out, &[]);
     let err = stderr(&o);
     assert_eq!(code(&o), 1, "{err}");
-    for (line, why) in [(3, "not valid JSON"), (5, "channel"), (7, "email"), (9, "taken from the key")] {
+    for (line, why) in [
+        (3, "not valid JSON"),
+        (5, "channel"),
+        (7, "email"),
+        (9, "taken from the key"),
+    ] {
         assert!(
-            err.lines().any(|l| l.starts_with(&format!("line {line}: ")) && l.contains(why)),
+            err.lines()
+                .any(|l| l.starts_with(&format!("line {line}: ")) && l.contains(why)),
             "line {line} ({why}) not reported in:\n{err}"
         );
     }
-    assert!(err.contains("6 published, 0 already receipted, 4 failed"), "{err}");
+    assert!(
+        err.contains("6 published, 0 already receipted, 4 failed"),
+        "{err}"
+    );
     let receipts = read_receipts(&out);
-    let got: Vec<u64> = receipts.iter().map(|r| r["line"].as_u64().expect("line")).collect();
+    let got: Vec<u64> = receipts
+        .iter()
+        .map(|r| r["line"].as_u64().expect("line"))
+        .collect();
     assert_eq!(got, vec![1, 2, 4, 6, 8, 11]);
     assert_eq!(s.log_size(), before + 6);
 
@@ -497,7 +586,11 @@ fn bad_lines_reported_rest_published() {
         .expect("write stdin");
     let o = child.wait_with_output().expect("wait");
     assert_eq!(code(&o), 1, "{}", stderr(&o));
-    assert!(stderr(&o).contains("line 2: missing field `kind`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("line 2: missing field `kind`"),
+        "{}",
+        stderr(&o)
+    );
     assert_eq!(read_receipts(&out2).len(), 1);
 }
 
@@ -509,9 +602,14 @@ fn could_not_check_is_exit_two() {
     std::fs::write(&f, "{\"not\": \"a receipt\"}").expect("write");
     let o = s.verify(&[f.to_str().expect("path")]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
-    let o = s.verify(&["https://127.0.0.1:1/verify#r=v1.0.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"]);
+    let o = s
+        .verify(&["https://127.0.0.1:1/verify#r=v1.0.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"]);
     assert_eq!(code(&o), 2, "{}{}", stdout(&o), stderr(&o));
-    let o = run(candor().args(["publish", "--log", "http://127.0.0.1:1", "--key"]).arg(&s.company_key)
-        .arg("--receipts").arg(s.path("x.ndjson")).arg(s.path("missing-input.ndjson")));
+    let o = run(candor()
+        .args(["publish", "--log", "http://127.0.0.1:1", "--key"])
+        .arg(&s.company_key)
+        .arg("--receipts")
+        .arg(s.path("x.ndjson"))
+        .arg(s.path("missing-input.ndjson")));
     assert_eq!(code(&o), 2, "{}", stderr(&o));
 }

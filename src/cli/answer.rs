@@ -119,7 +119,10 @@ impl Answer {
     pub fn render_text(&self) -> String {
         let mut s = String::new();
         let verdict = match self.status {
-            Status::Valid => "✓ This disclosure is genuine: it is on the public log and every check passed.".to_string(),
+            Status::Valid => {
+                "✓ This disclosure is genuine: it is on the public log and every check passed."
+                    .to_string()
+            }
             Status::Invalid => match self.first_failure() {
                 Some(c) if c.name == CheckName::Subject => format!(
                     "✗ This disclosure does NOT check out: {}.",
@@ -143,6 +146,15 @@ impl Answer {
         s.push_str(&verdict);
         s.push_str("\n\n");
         let f = &self.facts;
+        let unconfirmed = match self.first_failure() {
+            Some(c) => c.name != CheckName::Subject,
+            None => self.status != Status::Valid,
+        };
+        if unconfirmed && !f.headline.is_empty() {
+            s.push_str(
+                "The details below are only what the receipt claims; they are NOT confirmed.\n\n",
+            );
+        }
         if !f.headline.is_empty() {
             s.push_str(&f.headline);
             s.push_str("\n\n");
@@ -297,7 +309,9 @@ pub fn facts(entry: &Value, logged_at: Option<&str>, purchases: &[Purchase]) -> 
             let decided = text(entry, "decided_at");
             let headline = format!(
                 "{company} contacted you{}, and disclosed on a public log why.",
-                ch.as_deref().map(|c| format!(" by {c}")).unwrap_or_default(),
+                ch.as_deref()
+                    .map(|c| format!(" by {c}"))
+                    .unwrap_or_default(),
             );
             let when = match (&decided, &logged) {
                 (Some(d), Some(l)) => Some(format!("decided {}, {l}", human_time(d))),
@@ -510,7 +524,10 @@ mod tests {
         assert_eq!(f.criteria[1], "excluded by geo: outside NL");
         assert!(f.data_used[1].contains("DataCo (dataco.example): interests, purchase history"));
         assert!(f.data_used[1].contains("verified on the log, entry 3"));
-        assert_eq!(f.legal_basis.as_deref(), Some("your consent (GDPR Art. 6(1)(a))"));
+        assert_eq!(
+            f.legal_basis.as_deref(),
+            Some("your consent (GDPR Art. 6(1)(a))")
+        );
         assert_eq!(f.opt_out.as_deref(), Some("https://acme.example/stop"));
     }
 
@@ -523,7 +540,10 @@ mod tests {
         };
         let base = vec![ok(CheckName::Inclusion), ok(CheckName::CompanySignature)];
         assert_eq!(Answer::decide(&base, None), Status::Valid);
-        assert_eq!(Answer::decide(&base, Some("offline")), Status::CouldNotCheck);
+        assert_eq!(
+            Answer::decide(&base, Some("offline")),
+            Status::CouldNotCheck
+        );
         let mut bad = base.clone();
         bad.push(Check {
             name: CheckName::Subject,

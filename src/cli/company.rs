@@ -54,11 +54,13 @@ pub fn run(args: &CompanyArgs) -> anyhow::Result<()> {
         anyhow::bail!("{} is empty", a.token_file.display());
     }
     let vkey_text = if !a.vkey.contains('+') && std::path::Path::new(&a.vkey).is_file() {
-        std::fs::read_to_string(&a.vkey).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.vkey))?
+        std::fs::read_to_string(&a.vkey)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", a.vkey))?
     } else {
         a.vkey.clone()
     };
-    let vkey = VerifierKey::from_str(vkey_text.trim()).map_err(|e| anyhow::anyhow!("bad --vkey: {e}"))?;
+    let vkey =
+        VerifierKey::from_str(vkey_text.trim()).map_err(|e| anyhow::anyhow!("bad --vkey: {e}"))?;
     if vkey.name() != a.name {
         anyhow::bail!(
             "the key is named {:?} but --name is {:?}; they must be equal",

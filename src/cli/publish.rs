@@ -228,7 +228,11 @@ pub fn run(args: &PublishArgs) -> anyhow::Result<()> {
         return Err(crate::cli::invalid(format!(
             "{} input line{} not published (reported above with their line numbers)",
             summary.failed,
-            if summary.failed == 1 { " was" } else { "s were" }
+            if summary.failed == 1 {
+                " was"
+            } else {
+                "s were"
+            }
         )));
     }
     Ok(())
@@ -275,14 +279,16 @@ fn read_complete_lines(path: &Path) -> Result<Vec<String>, PublishError> {
         Err(e) => return Err(file_err(path, e)),
     };
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(|e| file_err(path, e))?;
+    file.read_to_end(&mut bytes)
+        .map_err(|e| file_err(path, e))?;
     let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
     if complete < bytes.len() {
-        file.set_len(complete as u64).map_err(|e| file_err(path, e))?;
+        file.set_len(complete as u64)
+            .map_err(|e| file_err(path, e))?;
         file.seek(SeekFrom::End(0)).map_err(|e| file_err(path, e))?;
     }
-    let text = String::from_utf8(bytes[..complete].to_vec())
-        .map_err(|_| file_err(path, "not UTF-8"))?;
+    let text =
+        String::from_utf8(bytes[..complete].to_vec()).map_err(|_| file_err(path, "not UTF-8"))?;
     Ok(text.lines().map(str::to_string).collect())
 }
 
@@ -407,7 +413,9 @@ async fn publish(args: &PublishArgs) -> Result<Summary, PublishError> {
              -> Result<bool, PublishError> {
                 // The journal is durable before the entries leave, so a
                 // killed run can always re-send exactly what it sent.
-                journal_out.flush().map_err(|e| file_err(&journal_path, e))?;
+                journal_out
+                    .flush()
+                    .map_err(|e| file_err(&journal_path, e))?;
                 journal_out
                     .get_ref()
                     .sync_data()
@@ -535,8 +543,7 @@ async fn publish(args: &PublishArgs) -> Result<Summary, PublishError> {
         };
         for (p, outcome) in batch.into_iter().zip(outcomes) {
             pb.inc(1);
-            let line = outcome
-                .and_then(|r| finish_receipt(r, &p, &public_url, log_key.as_ref()));
+            let line = outcome.and_then(|r| finish_receipt(r, &p, &public_url, log_key.as_ref()));
             match line {
                 Ok(line) => {
                     serde_json::to_writer(&mut writer, &line)
@@ -588,7 +595,8 @@ async fn submit(
         vec![Err("not answered".to_string()); batch.len()];
     let mut remaining: Vec<usize> = (0..batch.len()).collect();
     while !remaining.is_empty() {
-        let entries: Vec<SignedEntry> = remaining.iter().map(|&i| batch[i].signed.clone()).collect();
+        let entries: Vec<SignedEntry> =
+            remaining.iter().map(|&i| batch[i].signed.clone()).collect();
         let first = batch[remaining[0]].line;
         let last = batch[remaining[remaining.len() - 1]].line;
         let on_retry = |e: &ClientError, wait: Duration| {
@@ -772,10 +780,16 @@ mod tests {
                 "`subject` must be",
             ),
             (
-                &DECISION.replace(r#"{"email":" Alice@Example.com "}"#, r#"{"email":"no-at-sign"}"#),
+                &DECISION.replace(
+                    r#"{"email":" Alice@Example.com "}"#,
+                    r#"{"email":"no-at-sign"}"#,
+                ),
                 "bad subject email",
             ),
-            (&DECISION.replace(r#""email","#, r#""carrier_pigeon","#), "channel"),
+            (
+                &DECISION.replace(r#""email","#, r#""carrier_pigeon","#),
+                "channel",
+            ),
         ];
         for (line, want) in cases {
             let err = build_entry(line, "acme.example").expect_err(line);

@@ -69,8 +69,8 @@ pub fn header(args: &HeaderArgs) -> Result<(String, String), HeaderError> {
         std::fs::read_to_string(&args.receipt)
             .map_err(|e| HeaderError::Read(args.receipt.clone(), e.to_string()))?
     };
-    let receipt =
-        Receipt::from_json(text.trim().as_bytes()).map_err(|e| HeaderError::Receipt(e.to_string()))?;
+    let receipt = Receipt::from_json(text.trim().as_bytes())
+        .map_err(|e| HeaderError::Receipt(e.to_string()))?;
     let link = link_for(&receipt)?;
     let base = match &args.log {
         Some(b) => b.clone(),
@@ -91,7 +91,8 @@ pub fn link_for(receipt: &Receipt) -> Result<ReceiptLink, HeaderError> {
         .map_err(|e| HeaderError::Receipt(e.to_string()))?;
     let salt = match &receipt.subject {
         Some(s) => Some(
-            s.salt.parse::<Salt>()
+            s.salt
+                .parse::<Salt>()
                 .map_err(|_| HeaderError::Receipt("the subject salt is malformed".into()))?,
         ),
         None => None,

@@ -15,8 +15,8 @@ use std::str::FromStr;
 use serde::Deserialize;
 use serde_json::Value;
 
-use candor::checkpoint::{Checkpoint, open_checkpoint};
 use crate::cli::answer::{self, Answer, Purchase, Status};
+use candor::checkpoint::{Checkpoint, open_checkpoint};
 use candor::client::{Client, ClientError, CompanyInfo};
 use candor::entry::Entry;
 use candor::hash::{Hash, leaf_hash};
@@ -156,7 +156,10 @@ async fn verify(args: &VerifyArgs) -> anyhow::Result<Status> {
     if args.online && client.is_none() {
         anyhow::bail!("--online needs the log's URL: pass --log URL");
     }
-    let mut online = client.as_ref().filter(|_| args.online).map(|c| Online::new(c, &key));
+    let mut online = client
+        .as_ref()
+        .filter(|_| args.online)
+        .map(|c| Online::new(c, &key));
 
     match input {
         Input::Link(_, link) => {
@@ -164,7 +167,9 @@ async fn verify(args: &VerifyArgs) -> anyhow::Result<Status> {
                 anyhow::bail!("the link names no log; pass --log URL");
             };
             let answer = match fetch_linked(client, &link).await {
-                Ok(receipt) => check_one(&receipt, None, &key, subject.as_ref(), online.as_mut()).await,
+                Ok(receipt) => {
+                    check_one(&receipt, None, &key, subject.as_ref(), online.as_mut()).await
+                }
                 Err(LinkError::Network(e)) => could_not(format!("cannot fetch the receipt: {e}")),
                 Err(LinkError::Mismatch(a)) => *a,
             };
@@ -250,18 +255,27 @@ enum LinkError {
 /// index is the one the link names, and attaches the link's salt
 /// (`spec/receipts.md` §2).
 async fn fetch_linked(client: &Client, link: &ReceiptLink) -> Result<Receipt, LinkError> {
-    let mut receipt = client.receipt(link.index).await.map_err(|e| match e.status() {
-        Some(404) => {
-            let mut v = empty_verification();
-            v.push(
-                CheckName::Leaf,
-                false,
-                format!("the log has no entry {} (it is smaller)", link.index),
-            );
-            LinkError::Mismatch(Box::new(from_verification(v, &receipt_stub(link), None, Vec::new(), None)))
-        }
-        _ => LinkError::Network(e),
-    })?;
+    let mut receipt = client
+        .receipt(link.index)
+        .await
+        .map_err(|e| match e.status() {
+            Some(404) => {
+                let mut v = empty_verification();
+                v.push(
+                    CheckName::Leaf,
+                    false,
+                    format!("the log has no entry {} (it is smaller)", link.index),
+                );
+                LinkError::Mismatch(Box::new(from_verification(
+                    v,
+                    &receipt_stub(link),
+                    None,
+                    Vec::new(),
+                    None,
+                )))
+            }
+            _ => LinkError::Network(e),
+        })?;
     let actual = receipt.leaf_bytes().ok().map(|b| leaf_hash(&b));
     if actual != Some(link.leaf_hash) || receipt.index != link.index {
         let mut v = empty_verification();
@@ -449,10 +463,14 @@ impl<'a> Online<'a> {
         if let Some(entry) = v.entry.clone()
             && !matches!(entry, Entry::CompanyKey(_))
         {
-            let o = self.not_revoked(&entry, v.signer_key.as_deref(), receipt.index).await;
+            let o = self
+                .not_revoked(&entry, v.signer_key.as_deref(), receipt.index)
+                .await;
             record(v, CheckName::NotRevoked, o);
             if !purchases.is_empty() {
-                let o = self.purchases(entry.company(), receipt.index, purchases).await;
+                let o = self
+                    .purchases(entry.company(), receipt.index, purchases)
+                    .await;
                 record(v, CheckName::Purchases, o);
             }
         }
@@ -463,12 +481,16 @@ impl<'a> Online<'a> {
             return l.clone();
         }
         let l = match self.client.checkpoint().await {
-            Ok(note) => open_checkpoint(&note, self.key).map(|(cp, _)| cp).map_err(|e| {
-                Outcome::Fail(format!(
-                    "the log's latest checkpoint is not signed by the pinned key: {e}"
-                ))
-            }),
-            Err(e) => Err(Outcome::CouldNot(format!("cannot fetch the latest checkpoint: {e}"))),
+            Ok(note) => open_checkpoint(&note, self.key)
+                .map(|(cp, _)| cp)
+                .map_err(|e| {
+                    Outcome::Fail(format!(
+                        "the log's latest checkpoint is not signed by the pinned key: {e}"
+                    ))
+                }),
+            Err(e) => Err(Outcome::CouldNot(format!(
+                "cannot fetch the latest checkpoint: {e}"
+            ))),
         };
         self.latest = Some(l.clone());
         l
@@ -563,7 +585,12 @@ impl<'a> Online<'a> {
 
     /// Check 10: every cited purchase is a genuine, earlier `data_purchase` of
     /// the same company.
-    async fn purchases(&mut self, company: &str, index: u64, purchases: &mut [Purchase]) -> Outcome {
+    async fn purchases(
+        &mut self,
+        company: &str,
+        index: u64,
+        purchases: &mut [Purchase],
+    ) -> Outcome {
         let mut failed = Vec::new();
         for p in purchases.iter_mut() {
             let checked = match self.purchases.get(&p.index) {
@@ -588,7 +615,8 @@ impl<'a> Online<'a> {
                     .unwrap_or_default();
                 if c.leaf_hash != p.leaf_hash {
                     c.verified = Some(false);
-                    c.detail = format!("entry {} is not the one cited (leaf hash differs)", c.index);
+                    c.detail =
+                        format!("entry {} is not the one cited (leaf hash differs)", c.index);
                 } else if buyer != company {
                     c.verified = Some(false);
                     c.detail = format!("entry {} is a purchase by {buyer}, not {company}", c.index);
@@ -632,7 +660,11 @@ impl<'a> Online<'a> {
                 )));
             }
         };
-        let actual = r.leaf_bytes().ok().map(|b| leaf_hash(&b).to_hex()).unwrap_or_default();
+        let actual = r
+            .leaf_bytes()
+            .ok()
+            .map(|b| leaf_hash(&b).to_hex())
+            .unwrap_or_default();
         let v = verify_receipt(&r, self.key, None);
         let entry = v.entry.as_ref().and_then(|e| serde_json::to_value(e).ok());
         let mut p = Purchase {
@@ -644,7 +676,11 @@ impl<'a> Online<'a> {
         };
         if let Some(c) = v.first_failure() {
             p.verified = Some(false);
-            p.detail = format!("its receipt fails the {} check: {}", c.name.as_str(), c.detail);
+            p.detail = format!(
+                "its receipt fails the {} check: {}",
+                c.name.as_str(),
+                c.detail
+            );
         } else if !matches!(v.entry, Some(Entry::DataPurchase(_))) || !v.is_valid() {
             p.verified = Some(false);
             p.detail = "it is not a data purchase".into();
