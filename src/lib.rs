@@ -12,6 +12,7 @@ pub mod hash;
 pub mod jcs;
 pub mod merkle;
 pub mod note;
+pub mod receipt;
 pub mod subject;
 pub mod tiles;
 pub mod tlog_proof;
@@ -19,3 +20,11 @@ pub mod tlog_proof;
 // Everything with I/O.
 #[cfg(feature = "service")]
 pub mod store;
+
+// The log server (`candor serve`).
+#[cfg(feature = "service")]
+pub mod server;
+
+// The async client for the log's HTTP API (publish, verify, company, monitor).
+#[cfg(feature = "service")]
+pub mod client;

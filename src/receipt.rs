@@ -8,7 +8,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, open_checkpoint};
-use crate::entry::{Entry, KeyAction, Leaf};
+use crate::entry::{Entry, Leaf};
 use crate::hash::{Hash, leaf_hash};
 use crate::merkle::verify_inclusion;
 use crate::note::VerifierKey;
@@ -69,7 +69,7 @@ impl Receipt {
     pub fn with_subject(mut self, opening: &Opening) -> Receipt {
         self.subject = Some(SubjectOpening {
             id: Some(opening.id.to_string()),
-            salt: opening.salt.to_string(),
+            salt: opening.salt.to_base64url(),
         });
         self
     }
@@ -106,7 +106,7 @@ impl ReceiptLink {
         );
         if let Some(salt) = &self.salt {
             s.push('.');
-            s.push_str(&salt.to_string());
+            s.push_str(&salt.to_base64url());
         }
         s
     }
@@ -153,7 +153,7 @@ impl ReceiptLink {
             .ok_or_else(|| bad("leaf hash is not 32 bytes of base64url"))?;
         let salt = match parts.next() {
             None => None,
-            Some(s) => Some(s.parse::<Salt>().map_err(|_| bad("salt is not 32 bytes of base64url"))?),
+            Some(s) => Some(Salt::from_base64url(s).map_err(|_| bad("salt is not 32 bytes of base64url"))?),
         };
         if parts.next().is_some() {
             return Err(bad("trailing data after the salt"));
@@ -264,6 +264,9 @@ pub struct Verification {
     pub entry: Option<Entry>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logged_at: Option<String>,
+    /// The RFC 6962 hash of the receipt's leaf, once decoded.
+    #[serde(skip)]
+    pub leaf_hash: Option<Hash>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<CheckpointSummary>,
     /// The verifier key that signed the entry, once established.
@@ -329,6 +332,7 @@ pub fn verify_receipt(
         checks: Vec::new(),
         entry: None,
         logged_at: None,
+        leaf_hash: None,
         checkpoint: None,
         signer_key: None,
         signer_registered_at: None,
@@ -340,6 +344,7 @@ pub fn verify_receipt(
         return v;
     };
     let lh = leaf_hash(&leaf_bytes);
+    v.leaf_hash = Some(lh);
     if let Some(claimed) = &receipt.leaf_hash
         && Hash::from_hex(claimed) != Some(lh)
     {
@@ -503,7 +508,7 @@ fn signer_key(
     let Entry::CompanyKey(reg) = &key_leaf.entry else {
         return fail(v, "the cited key registration is not a company_key entry".into());
     };
-    if reg.action != KeyAction::Register {
+    if reg.action != crate::entry::KeyAction::Register {
         return fail(v, "the cited key entry is a revocation, not a registration".into());
     }
     if key_leaf.entry.company() != leaf.entry.company() {
@@ -575,12 +580,11 @@ fn check_subject(receipt: &Receipt, entry: &Entry, id: &SubjectId, v: &mut Verif
         );
         return;
     };
-    let commitment = decision.subject;
-    let Ok(salt) = opening.salt.parse::<Salt>() else {
+    let Ok(salt) = Salt::from_base64url(&opening.salt) else {
         v.push(CheckName::Subject, false, "the subject salt is malformed");
         return;
     };
-    if commit(id, &salt) == commitment {
+    if commit(id, &salt) == decision.subject {
         v.push(CheckName::Subject, true, "the message was about you");
     } else {
         v.push(
@@ -588,5 +592,77 @@ fn check_subject(receipt: &Receipt, entry: &Entry, id: &SubjectId, v: &mut Verif
             false,
             "this message was not about you: the commitment does not open to that identifier",
         );
+    }
+}
+
+/// Makes the person's receipt from the log's receipt for a link's index:
+/// the log must return the very leaf the link names (`spec/receipts.md` §2).
+pub fn receipt_for_link(log_receipt_json: &[u8], link: &ReceiptLink) -> Result<Receipt, ReceiptError> {
+    let mut receipt = Receipt::from_json(log_receipt_json)?;
+    if receipt.index != link.index {
+        return Err(ReceiptError::Field(format!(
+            "the log returned index {} for a link to index {}",
+            receipt.index, link.index
+        )));
+    }
+    if leaf_hash(&receipt.leaf_bytes()?) != link.leaf_hash {
+        return Err(ReceiptError::Field(format!(
+            "the log's entry {} is not the one the link names",
+            link.index
+        )));
+    }
+    receipt.subject = link.salt.as_ref().map(|salt| SubjectOpening {
+        id: None,
+        salt: salt.to_base64url(),
+    });
+    Ok(receipt)
+}
+
+/// Check 10 of `spec/receipts.md` §3 for one cited purchase: `cited` is the
+/// verification of the log's receipt for the cited index.
+pub fn check_purchase_citation(
+    cited: &Verification,
+    cited_receipt_index: u64,
+    cited_index: u64,
+    cited_leaf_hash_hex: &str,
+    company: &str,
+    citing_index: u64,
+) -> Result<(), String> {
+    if !cited.is_valid() {
+        let why = cited
+            .first_failure()
+            .map(|c| c.detail.clone())
+            .unwrap_or_else(|| "it did not verify".into());
+        return Err(format!("the cited purchase {cited_index} does not verify: {why}"));
+    }
+    if cited_receipt_index != cited_index {
+        return Err(format!(
+            "the log returned entry {cited_receipt_index} for cited entry {cited_index}"
+        ));
+    }
+    let Some(entry) = &cited.entry else {
+        return Err("the cited entry is missing".into());
+    };
+    if !matches!(entry, Entry::DataPurchase(_)) {
+        return Err(format!("entry {cited_index} is a {}, not a data_purchase", entry.kind()));
+    }
+    if entry.company() != company {
+        return Err(format!(
+            "entry {cited_index} is a purchase by {}, not by {company}",
+            entry.company()
+        ));
+    }
+    if cited_index >= citing_index {
+        return Err(format!(
+            "the purchase {cited_index} was logged after the decision {citing_index} that cites it"
+        ));
+    }
+    let cited_hash = Hash::from_hex(cited_leaf_hash_hex)
+        .ok_or_else(|| "the citation's leaf hash is not 64 hex digits".to_string())?;
+    match &cited.leaf_hash {
+        Some(h) if *h == cited_hash => Ok(()),
+        _ => Err(format!(
+            "entry {cited_index} does not have the leaf hash the decision cites"
+        )),
     }
 }

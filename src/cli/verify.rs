@@ -325,6 +325,7 @@ fn empty_verification() -> Verification {
         checkpoint: None,
         signer_key: None,
         signer_registered_at: None,
+        leaf_hash: None,
     }
 }
 

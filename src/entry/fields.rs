@@ -1,0 +1,367 @@
+//! Field readers and validators shared by the entry kinds.
+//!
+//! Entries are parsed from a `serde_json::Value` by hand rather than by derived
+//! `Deserialize`, so every error names the exact field path (`criteria[2].effect`)
+//! and the precise problem (spec/entries.md, "Errors").
+
+use super::EntryError;
+use crate::hash::Hash;
+use crate::jcs::MAX_SAFE_INTEGER;
+use serde_json::{Map, Value};
+
+/// Defines a closed vocabulary: a fieldless enum with its JSON names.
+macro_rules! vocab {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $var:ident = $s:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($(#[$vm])* $var),+ }
+
+        impl $name {
+            /// Every value, in documentation order.
+            pub const ALL: &'static [$name] = &[$($name::$var),+];
+            /// The JSON names, in documentation order.
+            pub const NAMES: &'static [&'static str] = &[$($s),+];
+            /// The JSON name.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$var => $s),+ }
+            }
+            /// Looks up a JSON name (exact, case-sensitive).
+            pub fn from_name(s: &str) -> Option<$name> {
+                match s { $($s => Some($name::$var),)+ _ => None }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                $name::from_name(&s).ok_or_else(|| serde::de::Error::unknown_variant(&s, $name::NAMES))
+            }
+        }
+
+        impl $crate::entry::fields::Vocab for $name {
+            const NAMES: &'static [&'static str] = $name::NAMES;
+            fn from_name(s: &str) -> Option<Self> { $name::from_name(s) }
+        }
+    };
+}
+pub(crate) use vocab;
+
+/// Implemented by every `vocab!` enum so the reader can produce `BadEnum` errors.
+pub trait Vocab: Sized + Copy + Eq {
+    const NAMES: &'static [&'static str];
+    fn from_name(s: &str) -> Option<Self>;
+}
+
+/// Joins a parent path and a member name.
+pub(crate) fn join(base: &str, name: &str) -> String {
+    if base.is_empty() {
+        name.to_string()
+    } else {
+        format!("{base}.{name}")
+    }
+}
+
+/// A JSON object being read; unknown members are rejected up front so a misspelled
+/// field is reported as unknown rather than as the missing correct one.
+pub(crate) struct Obj<'a> {
+    map: &'a Map<String, Value>,
+    path: String,
+}
+
+impl<'a> Obj<'a> {
+    pub fn new(v: &'a Value, path: &str, allowed: &[&str]) -> Result<Obj<'a>, EntryError> {
+        let map = match v {
+            Value::Object(m) => m,
+            _ => return Err(wrong_type(path, "an object", v)),
+        };
+        // Report the first unknown member in a stable (sorted) order.
+        if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            return Err(EntryError::UnknownField(join(path, k)));
+        }
+        Ok(Obj {
+            map,
+            path: path.to_string(),
+        })
+    }
+
+    /// The path of member `name` of this object.
+    pub fn path_of(&self, name: &str) -> String {
+        join(&self.path, name)
+    }
+
+    pub fn req(&self, name: &str) -> Result<Field<'a>, EntryError> {
+        self.opt(name)
+            .ok_or_else(|| EntryError::MissingField(join(&self.path, name)))
+    }
+
+    /// An optional member. `null` is not a way to omit one: it is reported as the
+    /// wrong type, so that every entry has exactly one JSON form.
+    pub fn opt(&self, name: &str) -> Option<Field<'a>> {
+        self.map.get(name).map(|v| Field {
+            v,
+            path: join(&self.path, name),
+        })
+    }
+}
+
+/// One member value with its path.
+pub(crate) struct Field<'a> {
+    pub v: &'a Value,
+    pub path: String,
+}
+
+pub(crate) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn wrong_type(path: &str, expected: &'static str, v: &Value) -> EntryError {
+    EntryError::WrongType {
+        field: path.to_string(),
+        expected,
+        found: type_name(v),
+    }
+}
+
+pub(crate) fn invalid(path: &str, reason: impl Into<String>) -> EntryError {
+    EntryError::Invalid {
+        field: path.to_string(),
+        reason: reason.into(),
+    }
+}
+
+impl<'a> Field<'a> {
+    pub fn obj(&self, allowed: &[&str]) -> Result<Obj<'a>, EntryError> {
+        Obj::new(self.v, &self.path, allowed)
+    }
+
+    pub fn str(&self) -> Result<&'a str, EntryError> {
+        self.v
+            .as_str()
+            .ok_or_else(|| wrong_type(&self.path, "a string", self.v))
+    }
+
+    /// Free text: 1..=max UTF-8 bytes, no control characters (C0, DEL, C1).
+    pub fn text(&self, max: usize) -> Result<String, EntryError> {
+        let s = self.str()?;
+        check_text(&self.path, s, max)?;
+        Ok(s.to_string())
+    }
+
+    /// A non-negative integer ≤ 2^53−1 (the JCS-safe range).
+    pub fn u64(&self) -> Result<u64, EntryError> {
+        match self.v {
+            Value::Number(n) => match n.as_u64() {
+                Some(u) if u <= MAX_SAFE_INTEGER => Ok(u),
+                Some(u) => Err(invalid(&self.path, format!("{u} is above 2^53−1"))),
+                None if n.is_i64() => Err(invalid(&self.path, format!("{n} is negative"))),
+                None => Err(invalid(
+                    &self.path,
+                    format!("{n} is not an integer (Candor numbers are integers only)"),
+                )),
+            },
+            _ => Err(wrong_type(&self.path, "an integer", self.v)),
+        }
+    }
+
+    pub fn u64_in(&self, min: u64, max: u64) -> Result<u64, EntryError> {
+        let u = self.u64()?;
+        if u < min || u > max {
+            return Err(invalid(&self.path, format!("{u} is outside {min}..={max}")));
+        }
+        Ok(u)
+    }
+
+    pub fn vocab<T: Vocab>(&self) -> Result<T, EntryError> {
+        let s = self.str()?;
+        T::from_name(s).ok_or_else(|| EntryError::BadEnum {
+            field: self.path.clone(),
+            value: s.to_string(),
+            allowed: T::NAMES,
+        })
+    }
+
+    /// An array of min..=max elements, each with its own indexed path.
+    pub fn array(&self, min: usize, max: usize) -> Result<Vec<Field<'a>>, EntryError> {
+        let items = self
+            .v
+            .as_array()
+            .ok_or_else(|| wrong_type(&self.path, "an array", self.v))?;
+        if items.len() < min || items.len() > max {
+            let reason = if items.is_empty() {
+                format!("must not be empty (at least {min} element(s))")
+            } else {
+                format!("has {} elements; allowed {min}..={max}", items.len())
+            };
+            return Err(invalid(&self.path, reason));
+        }
+        Ok(items
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Field {
+                v,
+                path: format!("{}[{i}]", self.path),
+            })
+            .collect())
+    }
+
+    /// An array of distinct vocabulary values.
+    pub fn vocab_set<T: Vocab>(&self, min: usize) -> Result<Vec<T>, EntryError> {
+        let mut out: Vec<T> = Vec::new();
+        for f in self.array(min, T::NAMES.len())? {
+            let v = f.vocab::<T>()?;
+            if out.contains(&v) {
+                return Err(invalid(&f.path, format!("{:?} is listed twice", f.v)));
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    pub fn time(&self) -> Result<String, EntryError> {
+        let s = self.str()?;
+        if super::parse_time(s).is_none() {
+            return Err(EntryError::BadTime {
+                field: self.path.clone(),
+                value: s.to_string(),
+            });
+        }
+        Ok(s.to_string())
+    }
+
+    /// 64 lower-case hex digits.
+    pub fn hash_hex(&self) -> Result<Hash, EntryError> {
+        let s = self.str()?;
+        if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(invalid(
+                &self.path,
+                format!("{s:?} is not 64 lower-case hex digits"),
+            ));
+        }
+        Hash::from_hex(s).ok_or_else(|| invalid(&self.path, "not hex"))
+    }
+
+    pub fn dns_name(&self) -> Result<String, EntryError> {
+        let s = self.str()?;
+        check_dns_name(&self.path, s)?;
+        Ok(s.to_string())
+    }
+}
+
+pub(crate) fn check_text(path: &str, s: &str, max: usize) -> Result<(), EntryError> {
+    if s.is_empty() {
+        return Err(invalid(path, "must not be empty"));
+    }
+    if s.len() > max {
+        return Err(invalid(
+            path,
+            format!("is {} bytes; at most {max} allowed", s.len()),
+        ));
+    }
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        return Err(invalid(
+            path,
+            format!("contains control character U+{:04X}", c as u32),
+        ));
+    }
+    Ok(())
+}
+
+/// Longest DNS name in presentation form (RFC 1035 §2.3.4, without the final dot).
+pub const MAX_DNS_NAME: usize = 253;
+
+/// A company or seller name: a lower-case DNS host name (RFC 1123 §2.1 letters,
+/// digits and hyphens), at least two labels, each 1..=63 bytes, no leading or
+/// trailing hyphen, no final dot, and a top-level label that is not all digits (so
+/// no IPv4 address passes).
+pub fn check_dns_name(path: &str, s: &str) -> Result<(), EntryError> {
+    let bad = |reason: String| {
+        invalid(
+            path,
+            format!("{s:?} is not a lower-case DNS name: {reason}"),
+        )
+    };
+    if s.is_empty() || s.len() > MAX_DNS_NAME {
+        return Err(bad(format!("length must be 1..={MAX_DNS_NAME}")));
+    }
+    let labels: Vec<&str> = s.split('.').collect();
+    if labels.len() < 2 {
+        return Err(bad("needs at least two labels, e.g. acme.example".into()));
+    }
+    for l in &labels {
+        if l.is_empty() || l.len() > 63 {
+            return Err(bad("each label must be 1..=63 bytes".into()));
+        }
+        if !l
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
+        {
+            return Err(bad("only a-z, 0-9, '-' and '.' are allowed".into()));
+        }
+        if l.starts_with('-') || l.ends_with('-') {
+            return Err(bad("a label may not start or end with '-'".into()));
+        }
+    }
+    if labels
+        .last()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(bad("the top-level label may not be all digits".into()));
+    }
+    Ok(())
+}
+
+/// Longest `opt_out` value.
+pub const MAX_OPT_OUT: usize = 512;
+
+/// An opt-out location: `https://host[...]` or `mailto:local@domain[...]`, printable
+/// ASCII only (RFC 3986 / RFC 6068 require non-ASCII to be percent-encoded).
+pub(crate) fn check_opt_out(path: &str, s: &str) -> Result<(), EntryError> {
+    check_text(path, s, MAX_OPT_OUT)?;
+    if !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(invalid(
+            path,
+            "must be printable ASCII without spaces (percent-encode the rest)",
+        ));
+    }
+    if let Some(rest) = s.strip_prefix("https://") {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+        if host.is_empty() || authority.contains('@') {
+            return Err(invalid(
+                path,
+                "https URL needs a host and no user information",
+            ));
+        }
+        check_dns_name(path, &host.to_ascii_lowercase())
+    } else if let Some(rest) = s.strip_prefix("mailto:") {
+        let addr = rest.split('?').next().unwrap_or("");
+        match addr.split_once('@') {
+            Some((l, d)) if !l.is_empty() && d.contains('.') => Ok(()),
+            _ => Err(invalid(path, "mailto: URI needs an address local@domain")),
+        }
+    } else {
+        Err(invalid(
+            path,
+            format!("{s:?} must start with https:// or mailto:"),
+        ))
+    }
+}

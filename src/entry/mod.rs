@@ -1,0 +1,520 @@
+//! Candor entry schema v1 (spec/entries.md): the entry kinds, their canonical bytes
+//! (RFC 8785), company signatures, the submission ([`SignedEntry`]) and the leaf
+//! stored in the log ([`Leaf`]).
+//!
+//! Entries are parsed by hand from `serde_json::Value` so that every error names the
+//! exact field path; `Serialize` is derived and, for every valid entry, produces
+//! exactly the JSON it was parsed from (checked on every parse).
+
+mod fields;
+mod kinds;
+pub mod samples;
+
+pub use fields::{MAX_DNS_NAME, MAX_OPT_OUT, Vocab, check_dns_name};
+pub use kinds::*;
+
+use crate::hash::{Hash, leaf_hash, sha256};
+use crate::jcs::{self, JcsError};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use fields::{Obj, invalid, join};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
+
+/// Domain-separation tag prefixed to an entry's canonical bytes before signing.
+pub const ENTRY_SIGNATURE_TAG: &[u8] = b"candor-entry/v1\n";
+
+/// Largest canonical entry (RFC 8785 bytes of the entry object alone).
+pub const MAX_ENTRY_BYTES: usize = 16 * 1024;
+
+/// Largest submission body accepted by [`SignedEntry::parse_json`] (it may contain
+/// whitespace, so it is allowed more than the canonical entry).
+pub const MAX_SUBMISSION_BYTES: usize = 64 * 1024;
+
+/// Largest leaf: entry bundles (C2SP tlog-tiles) prefix each entry with a uint16 length.
+pub const MAX_LEAF_BYTES: usize = 65_535;
+
+/// Why an entry, submission or leaf was rejected. Every message names the field path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError {
+    #[error(
+        "kind: unknown entry kind {0:?}; allowed: targeting_decision, data_purchase, company_key"
+    )]
+    UnknownKind(String),
+    #[error("{0}: missing field")]
+    MissingField(String),
+    #[error("{0}: unknown field")]
+    UnknownField(String),
+    #[error("{field}: expected {expected}, found {found}")]
+    WrongType {
+        field: String,
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("{field}: {value:?} is not allowed; allowed: {}", allowed.join(", "))]
+    BadEnum {
+        field: String,
+        value: String,
+        allowed: &'static [&'static str],
+    },
+    #[error(
+        "{field}: {value:?} is not an RFC 3339 UTC time with whole seconds and a Z suffix, years 2000..=9999 (e.g. 2026-11-29T05:31:40Z)"
+    )]
+    BadTime { field: String, value: String },
+    #[error("{field}: {size} bytes, over the limit of {max}")]
+    TooLarge {
+        field: String,
+        size: usize,
+        max: usize,
+    },
+    #[error("leaf: bytes are not the RFC 8785 canonical form of their JSON")]
+    NotCanonical,
+    #[error("signature: does not verify over the entry with the given key")]
+    BadSignature,
+    #[error("{field}: {reason}")]
+    Invalid { field: String, reason: String },
+    #[error("body: not UTF-8 (invalid byte at offset {0})")]
+    NotUtf8(usize),
+    #[error("body: invalid JSON: {0}")]
+    Json(String),
+    #[error("canonical JSON: {0}")]
+    Jcs(#[from] JcsError),
+}
+
+/// One Candor log entry (spec/entries.md §2). JSON: an object tagged by `"kind"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    TargetingDecision(TargetingDecision),
+    DataPurchase(DataPurchase),
+    CompanyKey(CompanyKey),
+}
+
+impl Entry {
+    /// Parses and validates an entry from JSON, with precise, path-naming errors.
+    pub fn parse_value(v: &Value) -> Result<Entry, EntryError> {
+        Entry::parse_at(v, "")
+    }
+
+    /// Parses an entry from a JSON document of at most [`MAX_SUBMISSION_BYTES`].
+    pub fn parse_json(bytes: &[u8]) -> Result<Entry, EntryError> {
+        Entry::parse_value(&json_body(bytes, MAX_SUBMISSION_BYTES, "entry")?)
+    }
+
+    /// `path` is where the entry sits (`""` at top level, `"entry"` inside a
+    /// submission or leaf) so nested errors read e.g. `entry.criteria[2].effect`.
+    fn parse_at(v: &Value, path: &str) -> Result<Entry, EntryError> {
+        let kind_path = join(path, "kind");
+        let obj = v.as_object().ok_or_else(|| EntryError::WrongType {
+            field: if path.is_empty() {
+                "entry".into()
+            } else {
+                path.into()
+            },
+            expected: "an object",
+            found: fields::type_name(v),
+        })?;
+        let kind = match obj.get("kind") {
+            None => return Err(EntryError::MissingField(kind_path)),
+            Some(Value::String(s)) => s.as_str(),
+            Some(other) => {
+                return Err(EntryError::WrongType {
+                    field: kind_path,
+                    expected: "a string",
+                    found: fields::type_name(other),
+                });
+            }
+        };
+        let entry =
+            match kind {
+                "targeting_decision" => Entry::TargetingDecision(TargetingDecision::parse(
+                    &Obj::new(v, path, kinds::TD_FIELDS)?,
+                )?),
+                "data_purchase" => {
+                    Entry::DataPurchase(DataPurchase::parse(&Obj::new(v, path, kinds::DP_FIELDS)?)?)
+                }
+                "company_key" => {
+                    Entry::CompanyKey(CompanyKey::parse(&Obj::new(v, path, kinds::CK_FIELDS)?)?)
+                }
+                other => return Err(EntryError::UnknownKind(other.to_string())),
+            };
+        // Size limit on the canonical form (spec/entries.md §6).
+        entry.canonical_bytes()?;
+        // Invariant: a valid entry re-serializes to exactly the JSON it came from, so
+        // the bytes a company signed are the bytes the log re-creates.
+        if serde_json::to_value(&entry).ok().as_ref() != Some(v) {
+            return Err(invalid(
+                if path.is_empty() { "entry" } else { path },
+                "does not have a unique JSON form",
+            ));
+        }
+        Ok(entry)
+    }
+
+    /// Checks every rule of spec/entries.md (the same checks as parsing).
+    pub fn validate(&self) -> Result<(), EntryError> {
+        let v = serde_json::to_value(self).map_err(|e| EntryError::Json(e.to_string()))?;
+        Entry::parse_value(&v).map(|_| ())
+    }
+
+    /// The company the entry is about (for `company_key`, the company whose key it is).
+    pub fn company(&self) -> &str {
+        match self {
+            Entry::TargetingDecision(e) => &e.company,
+            Entry::DataPurchase(e) => &e.company,
+            Entry::CompanyKey(e) => &e.company,
+        }
+    }
+
+    /// The `kind` tag.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Entry::TargetingDecision(_) => "targeting_decision",
+            Entry::DataPurchase(_) => "data_purchase",
+            Entry::CompanyKey(_) => "company_key",
+        }
+    }
+
+    /// The entry's own time: `decided_at`, `purchased_at` or `at`.
+    pub fn time(&self) -> &str {
+        match self {
+            Entry::TargetingDecision(e) => &e.decided_at,
+            Entry::DataPurchase(e) => &e.purchased_at,
+            Entry::CompanyKey(e) => &e.at,
+        }
+    }
+
+    /// RFC 8785 canonical bytes of the entry's JSON; at most [`MAX_ENTRY_BYTES`].
+    pub fn canonical_bytes(&self) -> Result<Vec<u8>, EntryError> {
+        let bytes = jcs::to_canonical(self)?;
+        if bytes.len() > MAX_ENTRY_BYTES {
+            return Err(EntryError::TooLarge {
+                field: "entry".into(),
+                size: bytes.len(),
+                max: MAX_ENTRY_BYTES,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// `ENTRY_SIGNATURE_TAG || canonical bytes`: what the company signs.
+    pub fn signed_message(&self) -> Result<Vec<u8>, EntryError> {
+        let mut msg = ENTRY_SIGNATURE_TAG.to_vec();
+        msg.extend_from_slice(&self.canonical_bytes()?);
+        Ok(msg)
+    }
+
+    /// SHA-256 of the signed message: the log's de-duplication key.
+    pub fn entry_hash(&self) -> Result<Hash, EntryError> {
+        Ok(sha256(&self.signed_message()?))
+    }
+}
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        Entry::parse_value(&v).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A signed submission: `{"entry": {...}, "key_id": "<8 hex>", "signature": "<base64>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SignedEntry {
+    pub entry: Entry,
+    /// Signed-note key ID (8 lower-case hex) of the signer's verifier key.
+    pub key_id: String,
+    /// Standard base64 of the 64-byte Ed25519 signature over the signed message.
+    pub signature: String,
+}
+
+impl SignedEntry {
+    /// Validates `entry` and signs its signed message with `key`.
+    pub fn sign(
+        entry: Entry,
+        key: &SigningKey,
+        key_id: [u8; 4],
+    ) -> Result<SignedEntry, EntryError> {
+        entry.validate()?;
+        let sig = key.sign(&entry.signed_message()?);
+        Ok(SignedEntry {
+            entry,
+            key_id: hex::encode(key_id),
+            signature: STANDARD.encode(sig.to_bytes()),
+        })
+    }
+
+    /// Verifies the signature with `key` (RFC 8032 with the strict checks of
+    /// `verify_strict`: no small-order keys, canonical `S`). Matching `key_id` to a
+    /// registered key is the caller's job.
+    pub fn verify(&self, key: &VerifyingKey) -> Result<(), EntryError> {
+        let sig = Signature::from_bytes(&decode_signature("signature", &self.signature)?);
+        key.verify_strict(&self.entry.signed_message()?, &sig)
+            .map_err(|_| EntryError::BadSignature)
+    }
+
+    /// The key ID as bytes.
+    pub fn key_id_bytes(&self) -> Result<[u8; 4], EntryError> {
+        decode_key_id("key_id", &self.key_id)
+    }
+
+    /// Parses a submission body: at most [`MAX_SUBMISSION_BYTES`], UTF-8, JSON, then
+    /// every rule of spec/entries.md with path-naming errors. Does not verify the
+    /// signature (the caller knows the keys).
+    pub fn parse_json(bytes: &[u8]) -> Result<SignedEntry, EntryError> {
+        SignedEntry::parse_value(&json_body(bytes, MAX_SUBMISSION_BYTES, "submission")?)
+    }
+
+    /// Parses a submission from JSON.
+    pub fn parse_value(v: &Value) -> Result<SignedEntry, EntryError> {
+        let o = Obj::new(v, "", &["entry", "key_id", "signature"])?;
+        let entry = Entry::parse_at(o.req("entry")?.v, "entry")?;
+        let key_id = o.req("key_id")?.str()?.to_string();
+        decode_key_id("key_id", &key_id)?;
+        let signature = o.req("signature")?.str()?.to_string();
+        decode_signature("signature", &signature)?;
+        Ok(SignedEntry {
+            entry,
+            key_id,
+            signature,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for SignedEntry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Value::deserialize(d)?;
+        SignedEntry::parse_value(&v).map_err(serde::de::Error::custom)
+    }
+}
+
+/// What the log stores and hashes (spec/entries.md §8): the RFC 8785 bytes of
+/// `{"entry": E, "key_id": K, "logged_at": T, "signature": S}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Leaf {
+    pub entry: Entry,
+    pub key_id: String,
+    pub signature: String,
+    /// The log's RFC 3339 time of sequencing.
+    pub logged_at: String,
+}
+
+impl Leaf {
+    /// The leaf for a submission sequenced at `logged_at`.
+    pub fn new(signed: SignedEntry, logged_at: String) -> Leaf {
+        Leaf {
+            entry: signed.entry,
+            key_id: signed.key_id,
+            signature: signed.signature,
+            logged_at,
+        }
+    }
+
+    /// Canonical leaf bytes. Validates every field first, so the bytes always parse
+    /// back with [`Leaf::parse`], and enforces [`MAX_LEAF_BYTES`].
+    pub fn to_bytes(&self) -> Result<Vec<u8>, EntryError> {
+        self.entry.validate()?;
+        decode_key_id("key_id", &self.key_id)?;
+        decode_signature("signature", &self.signature)?;
+        if parse_time(&self.logged_at).is_none() {
+            return Err(EntryError::BadTime {
+                field: "logged_at".into(),
+                value: self.logged_at.clone(),
+            });
+        }
+        let bytes = jcs::to_canonical(self)?;
+        if bytes.len() > MAX_LEAF_BYTES {
+            return Err(EntryError::TooLarge {
+                field: "leaf".into(),
+                size: bytes.len(),
+                max: MAX_LEAF_BYTES,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Parses leaf bytes; they MUST be exactly canonical (RFC 8785), so each leaf
+    /// has one byte form and one leaf hash.
+    pub fn parse(bytes: &[u8]) -> Result<Leaf, EntryError> {
+        let v = json_body(bytes, MAX_LEAF_BYTES, "leaf")?;
+        if jcs::canonicalize(&v)? != bytes {
+            return Err(EntryError::NotCanonical);
+        }
+        let o = Obj::new(&v, "", &["entry", "key_id", "logged_at", "signature"])?;
+        let entry = Entry::parse_at(o.req("entry")?.v, "entry")?;
+        let key_id = o.req("key_id")?.str()?.to_string();
+        decode_key_id("key_id", &key_id)?;
+        let signature = o.req("signature")?.str()?.to_string();
+        decode_signature("signature", &signature)?;
+        let logged_at = o.req("logged_at")?.time()?;
+        Ok(Leaf {
+            entry,
+            key_id,
+            signature,
+            logged_at,
+        })
+    }
+
+    /// The submission this leaf records.
+    pub fn signed_entry(&self) -> SignedEntry {
+        SignedEntry {
+            entry: self.entry.clone(),
+            key_id: self.key_id.clone(),
+            signature: self.signature.clone(),
+        }
+    }
+
+    /// RFC 9162 leaf hash, SHA-256(0x00 || canonical leaf bytes).
+    ///
+    /// Total: for a leaf that [`Leaf::to_bytes`] would reject (only possible for a
+    /// hand-built invalid leaf) it hashes the same canonical writing without the
+    /// range checks; no valid log contains such a leaf.
+    pub fn leaf_hash(&self) -> Hash {
+        // Serializing these types to a Value cannot fail: every map key is a string.
+        let v = serde_json::to_value(self).expect("Leaf serializes to JSON");
+        leaf_hash(&jcs::canonicalize_lenient(&v))
+    }
+}
+
+/// Size limit, UTF-8 and JSON syntax of a body.
+fn json_body(bytes: &[u8], max: usize, what: &str) -> Result<Value, EntryError> {
+    if bytes.len() > max {
+        return Err(EntryError::TooLarge {
+            field: what.into(),
+            size: bytes.len(),
+            max,
+        });
+    }
+    let text = std::str::from_utf8(bytes).map_err(|e| EntryError::NotUtf8(e.valid_up_to()))?;
+    serde_json::from_str(text).map_err(|e| EntryError::Json(e.to_string()))
+}
+
+fn decode_key_id(field: &str, s: &str) -> Result<[u8; 4], EntryError> {
+    let mut out = [0u8; 4];
+    if s.len() != 8 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(invalid(
+            field,
+            format!("{s:?} is not 8 lower-case hex digits"),
+        ));
+    }
+    hex::decode_to_slice(s, &mut out).map_err(|e| invalid(field, e.to_string()))?;
+    Ok(out)
+}
+
+fn decode_signature(field: &str, s: &str) -> Result<[u8; 64], EntryError> {
+    let bytes = STANDARD
+        .decode(s)
+        .map_err(|e| invalid(field, format!("not base64: {e}")))?;
+    let sig = <[u8; 64]>::try_from(bytes.as_slice()).map_err(|_| {
+        invalid(
+            field,
+            format!("{} bytes, an Ed25519 signature has 64", bytes.len()),
+        )
+    })?;
+    // One text form per signature: padded, canonical base64.
+    if STANDARD.encode(sig) != s {
+        return Err(invalid(field, "not canonical padded base64"));
+    }
+    Ok(sig)
+}
+
+/// Parses a Candor time: exactly `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339 `date-time` in UTC,
+/// whole seconds, upper-case `T` and `Z`), a real calendar date, years 2000..=9999.
+/// Leap seconds (`:60`) are rejected.
+pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
+    let b = s.as_bytes();
+    if b.len() != 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'Z'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        let d = &b[r];
+        d.iter()
+            .all(u8::is_ascii_digit)
+            .then(|| d.iter().fold(0u32, |a, c| a * 10 + u32::from(c - b'0')))
+    };
+    let year = num(0..4)?;
+    if !(2000..=9999).contains(&year) {
+        return None;
+    }
+    let month = Month::try_from(u8::try_from(num(5..7)?).ok()?).ok()?;
+    let date = Date::from_calendar_date(
+        i32::try_from(year).ok()?,
+        month,
+        u8::try_from(num(8..10)?).ok()?,
+    )
+    .ok()?;
+    let t = Time::from_hms(
+        u8::try_from(num(11..13)?).ok()?,
+        u8::try_from(num(14..16)?).ok()?,
+        u8::try_from(num(17..19)?).ok()?,
+    )
+    .ok()?;
+    Some(PrimitiveDateTime::new(date, t).assume_utc())
+}
+
+/// Formats a time the way [`parse_time`] accepts it (UTC, whole seconds truncated).
+pub fn format_time(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times() {
+        assert!(parse_time("2026-11-29T05:31:40Z").is_some());
+        assert!(parse_time("2000-01-01T00:00:00Z").is_some());
+        assert!(parse_time("2024-02-29T23:59:59Z").is_some());
+        for bad in [
+            "2026-11-29T05:31:40.5Z",
+            "2026-11-29T05:31:40+00:00",
+            "2026-11-29t05:31:40z",
+            "1999-12-31T23:59:59Z",
+            "2026-02-29T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-11-29T24:00:00Z",
+            "2026-11-29T23:59:60Z",
+            "2026-11-29 05:31:40Z",
+            "+2026-11-29T05:31:4Z",
+        ] {
+            assert!(parse_time(bad).is_none(), "{bad}");
+        }
+        let t = parse_time("2026-11-29T05:31:40Z").unwrap();
+        assert_eq!(format_time(t), "2026-11-29T05:31:40Z");
+        assert_eq!(
+            format_time(t + time::Duration::milliseconds(999)),
+            "2026-11-29T05:31:40Z"
+        );
+    }
+
+    #[test]
+    fn signature_text_form_is_unique() {
+        let s = STANDARD.encode([0u8; 64]);
+        assert!(decode_signature("signature", &s).is_ok());
+        assert!(decode_signature("signature", s.trim_end_matches('=')).is_err());
+        assert!(decode_signature("signature", &STANDARD.encode([0u8; 63])).is_err());
+        assert!(decode_key_id("key_id", "ABCDEF01").is_err());
+        assert_eq!(
+            decode_key_id("key_id", "abcdef01").unwrap(),
+            [0xab, 0xcd, 0xef, 0x01]
+        );
+    }
+}

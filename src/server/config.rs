@@ -1,0 +1,278 @@
+//! `candor serve`: command-line flags, the optional TOML config file, and the resolved
+//! settings. A flag beats the config file, which beats the built-in default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+
+use super::ratelimit::Rate;
+use crate::store::StoreKind;
+
+/// Default data directory.
+pub const DEFAULT_DATA: &str = "./candor-data";
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default origin (and log key name) on first start.
+pub const DEFAULT_ORIGIN: &str = "candor.local/log";
+/// Default maximum entries per sequenced batch.
+pub const DEFAULT_BATCH_SIZE: usize = 1024;
+/// Default time the sequencer waits to fill a batch.
+pub const DEFAULT_BATCH_DELAY_MS: u64 = 20;
+/// Default maximum entries waiting in the pool.
+pub const DEFAULT_POOL_ENTRIES: usize = 100_000;
+/// Default maximum lines in one NDJSON submission.
+pub const DEFAULT_MAX_BATCH_LINES: usize = 10_000;
+/// Default request body limit (an NDJSON batch).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Default limit on one JSON entry (one NDJSON line or one `application/json` body).
+pub const DEFAULT_MAX_ENTRY_BODY_BYTES: usize = 64 * 1024;
+/// Default whole-request time-out.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+
+/// Flags of `candor serve`.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ServeArgs {
+    /// TOML file with any of the settings below (keys as the long flags, with `_`
+    /// for `-`, e.g. `batch_size = 512`); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory: store, log key, admin token, origin [default: ./candor-data].
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Checkpoint origin and log key name; fixed on first start [default: candor.local/log].
+    #[arg(long, value_name = "ORIGIN")]
+    pub origin: Option<String>,
+    /// Existing signed-note private key (PRIVATE+KEY+…) instead of DATA/log.key.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Storage backend [default: redb].
+    #[arg(long, value_name = "redb|sled")]
+    pub store: Option<String>,
+    /// Maximum entries per sequenced batch [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Milliseconds the sequencer waits to fill a batch [default: 20].
+    #[arg(long, value_name = "MS")]
+    pub batch_delay_ms: Option<u64>,
+    /// Maximum entries waiting to be sequenced before 429 [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub pool_entries: Option<usize>,
+    /// Maximum lines in one NDJSON submission [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub max_batch_lines: Option<usize>,
+    /// Maximum request body in bytes [default: 16777216].
+    #[arg(long, value_name = "BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Whole-request time-out in seconds [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub request_timeout_secs: Option<u64>,
+    /// Per-company submission rate, e.g. `100/s` [default: unlimited].
+    #[arg(long, value_name = "N/s")]
+    pub rate_limit: Option<String>,
+    /// Per-company burst (bucket size) for --rate-limit [default: N of the rate].
+    #[arg(long, value_name = "N")]
+    pub rate_burst: Option<u64>,
+}
+
+/// The TOML config file: the same settings as the flags.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    data: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    origin: Option<String>,
+    key: Option<PathBuf>,
+    store: Option<String>,
+    batch_size: Option<usize>,
+    batch_delay_ms: Option<u64>,
+    pool_entries: Option<usize>,
+    max_batch_lines: Option<usize>,
+    max_body_bytes: Option<usize>,
+    request_timeout_secs: Option<u64>,
+    rate_limit: Option<String>,
+    rate_burst: Option<u64>,
+}
+
+/// Fully resolved settings of a running log.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    /// `None`: use the persisted origin, or the default on first start.
+    pub origin: Option<String>,
+    pub key: Option<PathBuf>,
+    pub store: StoreKind,
+    pub batch_size: usize,
+    pub batch_delay: Duration,
+    pub pool_entries: usize,
+    pub max_batch_lines: usize,
+    pub max_body_bytes: usize,
+    pub max_entry_body_bytes: usize,
+    pub request_timeout: Duration,
+    /// Rate and burst, if rate limiting is on.
+    pub rate_limit: Option<(Rate, u64)>,
+}
+
+impl Config {
+    /// Merges flags over the config file (if any) over the defaults, and checks ranges.
+    pub fn resolve(args: ServeArgs) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(path) => load_config_file(path)?,
+            None => ConfigFile::default(),
+        };
+        let store_text = args.store.or(file.store).unwrap_or_else(|| "redb".into());
+        let store: StoreKind = store_text
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--store {store_text:?}: {e}"))?;
+        let listen = match args.listen.or(file.listen) {
+            Some(a) => a,
+            None => DEFAULT_LISTEN
+                .parse()
+                .context("built-in default listen address")?,
+        };
+        let rate_limit = match args.rate_limit.or(file.rate_limit) {
+            Some(text) => {
+                let rate: Rate = text.parse().context("--rate-limit")?;
+                let burst = args
+                    .rate_burst
+                    .or(file.rate_burst)
+                    .unwrap_or(rate.per_second.ceil() as u64);
+                Some((rate, burst.max(1)))
+            }
+            None => None,
+        };
+        let cfg = Config {
+            data: args
+                .data
+                .or(file.data)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
+            listen,
+            origin: args.origin.or(file.origin),
+            key: args.key.or(file.key),
+            store,
+            batch_size: args
+                .batch_size
+                .or(file.batch_size)
+                .unwrap_or(DEFAULT_BATCH_SIZE),
+            batch_delay: Duration::from_millis(
+                args.batch_delay_ms
+                    .or(file.batch_delay_ms)
+                    .unwrap_or(DEFAULT_BATCH_DELAY_MS),
+            ),
+            pool_entries: args
+                .pool_entries
+                .or(file.pool_entries)
+                .unwrap_or(DEFAULT_POOL_ENTRIES),
+            max_batch_lines: args
+                .max_batch_lines
+                .or(file.max_batch_lines)
+                .unwrap_or(DEFAULT_MAX_BATCH_LINES),
+            max_body_bytes: args
+                .max_body_bytes
+                .or(file.max_body_bytes)
+                .unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            max_entry_body_bytes: DEFAULT_MAX_ENTRY_BODY_BYTES,
+            request_timeout: Duration::from_secs(
+                args.request_timeout_secs
+                    .or(file.request_timeout_secs)
+                    .unwrap_or(DEFAULT_REQUEST_TIMEOUT_SECS),
+            ),
+            rate_limit,
+        };
+        if cfg.batch_size == 0 {
+            anyhow::bail!("--batch-size must be at least 1");
+        }
+        if cfg.max_batch_lines == 0 {
+            anyhow::bail!("--max-batch-lines must be at least 1");
+        }
+        if cfg.pool_entries < cfg.max_batch_lines {
+            anyhow::bail!(
+                "--pool-entries ({}) must be at least --max-batch-lines ({}), or a full NDJSON batch could never be accepted",
+                cfg.pool_entries,
+                cfg.max_batch_lines
+            );
+        }
+        if cfg.request_timeout.is_zero() {
+            anyhow::bail!("--request-timeout-secs must be at least 1");
+        }
+        Ok(cfg)
+    }
+}
+
+fn load_config_file(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+/// Runs `candor serve` to completion: builds the tokio runtime, starts the log, and
+/// returns after a graceful shutdown (SIGINT/SIGTERM).
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = Config::resolve(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("candor-serve")
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(super::serve(config, super::shutdown_signal()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("candor.toml");
+        std::fs::write(
+            &path,
+            "batch_size = 7\nbatch_delay_ms = 3\nstore = \"sled\"\nrate_limit = \"5/s\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path.clone()),
+            batch_size: Some(9),
+            ..ServeArgs::default()
+        };
+        let cfg = Config::resolve(args).unwrap();
+        assert_eq!(cfg.batch_size, 9);
+        assert_eq!(cfg.batch_delay, Duration::from_millis(3));
+        assert_eq!(cfg.store, StoreKind::Sled);
+        assert_eq!(cfg.rate_limit.map(|(_, b)| b), Some(5));
+        assert_eq!(cfg.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(cfg.data, PathBuf::from(DEFAULT_DATA));
+    }
+
+    #[test]
+    fn unknown_config_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "batchsize = 7\n").unwrap();
+        let err = Config::resolve(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("batchsize"), "{err:#}");
+        let err = Config::resolve(ServeArgs {
+            store: Some("postgres".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("postgres"));
+        assert!(
+            Config::resolve(ServeArgs {
+                batch_size: Some(0),
+                ..ServeArgs::default()
+            })
+            .is_err()
+        );
+    }
+}

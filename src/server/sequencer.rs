@@ -1,0 +1,833 @@
+//! The sequencer: the single writer of the log.
+//!
+//! Submissions wait in a pool (an unbounded channel whose depth is bounded by a
+//! semaphore of entry permits, so a full pool answers 429 instead of growing). One task
+//! takes them in batches, by size (`--batch-size`) and by time (`--batch-delay-ms`), and
+//! for each batch, in this order:
+//!
+//! 1. verifies every company signature with one Ed25519 batch verification, falling
+//!    back to single verification to find the culprits when the batch fails;
+//! 2. re-checks each key against the registry (a revocation may have landed since the
+//!    submission was accepted) and each registry change against the registry;
+//! 3. deduplicates by entry hash, within the batch and against the store;
+//! 4. assigns indices, builds the leaves (setting `logged_at`), the new tiles and bundles;
+//! 5. appends everything, registry records included, in ONE atomic, fsync'd store batch;
+//! 6. only then signs the checkpoint for the new, durable size, stores it, publishes it,
+//!    and answers every waiting submitter with its receipt.
+//!
+//! A submission (one JSON entry, or one NDJSON request) is all-or-nothing: if any of its
+//! entries is refused, none of them is logged. A checkpoint is never signed for a state
+//! that is not durable, and never for a size below one already signed, so two signed
+//! checkpoints can never be inconsistent (C2SP tlog-checkpoint).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
+
+use super::edge::{Edge, EdgeError};
+use super::error::ApiError;
+use super::metrics::Metrics;
+use super::reader::{self, StoreTiles};
+use super::registry::{Change, KeyStatus, Registry};
+use crate::checkpoint::{self, Checkpoint};
+use crate::entry::{Leaf, SignedEntry};
+use crate::hash::{Hash, empty_root, leaf_hash};
+use crate::note::{SignerKey, VerifierKey};
+use crate::store::{Batch, Store, TreeState};
+use crate::tlog_proof::TlogProof;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// The inclusion of the registration of the key that signed an entry, in the same
+/// checkpoint as the entry's receipt (spec/receipts.md §1, `company_key`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CompanyKeyProof {
+    pub index: u64,
+    /// base64 of the registration entry's leaf bytes.
+    pub leaf: String,
+    /// base64 hashes of its RFC 9162 inclusion proof.
+    pub proof: Vec<String>,
+}
+
+/// A receipt as the log returns it (spec/receipts.md §1).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Receipt {
+    pub log: String,
+    pub index: u64,
+    /// base64 of the leaf bytes.
+    pub leaf: String,
+    /// hex of the RFC 6962 leaf hash.
+    pub leaf_hash: String,
+    /// `c2sp.org/tlog-proof@v1` text.
+    pub tlog_proof: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub company_key: Option<CompanyKeyProof>,
+}
+
+/// One entry, checked before it enters the pool.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub signed: SignedEntry,
+    pub entry_hash: Hash,
+    /// `candor-entry/v1\n ‖ JCS(entry)`: what the signature covers.
+    pub message: Vec<u8>,
+    pub signature: Signature,
+    pub key: VerifyingKey,
+    /// For `company_key` entries made by the log: the registry change they carry.
+    pub change: Option<Change>,
+    /// 1-based NDJSON line, for error messages.
+    pub line: Option<usize>,
+}
+
+/// What a submitter waits for.
+pub type Reply = Result<Vec<Receipt>, ApiError>;
+
+/// One request's entries, sequenced all-or-nothing.
+pub struct Submission {
+    pub items: Vec<Validated>,
+    pub reply: oneshot::Sender<Reply>,
+    pub accepted: Instant,
+    /// Pool permits, one per entry; released when the submission is answered.
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// The latest signed checkpoint, as served.
+#[derive(Debug, Clone)]
+pub struct Published {
+    /// The whole signed note.
+    pub note: Arc<Vec<u8>>,
+    pub checkpoint: Checkpoint,
+}
+
+/// State the sequencer publishes for the HTTP handlers.
+pub struct Shared {
+    pub published: RwLock<Arc<Published>>,
+    pub registry: RwLock<Arc<Registry>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    /// The latest published checkpoint.
+    pub fn published(&self) -> Arc<Published> {
+        // A poisoned lock still holds a fully written Arc (writes are one assignment).
+        self.published
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The registry as of the latest sequenced batch.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.registry
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn publish(&self, p: Published) {
+        self.metrics
+            .tree_size
+            .store(p.checkpoint.size, Ordering::Relaxed);
+        *self.published.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(p);
+    }
+
+    fn publish_registry(&self, r: Registry) {
+        *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(r);
+    }
+}
+
+/// Why the log refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("reading the store: {0}")]
+    Store(String),
+    #[error("the stored tree is inconsistent: {0}")]
+    Edge(#[from] EdgeError),
+    #[error(transparent)]
+    Registry(#[from] super::registry::LoadError),
+    #[error(
+        "the stored checkpoint does not verify with this log's key {vkey} (was the log started with another --key?): {detail}"
+    )]
+    CheckpointKey { vkey: String, detail: String },
+    #[error(
+        "the stored checkpoint is for size {checkpoint} but the durable tree has only {durable} entries: the store lost acknowledged entries; refusing to start rather than fork the log"
+    )]
+    CheckpointAhead { checkpoint: u64, durable: u64 },
+    #[error(
+        "the stored checkpoint for size {size} has root {checkpoint} but the stored tree hashes to {stored} at that size: refusing to start rather than sign an inconsistent checkpoint"
+    )]
+    CheckpointRoot {
+        size: u64,
+        checkpoint: String,
+        stored: String,
+    },
+    #[error("signing or storing the checkpoint: {0}")]
+    Sign(String),
+}
+
+/// The sequencer's synchronous core; runs on a blocking thread.
+pub struct Core {
+    store: Arc<dyn Store>,
+    key: SignerKey,
+    origin: String,
+    edge: Edge,
+    registry: Registry,
+    shared: Arc<Shared>,
+    /// False after a failed write until the state is re-read successfully.
+    healthy: bool,
+}
+
+/// RFC 3339 UTC, whole seconds, `Z` (spec/overview.md, "Conventions").
+pub fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    // Formatting a UTC timestamp with a fixed numeric description cannot fail for
+    // years 0..=9999, which `now` is in.
+    now.format(&fmt)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
+}
+
+fn sign(key: &SignerKey, origin: &str, size: u64, root: Hash) -> Result<Published, String> {
+    let cp = Checkpoint {
+        origin: origin.to_string(),
+        size,
+        root,
+        extensions: Vec::new(),
+    };
+    let note = checkpoint::sign_checkpoint(&cp, key).map_err(|e| e.to_string())?;
+    Ok(Published {
+        note: Arc::new(note),
+        checkpoint: cp,
+    })
+}
+
+impl Core {
+    /// Opens the log's durable state and checks it (see the module docs); signs and
+    /// stores a checkpoint for the durable size if the stored one is older or missing.
+    pub fn open(
+        store: Arc<dyn Store>,
+        key: SignerKey,
+        origin: String,
+        metrics: Arc<Metrics>,
+    ) -> Result<Core, StartError> {
+        let (edge, registry, published) = Self::load(&*store, &key, &origin)?;
+        let shared = Arc::new(Shared {
+            published: RwLock::new(Arc::new(published.clone())),
+            registry: RwLock::new(Arc::new(registry.clone())),
+            metrics,
+        });
+        shared.publish(published);
+        Ok(Core {
+            store,
+            key,
+            origin,
+            edge,
+            registry,
+            shared,
+            healthy: true,
+        })
+    }
+
+    /// State shared with the HTTP handlers.
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    fn load(
+        store: &dyn Store,
+        key: &SignerKey,
+        origin: &str,
+    ) -> Result<(Edge, Registry, Published), StartError> {
+        let state = store
+            .state()
+            .map_err(|e| StartError::Store(e.to_string()))?
+            .unwrap_or(TreeState {
+                size: 0,
+                root: empty_root(),
+            });
+        let edge = Edge::load(store, &state)?;
+        let registry = Registry::load(store)?;
+        let vkey: VerifierKey = key.verifier();
+        let stored = store
+            .checkpoint()
+            .map_err(|e| StartError::Store(e.to_string()))?;
+        if let Some(note) = stored {
+            let (cp, _) = checkpoint::open_checkpoint(&note, &vkey).map_err(|e| {
+                StartError::CheckpointKey {
+                    vkey: vkey.to_string(),
+                    detail: e.to_string(),
+                }
+            })?;
+            if cp.size > state.size {
+                return Err(StartError::CheckpointAhead {
+                    checkpoint: cp.size,
+                    durable: state.size,
+                });
+            }
+            let stored_root = if cp.size == state.size {
+                state.root
+            } else {
+                let tiles = StoreTiles {
+                    store,
+                    overlay: None,
+                };
+                reader::tree_hash(tiles, cp.size).map_err(|e| StartError::Store(e.to_string()))?
+            };
+            if stored_root != cp.root {
+                return Err(StartError::CheckpointRoot {
+                    size: cp.size,
+                    checkpoint: cp.root.to_base64(),
+                    stored: stored_root.to_base64(),
+                });
+            }
+            if cp.size == state.size {
+                return Ok((
+                    edge,
+                    registry,
+                    Published {
+                        note: Arc::new(note),
+                        checkpoint: cp,
+                    },
+                ));
+            }
+        }
+        // No checkpoint yet, or the last batch became durable but the process stopped
+        // before its checkpoint was stored: sign the durable state now.
+        let published = sign(key, origin, state.size, state.root).map_err(StartError::Sign)?;
+        store
+            .put_checkpoint(&published.note)
+            .map_err(|e| StartError::Sign(e.to_string()))?;
+        Ok((edge, registry, published))
+    }
+
+    /// Re-reads the durable state after a failed write, and re-signs if needed.
+    fn recover(&mut self) {
+        match Self::load(&*self.store, &self.key, &self.origin) {
+            Ok((edge, registry, published)) => {
+                self.edge = edge;
+                self.registry = registry.clone();
+                self.shared.publish_registry(registry);
+                self.shared.publish(published);
+                self.healthy = true;
+            }
+            Err(e) => {
+                tracing::error!("re-reading the store after a failed write: {e}");
+                self.healthy = false;
+            }
+        }
+    }
+
+    /// Makes sure the published checkpoint covers the whole durable tree.
+    fn catch_up(&mut self) -> Result<(), String> {
+        if !self.healthy {
+            self.recover();
+            if !self.healthy {
+                return Err("the store could not be re-read after a failed write".into());
+            }
+        }
+        let published = self.shared.published();
+        if published.checkpoint.size == self.edge.size() {
+            return Ok(());
+        }
+        let p = sign(&self.key, &self.origin, self.edge.size(), self.edge.root())?;
+        self.store
+            .put_checkpoint(&p.note)
+            .map_err(|e| format!("storing the checkpoint: {e}"))?;
+        self.shared
+            .metrics
+            .checkpoints_total
+            .fetch_add(1, Ordering::Relaxed);
+        self.shared.publish(p);
+        Ok(())
+    }
+
+    /// Sequences one batch of submissions and answers each of them.
+    pub fn process(&mut self, subs: Vec<Submission>) {
+        let metrics = self.shared.metrics.clone();
+        if let Err(e) = self.catch_up() {
+            metrics.store_errors_total.fetch_add(1, Ordering::Relaxed);
+            for s in subs {
+                answer(&metrics, s, Err(ApiError::Unavailable(e.clone())));
+            }
+            return;
+        }
+        let bad = verify_signatures(&subs);
+        let logged_at = now_rfc3339();
+        let mut registry = self.registry.clone();
+        let mut registry_changed = false;
+        let base = self.edge.size();
+        let mut new_leaves: Vec<Vec<u8>> = Vec::new();
+        let mut dedup: HashMap<Hash, u64> = HashMap::new();
+        let mut leaf_index = Vec::new();
+        let mut entry_index = Vec::new();
+        let mut meta = Vec::new();
+        // Per submission: the indices of its entries, or why it was refused.
+        let mut placed: Vec<Result<Vec<u64>, ApiError>> = Vec::with_capacity(subs.len());
+        let mut duplicates = 0u64;
+
+        for (si, sub) in subs.iter().enumerate() {
+            if let Some(&(ii, ref why)) = bad.get(&si) {
+                let e = ApiError::BadSignature(why.clone());
+                placed.push(Err(with_line(e, &sub.items[ii])));
+                continue;
+            }
+            // Tentative state for this submission; merged only if all of it passes.
+            let mut t_leaves: Vec<Vec<u8>> = Vec::new();
+            let mut t_dedup: HashMap<Hash, u64> = HashMap::new();
+            let mut t_leaf_index = Vec::new();
+            let mut t_entry_index = Vec::new();
+            let mut t_meta = Vec::new();
+            let mut t_registry: Option<Registry> = None;
+            let mut t_dups = 0u64;
+            let mut indices = Vec::with_capacity(sub.items.len());
+            let mut failure = None;
+            for item in &sub.items {
+                let next = base + new_leaves.len() as u64 + t_leaves.len() as u64;
+                match self.place(item, &registry, &dedup, &t_dedup, &logged_at) {
+                    Ok(Placement::Existing(i)) => {
+                        t_dups += 1;
+                        indices.push(i);
+                    }
+                    Ok(Placement::New { leaf, leaf_hash }) => {
+                        if let Some(change) = &item.change {
+                            let reg = t_registry.get_or_insert_with(|| registry.clone());
+                            match reg.apply(change, next) {
+                                Ok(kv) => t_meta.push(kv),
+                                Err(e) => {
+                                    failure =
+                                        Some(with_line(ApiError::Conflict(e.to_string()), item));
+                                    break;
+                                }
+                            }
+                        }
+                        t_dedup.insert(item.entry_hash, next);
+                        t_leaf_index.push((leaf_hash, next));
+                        t_entry_index.push((item.entry_hash, next));
+                        t_leaves.push(leaf);
+                        indices.push(next);
+                    }
+                    Err(e) => {
+                        failure = Some(with_line(e, item));
+                        break;
+                    }
+                }
+            }
+            match failure {
+                Some(e) => placed.push(Err(e)),
+                None => {
+                    new_leaves.extend(t_leaves);
+                    dedup.extend(t_dedup);
+                    leaf_index.extend(t_leaf_index);
+                    entry_index.extend(t_entry_index);
+                    meta.extend(t_meta);
+                    if let Some(r) = t_registry {
+                        registry = r;
+                        registry_changed = true;
+                    }
+                    duplicates += t_dups;
+                    placed.push(Ok(indices));
+                }
+            }
+        }
+
+        let mut written = super::edge::Written::default();
+        if !new_leaves.is_empty() {
+            let mut edge = self.edge.clone();
+            let appended = edge.append(&new_leaves);
+            let outcome = appended.map_err(|e| e.to_string()).and_then(|w| {
+                let batch = Batch {
+                    old_size: base,
+                    new_state: TreeState {
+                        size: edge.size(),
+                        root: edge.root(),
+                    },
+                    tiles: Edge::tile_list(&w),
+                    bundles: w.bundles.iter().map(|(k, v)| (*k, v.clone())).collect(),
+                    leaf_index: leaf_index.clone(),
+                    entry_index: entry_index.clone(),
+                    meta: meta.clone(),
+                };
+                self.store
+                    .append(&batch)
+                    .map(|()| w)
+                    .map_err(|e| format!("appending batch of {} entries: {e}", new_leaves.len()))
+            });
+            match outcome {
+                Ok(w) => {
+                    written = w;
+                    self.edge = edge;
+                    if registry_changed {
+                        self.registry = registry.clone();
+                        self.shared.publish_registry(registry);
+                    }
+                    metrics
+                        .entries_total
+                        .fetch_add(new_leaves.len() as u64, Ordering::Relaxed);
+                    metrics.batch_size.observe(new_leaves.len() as f64);
+                }
+                Err(e) => {
+                    tracing::error!("{e}");
+                    metrics.store_errors_total.fetch_add(1, Ordering::Relaxed);
+                    // Nothing of this batch was published; re-read what is durable.
+                    self.recover();
+                    for (s, p) in subs.into_iter().zip(placed) {
+                        let reply = match p {
+                            Ok(_) => Err(ApiError::Unavailable(format!(
+                                "the log could not store this batch; retry: {e}"
+                            ))),
+                            Err(client) => Err(client),
+                        };
+                        answer(&metrics, s, reply);
+                    }
+                    return;
+                }
+            }
+            // Durable: now, and only now, sign the new size.
+            if let Err(e) = self.catch_up() {
+                tracing::error!("{e}");
+                metrics.store_errors_total.fetch_add(1, Ordering::Relaxed);
+                for (s, p) in subs.into_iter().zip(placed) {
+                    let reply = match p {
+                        Ok(_) => Err(ApiError::Unavailable(format!(
+                            "the entries are stored but their checkpoint could not be; resubmit to get a receipt: {e}"
+                        ))),
+                        Err(client) => Err(client),
+                    };
+                    answer(&metrics, s, reply);
+                }
+                return;
+            }
+        }
+        metrics
+            .duplicates_total
+            .fetch_add(duplicates, Ordering::Relaxed);
+
+        let published = self.shared.published();
+        let new_leaf_map: BTreeMap<u64, &Vec<u8>> = new_leaves
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (base + i as u64, l))
+            .collect();
+        let registry = self.shared.registry();
+        for (s, p) in subs.into_iter().zip(placed) {
+            let reply = p.and_then(|indices| {
+                indices
+                    .iter()
+                    .map(|&i| {
+                        let leaf = match new_leaf_map.get(&i) {
+                            Some(l) => (*l).clone(),
+                            None => reader::read_leaf(&*self.store, Some(&written.bundles), i)
+                                .map_err(|e| ApiError::Internal(e.to_string()))?,
+                        };
+                        build_receipt(
+                            &*self.store,
+                            Some(&written.tiles),
+                            Some(&written.bundles),
+                            &published,
+                            &registry,
+                            i,
+                            leaf,
+                        )
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            });
+            answer(&metrics, s, reply);
+        }
+    }
+
+    /// Decides where one entry goes: an existing index (duplicate) or a new leaf.
+    fn place(
+        &self,
+        item: &Validated,
+        registry: &Registry,
+        batch_dedup: &HashMap<Hash, u64>,
+        sub_dedup: &HashMap<Hash, u64>,
+        logged_at: &str,
+    ) -> Result<Placement, ApiError> {
+        if item.change.is_none() {
+            check_key(registry, &item.signed)?;
+        } else if let Some(change) = &item.change {
+            registry
+                .check(change)
+                .map_err(|e| ApiError::Conflict(e.to_string()))?;
+        }
+        if let Some(&i) = sub_dedup
+            .get(&item.entry_hash)
+            .or_else(|| batch_dedup.get(&item.entry_hash))
+        {
+            return Ok(Placement::Existing(i));
+        }
+        if item.change.is_none() {
+            match self.store.lookup_entry(&item.entry_hash) {
+                Ok(Some(i)) => return Ok(Placement::Existing(i)),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(ApiError::Unavailable(format!(
+                        "looking up the entry hash: {e}"
+                    )));
+                }
+            }
+        }
+        let leaf = Leaf {
+            entry: item.signed.entry.clone(),
+            key_id: item.signed.key_id.clone(),
+            signature: item.signed.signature.clone(),
+            logged_at: logged_at.to_string(),
+        };
+        let bytes = leaf
+            .to_bytes()
+            .map_err(|e| ApiError::InvalidEntry(format!("building the leaf: {e}")))?;
+        if bytes.len() > u16::MAX as usize {
+            return Err(ApiError::TooLarge(format!(
+                "the leaf would be {} bytes; an entry bundle holds at most 65535 (C2SP tlog-tiles)",
+                bytes.len()
+            )));
+        }
+        let h = leaf_hash(&bytes);
+        Ok(Placement::New {
+            leaf: bytes,
+            leaf_hash: h,
+        })
+    }
+}
+
+enum Placement {
+    Existing(u64),
+    New { leaf: Vec<u8>, leaf_hash: Hash },
+}
+
+fn with_line(e: ApiError, item: &Validated) -> ApiError {
+    match item.line {
+        Some(l) => e.at_line(l),
+        None => e,
+    }
+}
+
+/// The registry check every company entry must pass (at submission and again when
+/// sequenced): its company is registered and its key is registered and not revoked.
+pub fn check_key(registry: &Registry, signed: &SignedEntry) -> Result<(), ApiError> {
+    let company = signed.entry.company();
+    match registry.status(company, &signed.key_id) {
+        KeyStatus::Active(_) => Ok(()),
+        KeyStatus::UnknownCompany => Err(ApiError::Forbidden {
+            code: "unknown_company",
+            detail: format!("company {company:?} is not registered on this log"),
+        }),
+        KeyStatus::UnknownKey => Err(ApiError::Forbidden {
+            code: "unknown_key",
+            detail: format!(
+                "key {} is not registered for company {company:?}",
+                signed.key_id
+            ),
+        }),
+        KeyStatus::Revoked(i) => Err(ApiError::Forbidden {
+            code: "key_revoked",
+            detail: format!(
+                "key {} of company {company:?} was revoked at index {i}",
+                signed.key_id
+            ),
+        }),
+    }
+}
+
+fn answer(metrics: &Metrics, s: Submission, reply: Reply) {
+    metrics.observe_latency(s.accepted.elapsed());
+    // The submitter may have gone (time-out, disconnect); its entries, if logged, stay
+    // logged and a resubmission returns the same index.
+    let _ = s.reply.send(reply);
+    drop(s.permit);
+}
+
+/// Batch-verifies every signature; on failure finds the bad ones one by one.
+/// Returns, per failing submission, its first bad item and why.
+fn verify_signatures(subs: &[Submission]) -> HashMap<usize, (usize, String)> {
+    let mut messages: Vec<&[u8]> = Vec::new();
+    let mut sigs = Vec::new();
+    let mut keys = Vec::new();
+    for s in subs {
+        for it in &s.items {
+            messages.push(&it.message);
+            sigs.push(it.signature);
+            keys.push(it.key);
+        }
+    }
+    let mut bad = HashMap::new();
+    if messages.is_empty() || ed25519_dalek::verify_batch(&messages, &sigs, &keys).is_ok() {
+        return bad;
+    }
+    for (si, s) in subs.iter().enumerate() {
+        for (ii, it) in s.items.iter().enumerate() {
+            if let Err(e) = it.key.verify_strict(&it.message, &it.signature) {
+                bad.insert(
+                    si,
+                    (
+                        ii,
+                        format!(
+                            "the signature by key {} does not verify over the entry: {e}",
+                            it.signed.key_id
+                        ),
+                    ),
+                );
+                break;
+            }
+        }
+    }
+    bad
+}
+
+/// A fresh receipt for leaf `index` (bytes `leaf`) against `published`, with the
+/// inclusion of the signing key's registration when the entry is a company's.
+pub fn build_receipt(
+    store: &dyn Store,
+    tile_overlay: Option<&BTreeMap<(u8, u64), Vec<u8>>>,
+    bundle_overlay: Option<&BTreeMap<u64, Vec<u8>>>,
+    published: &Published,
+    registry: &Registry,
+    index: u64,
+    leaf: Vec<u8>,
+) -> Result<Receipt, ApiError> {
+    let size = published.checkpoint.size;
+    if index >= size {
+        return Err(ApiError::Unavailable(format!(
+            "entry {index} is not yet covered by a published checkpoint (size {size}); retry"
+        )));
+    }
+    let tiles = || StoreTiles {
+        store,
+        overlay: tile_overlay,
+    };
+    let proof = reader::inclusion_proof(tiles(), index, size)
+        .map_err(|e| ApiError::Internal(format!("inclusion proof of {index}: {e}")))?;
+    let tlog_proof = TlogProof {
+        extra: None,
+        index,
+        proof,
+        checkpoint: published.note.as_ref().clone(),
+    };
+    let tlog_proof = String::from_utf8(tlog_proof.to_bytes())
+        .map_err(|e| ApiError::Internal(format!("tlog-proof is not UTF-8: {e}")))?;
+    let parsed = Leaf::parse(&leaf)
+        .map_err(|e| ApiError::Internal(format!("stored leaf {index} does not parse: {e}")))?;
+    let company_key = if parsed.entry.kind() == "company_key" {
+        None
+    } else {
+        match registry.status(parsed.entry.company(), &parsed.key_id) {
+            KeyStatus::Active(rec) => Some(rec.registered_index),
+            KeyStatus::Revoked(_) => registry
+                .company(parsed.entry.company())
+                .and_then(|keys| keys.into_iter().find(|k| k.key_id == parsed.key_id))
+                .map(|k| k.registered_index),
+            _ => None,
+        }
+        .map(|reg_index| -> Result<CompanyKeyProof, ApiError> {
+            let reg_leaf = reader::read_leaf(store, bundle_overlay, reg_index)
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            let proof = reader::inclusion_proof(tiles(), reg_index, size)
+                .map_err(|e| ApiError::Internal(format!("inclusion proof of {reg_index}: {e}")))?;
+            Ok(CompanyKeyProof {
+                index: reg_index,
+                leaf: B64.encode(reg_leaf),
+                proof: proof.iter().map(Hash::to_base64).collect(),
+            })
+        })
+        .transpose()?
+    };
+    Ok(Receipt {
+        log: published.checkpoint.origin.clone(),
+        index,
+        leaf_hash: leaf_hash(&leaf).to_hex(),
+        leaf: B64.encode(&leaf),
+        tlog_proof,
+        company_key,
+    })
+}
+
+/// Lifecycle of the sequencer task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Taking submissions.
+    Running,
+    /// Shutdown requested: finish the batch in hand, refuse the rest with 503.
+    Draining,
+    /// The HTTP server has stopped: refuse what is left and exit.
+    Finished,
+}
+
+/// Batching knobs.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    pub max_entries: usize,
+    pub delay: Duration,
+}
+
+fn refuse(metrics: &Metrics, s: Submission) {
+    answer(
+        metrics,
+        s,
+        Err(ApiError::Unavailable(
+            "the log is shutting down; nothing of this submission was logged".into(),
+        )),
+    );
+}
+
+/// The sequencer task: collects batches from `rx` and processes them on a blocking
+/// thread, one at a time, until `phase` becomes `Finished` or every sender is gone.
+pub async fn run(
+    core: Core,
+    mut rx: mpsc::UnboundedReceiver<Submission>,
+    mut phase: watch::Receiver<Phase>,
+    cfg: BatchConfig,
+) {
+    let metrics = core.shared.metrics.clone();
+    let mut core = Some(core);
+    loop {
+        let first = tokio::select! {
+            s = rx.recv() => match s {
+                Some(s) => s,
+                None => break,
+            },
+            _ = phase.wait_for(|p| *p == Phase::Finished) => break,
+        };
+        if *phase.borrow() != Phase::Running {
+            refuse(&metrics, first);
+            continue;
+        }
+        let mut n = first.items.len();
+        let mut subs = vec![first];
+        let deadline = tokio::time::Instant::now() + cfg.delay;
+        while n < cfg.max_entries {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(s)) => {
+                    n += s.items.len();
+                    subs.push(s);
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let Some(mut c) = core.take() else { break };
+        match tokio::task::spawn_blocking(move || {
+            c.process(subs);
+            c
+        })
+        .await
+        {
+            Ok(c) => core = Some(c),
+            Err(e) => {
+                // A panic in the core is a bug; stop sequencing (everything
+                // published is durable) and let the submitters time out with 503s.
+                tracing::error!("sequencer stopped: {e}");
+                break;
+            }
+        }
+    }
+    rx.close();
+    while let Ok(s) = rx.try_recv() {
+        refuse(&metrics, s);
+    }
+}
