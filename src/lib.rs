@@ -29,3 +29,6 @@ pub mod server;
 // The witness (`candor witness`) and the log's witness client.
 #[cfg(feature = "service")]
 pub mod witness;
+// The async client for the log's HTTP API (publish, verify, company, monitor).
+#[cfg(feature = "service")]
+pub mod client;
