@@ -12,6 +12,7 @@ pub mod hash;
 pub mod jcs;
 pub mod merkle;
 pub mod note;
+pub mod policy;
 pub mod receipt;
 pub mod subject;
 pub mod tiles;
@@ -25,6 +26,12 @@ pub mod store;
 #[cfg(feature = "service")]
 pub mod server;
 
+// The witness (`candor witness`) and the log's witness client.
+#[cfg(feature = "service")]
+pub mod witness;
+// The async client for the log's HTTP API (publish, verify, company, monitor).
+#[cfg(feature = "service")]
+pub mod client;
 // The auditor's monitor (`candor monitor`).
 #[cfg(feature = "service")]
 pub mod monitor;

@@ -113,7 +113,11 @@ impl ReceiptLink {
 
     /// The verify URL for a log whose public base URL is `base`.
     pub fn url(&self, base: &str) -> String {
-        format!("{}/verify#r={}", base.trim_end_matches('/'), self.fragment())
+        format!(
+            "{}/verify#r={}",
+            base.trim_end_matches('/'),
+            self.fragment()
+        )
     }
 
     /// The `Disclosure-Receipt` header line (without the trailing CRLF).
@@ -153,7 +157,9 @@ impl ReceiptLink {
             .ok_or_else(|| bad("leaf hash is not 32 bytes of base64url"))?;
         let salt = match parts.next() {
             None => None,
-            Some(s) => Some(Salt::from_base64url(s).map_err(|_| bad("salt is not 32 bytes of base64url"))?),
+            Some(s) => Some(
+                Salt::from_base64url(s).map_err(|_| bad("salt is not 32 bytes of base64url"))?,
+            ),
         };
         if parts.next().is_some() {
             return Err(bad("trailing data after the salt"));
@@ -357,7 +363,10 @@ pub fn verify_receipt(
     let leaf = match Leaf::parse(&leaf_bytes) {
         Ok(l) => l,
         Err(e) => {
-            v.fail(CheckName::Leaf, format!("the leaf is not a Candor entry: {e}"));
+            v.fail(
+                CheckName::Leaf,
+                format!("the leaf is not a Candor entry: {e}"),
+            );
             return v;
         }
     };
@@ -372,7 +381,10 @@ pub fn verify_receipt(
     let proof = match TlogProof::parse(receipt.tlog_proof.as_bytes()) {
         Ok(p) => p,
         Err(e) => {
-            v.fail(CheckName::ProofFormat, format!("the proof does not parse: {e}"));
+            v.fail(
+                CheckName::ProofFormat,
+                format!("the proof does not parse: {e}"),
+            );
             return v;
         }
     };
@@ -394,7 +406,10 @@ pub fn verify_receipt(
         Err(e) => {
             v.fail(
                 CheckName::CheckpointSignature,
-                format!("the checkpoint is not signed by the pinned log key {}: {e}", log_key.name()),
+                format!(
+                    "the checkpoint is not signed by the pinned log key {}: {e}",
+                    log_key.name()
+                ),
             );
             return v;
         }
@@ -430,7 +445,10 @@ pub fn verify_receipt(
     ) {
         v.fail(
             CheckName::Inclusion,
-            format!("the entry is not at index {} of the signed tree: {e}", receipt.index),
+            format!(
+                "the entry is not at index {} of the signed tree: {e}",
+                receipt.index
+            ),
         );
         return v;
     }
@@ -483,7 +501,10 @@ fn signer_key(
             );
             return None;
         }
-        v.pass(CheckName::CompanyKey, "a key registration, signed by the log");
+        v.pass(
+            CheckName::CompanyKey,
+            "a key registration, signed by the log",
+        );
         v.signer_key = Some(log_key.to_string());
         return Some(log_key.clone());
     }
@@ -506,10 +527,16 @@ fn signer_key(
         Err(e) => return fail(v, format!("the key registration does not parse: {e}")),
     };
     let Entry::CompanyKey(reg) = &key_leaf.entry else {
-        return fail(v, "the cited key registration is not a company_key entry".into());
+        return fail(
+            v,
+            "the cited key registration is not a company_key entry".into(),
+        );
     };
     if reg.action != crate::entry::KeyAction::Register {
-        return fail(v, "the cited key entry is a revocation, not a registration".into());
+        return fail(
+            v,
+            "the cited key entry is a revocation, not a registration".into(),
+        );
     }
     if key_leaf.entry.company() != leaf.entry.company() {
         return fail(
@@ -522,9 +549,17 @@ fn signer_key(
         );
     }
     if ck.index >= receipt.index {
-        return fail(v, "the key was registered after the entry was logged".into());
+        return fail(
+            v,
+            "the key was registered after the entry was logged".into(),
+        );
     }
-    if key_leaf.key_id != log_key_id || key_leaf.signed_entry().verify(log_key.verifying_key()).is_err() {
+    if key_leaf.key_id != log_key_id
+        || key_leaf
+            .signed_entry()
+            .verify(log_key.verifying_key())
+            .is_err()
+    {
         return fail(v, "the key registration is not signed by the log".into());
     }
     let proof: Option<Vec<Hash>> = ck.proof.iter().map(|h| Hash::from_base64(h)).collect();
@@ -538,7 +573,10 @@ fn signer_key(
         &proof,
         &checkpoint.root,
     ) {
-        return fail(v, format!("the key registration is not in the signed tree: {e}"));
+        return fail(
+            v,
+            format!("the key registration is not in the signed tree: {e}"),
+        );
     }
     let key: VerifierKey = match reg.verifier_key.parse() {
         Ok(k) => k,
@@ -597,7 +635,10 @@ fn check_subject(receipt: &Receipt, entry: &Entry, id: &SubjectId, v: &mut Verif
 
 /// Makes the person's receipt from the log's receipt for a link's index:
 /// the log must return the very leaf the link names (`spec/receipts.md` §2).
-pub fn receipt_for_link(log_receipt_json: &[u8], link: &ReceiptLink) -> Result<Receipt, ReceiptError> {
+pub fn receipt_for_link(
+    log_receipt_json: &[u8],
+    link: &ReceiptLink,
+) -> Result<Receipt, ReceiptError> {
     let mut receipt = Receipt::from_json(log_receipt_json)?;
     if receipt.index != link.index {
         return Err(ReceiptError::Field(format!(
@@ -633,7 +674,9 @@ pub fn check_purchase_citation(
             .first_failure()
             .map(|c| c.detail.clone())
             .unwrap_or_else(|| "it did not verify".into());
-        return Err(format!("the cited purchase {cited_index} does not verify: {why}"));
+        return Err(format!(
+            "the cited purchase {cited_index} does not verify: {why}"
+        ));
     }
     if cited_receipt_index != cited_index {
         return Err(format!(
@@ -644,7 +687,10 @@ pub fn check_purchase_citation(
         return Err("the cited entry is missing".into());
     };
     if !matches!(entry, Entry::DataPurchase(_)) {
-        return Err(format!("entry {cited_index} is a {}, not a data_purchase", entry.kind()));
+        return Err(format!(
+            "entry {cited_index} is a {}, not a data_purchase",
+            entry.kind()
+        ));
     }
     if entry.company() != company {
         return Err(format!(

@@ -8,8 +8,13 @@
 //! (exit 1); every other error exits 2. Async subcommands build their own
 //! Tokio runtime inside their `run`.
 
+pub mod answer;
+pub mod company;
 pub mod keys;
 pub mod note;
+pub mod publish;
+pub mod receipt_cmd;
+pub mod verify;
 
 use clap::{ArgAction, Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -48,6 +53,16 @@ pub enum Command {
     Note(note::NoteCommand),
     /// Run the log server (spec/api.md).
     Serve(Box<candor::server::ServeArgs>),
+    /// Run or inspect a C2SP tlog-witness (spec/witness.md).
+    Witness(candor::witness::cli::WitnessArgs),
+    /// Register or revoke a company's key on a log (operator; spec/cli.md §1).
+    Company(company::CompanyArgs),
+    /// Sign and log a campaign's entries, one receipt a line (spec/cli.md §2).
+    Publish(Box<publish::PublishArgs>),
+    /// Consumer forms of a receipt (spec/cli.md §3).
+    Receipt(receipt_cmd::ReceiptArgs),
+    /// Check a receipt and say what it proves (spec/cli.md §4).
+    Verify(Box<verify::VerifyArgs>),
     /// Follow and audit any tlog-tiles log; also `monitor report` and
     /// `monitor check-evidence` (spec/monitor.md, which lists its exit codes).
     Monitor(Box<candor::monitor::cli::MonitorArgs>),
@@ -59,6 +74,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen(args) => keys::run(args),
         Command::Note(cmd) => note::run(cmd),
         Command::Serve(args) => candor::server::run(*args),
+        Command::Witness(args) => candor::witness::cli::run(args),
+        Command::Company(args) => company::run(&args),
+        Command::Publish(args) => publish::run(&args),
+        Command::Receipt(args) => receipt_cmd::run(&args),
+        Command::Verify(args) => verify::run(&args),
         Command::Monitor(args) => {
             // The monitor has its own exit codes (0 clean, 1 findings, 2 could
             // not check); its output is flushed before it returns.
