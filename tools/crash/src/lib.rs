@@ -177,6 +177,9 @@ impl Rng {
     }
 }
 
+/// Older receipts kept for re-checking (a uniform sample of all of them).
+const OLD_POOL: usize = 20_000;
+
 /// A checkpoint as seen by a client, already verified with the log key.
 #[derive(Debug, Clone, Copy)]
 struct SeenCheckpoint {
@@ -424,6 +427,7 @@ async fn run_async(opts: &Options) -> Result<Summary, HarnessError> {
         known: BTreeMap::new(),
         anchor: None,
         old: Vec::new(),
+        old_seen: 0,
         receipts_checked: 0,
         checkpoints_checked: 0,
     };
@@ -763,8 +767,10 @@ struct Checker {
     known: BTreeMap<u64, Hash>,
     /// The newest checkpoint verified at a restart; every older one is its prefix.
     anchor: Option<SeenCheckpoint>,
-    /// Receipts already checked once, for re-sampling.
+    /// A uniform sample of the receipts already checked once, for re-checking.
     old: Vec<SeenReceipt>,
+    /// How many receipts were offered to `old`.
+    old_seen: u64,
     receipts_checked: u64,
     checkpoints_checked: u64,
 }
@@ -874,7 +880,19 @@ impl Checker {
             }
         }
         receipts.truncate(fresh);
-        self.old.extend(receipts);
+        // Reservoir sampling keeps the re-check pool uniform over every receipt ever
+        // checked while bounding memory on long rounds.
+        for r in receipts {
+            self.old_seen += 1;
+            if self.old.len() < OLD_POOL {
+                self.old.push(r);
+            } else {
+                let j = rng.below(self.old_seen) as usize;
+                if j < OLD_POOL {
+                    self.old[j] = r;
+                }
+            }
+        }
         self.anchor = Some(new);
         failures
     }
