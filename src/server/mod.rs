@@ -16,6 +16,7 @@ pub mod reader;
 pub mod registry;
 pub mod routes;
 pub mod sequencer;
+pub mod witnessing;
 
 use std::future::Future;
 use std::io::Write as _;
@@ -94,11 +95,19 @@ pub async fn serve(
     let core_store = store.clone();
     let core_key = identity.key;
     let core_metrics = metrics.clone();
-    let core =
-        tokio::task::spawn_blocking(move || Core::open(core_store, core_key, origin, core_metrics))
-            .await
-            .context("opening the log state")?
-            .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+    let witnessing = match &config.witnessing {
+        Some(w) => Some(Arc::new(
+            witnessing::Witnessing::new(w.clone(), &vkey).context("configuring witnesses")?,
+        )),
+        None => None,
+    };
+    let core_witnessing = witnessing.clone();
+    let core = tokio::task::spawn_blocking(move || {
+        Core::open_witnessed(core_store, core_key, origin, core_metrics, core_witnessing)
+    })
+    .await
+    .context("opening the log state")?
+    .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
     let shared = core.shared();
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -115,6 +124,14 @@ pub async fn serve(
         delay: config.batch_delay,
     };
     let sequencer = tokio::spawn(sequencer::run(core, rx, phase_rx.clone(), batch));
+    if let Some(w) = witnessing {
+        tokio::spawn(witnessing::run(
+            w,
+            store.clone(),
+            shared.clone(),
+            phase_rx.clone(),
+        ));
+    }
 
     let app = Arc::new(routes::AppState {
         origin: identity.origin.clone(),
