@@ -36,7 +36,7 @@ use crate::hash::Hash;
 use crate::note::VerifierKey;
 use crate::policy::Policy;
 use crate::store::Store;
-use crate::witness::client::{ClientError, WitnessClient, WitnessEndpoint};
+use crate::witness::client::{ClientError, Cosigned, WitnessClient, WitnessEndpoint};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -172,49 +172,29 @@ impl Witnessing {
     /// witness cosigned.
     async fn round(&self, target: &Published, store: &Arc<dyn Store>, shared: &Shared) -> bool {
         let size = target.checkpoint.size;
-        // Consistency proofs from every size a witness is known to hold, computed on
-        // a blocking thread (the store is synchronous). A size learnt from a 409 in
-        // this round has no proof yet; that witness then fails this round and gets
-        // its proof in the next one.
-        let olds: Vec<u64> = self
-            .client
-            .status()
-            .iter()
-            .map(|s| s.cosigned_size)
-            .filter(|&o| o > 0 && o < size)
-            .collect();
-        let proof_store = store.clone();
-        let proofs = tokio::task::spawn_blocking(move || {
-            let mut out: BTreeMap<u64, Result<Vec<Hash>, String>> = BTreeMap::new();
-            for old in olds {
-                let tiles = StoreTiles {
-                    store: &*proof_store,
-                    overlay: None,
-                };
-                let p = reader::consistency_proof(tiles, old, size).map_err(|e| e.to_string());
-                out.insert(old, p);
+        // A witness whose size the log does not know yet (after a restart) answers
+        // the first attempt with a 409 naming it; the second attempt brings the proof
+        // from there.
+        let mut cosigned = None;
+        for _ in 0..2 {
+            let known = self.known_sizes(size);
+            match self.attempt(target, store, &known).await {
+                Ok(c) => {
+                    let all = c.cosigners.len() == self.client.endpoints().len();
+                    cosigned = Some(c);
+                    if all || self.known_sizes(size) == known {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("cosigning round for size {size}: {e}");
+                    break;
+                }
             }
-            out
-        })
-        .await
-        .unwrap_or_default();
-        let prove = |old: u64, new: u64| -> Result<Vec<Hash>, String> {
-            if new != size {
-                return Err(format!("no proof prepared to size {new}"));
-            }
-            proofs.get(&old).cloned().unwrap_or_else(|| {
-                Err(format!(
-                    "no proof prepared from size {old}; it is computed for the next round"
-                ))
-            })
-        };
-        let cosigned = match self.client.cosign(&target.note, &prove).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!("cosigning round for size {size}: {e}");
-                self.fail_round();
-                return false;
-            }
+        }
+        let Some(cosigned) = cosigned else {
+            self.fail_round();
+            return false;
         };
         let all = cosigned.cosigners.len() == self.client.endpoints().len();
         if !cosigned.quorum_met {
@@ -267,6 +247,60 @@ impl Witnessing {
         });
         tracing::info!(size, cosigners = ?cosigned.cosigners, "published a witnessed checkpoint");
         all
+    }
+
+    /// The sizes (strictly between 0 and `size`) the witnesses are known to hold.
+    fn known_sizes(&self, size: u64) -> Vec<u64> {
+        let mut olds: Vec<u64> = self
+            .client
+            .status()
+            .iter()
+            .map(|s| s.cosigned_size)
+            .filter(|&o| o > 0 && o < size)
+            .collect();
+        olds.sort_unstable();
+        olds.dedup();
+        olds
+    }
+
+    /// Asks every witness once, with consistency proofs from the `olds` sizes,
+    /// computed on a blocking thread (the store is synchronous; the witness client
+    /// asks for proofs from async code). A size learnt from a 409 during this attempt
+    /// has no proof; that witness fails the attempt.
+    async fn attempt(
+        &self,
+        target: &Published,
+        store: &Arc<dyn Store>,
+        olds: &[u64],
+    ) -> Result<Cosigned, ClientError> {
+        let size = target.checkpoint.size;
+        let proof_store = store.clone();
+        let olds = olds.to_vec();
+        let proofs = tokio::task::spawn_blocking(move || {
+            let mut out: BTreeMap<u64, Result<Vec<Hash>, String>> = BTreeMap::new();
+            for old in olds {
+                let tiles = StoreTiles {
+                    store: &*proof_store,
+                    overlay: None,
+                };
+                let p = reader::consistency_proof(tiles, old, size).map_err(|e| e.to_string());
+                out.insert(old, p);
+            }
+            out
+        })
+        .await
+        .unwrap_or_default();
+        let prove = |old: u64, new: u64| -> Result<Vec<Hash>, String> {
+            if new != size {
+                return Err(format!("no proof prepared to size {new}"));
+            }
+            proofs.get(&old).cloned().unwrap_or_else(|| {
+                Err(format!(
+                    "no proof prepared from size {old}; it is computed for the next attempt"
+                ))
+            })
+        };
+        self.client.cosign(&target.note, &prove).await
     }
 
     fn fail_round(&self) {
