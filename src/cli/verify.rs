@@ -22,11 +22,11 @@ use candor::entry::Entry;
 use candor::hash::{Hash, leaf_hash};
 use candor::merkle::verify_consistency;
 use candor::note::VerifierKey;
+use candor::policy::Policy;
 use candor::receipt::{
     CheckName, CheckpointSummary, Receipt, ReceiptLink, SubjectOpening, Verification,
     verify_receipt, verify_receipt_with_policy,
 };
-use candor::policy::Policy;
 use candor::subject::SubjectId;
 
 /// Arguments of `candor verify`.
@@ -102,8 +102,7 @@ pub fn read_log_key(arg: &str) -> Result<VerifierKey, String> {
 
 /// Reads and parses `--trust-policy`.
 pub fn read_trust_policy(path: &std::path::Path) -> Result<Policy, String> {
-    let bytes =
-        std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     Policy::parse(&bytes).map_err(|e| format!("bad --trust-policy {}: {e}", path.display()))
 }
 
@@ -188,7 +187,15 @@ async fn verify(args: &VerifyArgs) -> anyhow::Result<Status> {
             };
             let answer = match fetch_linked(client, &link).await {
                 Ok(receipt) => {
-                    check_one(&receipt, None, &key, policy, subject.as_ref(), online.as_mut()).await
+                    check_one(
+                        &receipt,
+                        None,
+                        &key,
+                        policy,
+                        subject.as_ref(),
+                        online.as_mut(),
+                    )
+                    .await
                 }
                 Err(LinkError::Network(e)) => could_not(format!("cannot fetch the receipt: {e}")),
                 Err(LinkError::Mismatch(a)) => *a,

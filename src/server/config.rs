@@ -12,8 +12,8 @@ use super::ratelimit::Rate;
 use super::witnessing::{
     DEFAULT_WITNESS_RETRY_MS, DEFAULT_WITNESS_TIMEOUT_MS, DEFAULT_WITNESS_WAIT_MS, WitnessConfig,
 };
-use crate::witness::client::WitnessEndpoint;
 use crate::store::StoreKind;
+use crate::witness::client::WitnessEndpoint;
 
 /// Default data directory.
 pub const DEFAULT_DATA: &str = "./candor-data";

@@ -243,8 +243,7 @@ impl Core {
         metrics: Arc<Metrics>,
         witnessing: Option<Arc<Witnessing>>,
     ) -> Result<Core, StartError> {
-        let (edge, registry, published) =
-            Self::load(&*store, &key, &origin, witnessing.is_some())?;
+        let (edge, registry, published) = Self::load(&*store, &key, &origin, witnessing.is_some())?;
         if let Some(w) = &witnessing {
             w.start_with(&published);
             w.offer(sign(&key, &origin, edge.size(), edge.root()).map_err(StartError::Sign)?);
@@ -565,7 +564,12 @@ impl Core {
 
         // With witnesses, receipts are made against the checkpoint just signed; the
         // HTTP handler swaps it for a witnessed one (witnessing.rs).
-        let published = match self.shared.witnessing.as_ref().and_then(|w| w.latest_signed()) {
+        let published = match self
+            .shared
+            .witnessing
+            .as_ref()
+            .and_then(|w| w.latest_signed())
+        {
             Some(signed) => signed,
             None => self.shared.published(),
         };

@@ -133,10 +133,8 @@ impl Witnessing {
     pub fn start_with(&self, published: &Published) {
         let accepted = self.policy.check(&published.note).ok();
         let witnessed = accepted.is_some();
-        self.published_cosigners.store(
-            accepted.map_or(0, |a| a.cosigners.len()),
-            Ordering::Relaxed,
-        );
+        self.published_cosigners
+            .store(accepted.map_or(0, |a| a.cosigners.len()), Ordering::Relaxed);
         self.witnessed.send_replace(Witnessed {
             size: published.checkpoint.size,
             witnessed,
@@ -472,10 +470,7 @@ impl Witnessing {
 /// Policy names for the witnesses: their key names when those are distinct and
 /// valid tlog-policy names, else `w0`, `w1`, ….
 fn policy_names(endpoints: &[WitnessEndpoint]) -> Vec<(String, VerifierKey)> {
-    let names: Vec<String> = endpoints
-        .iter()
-        .map(|e| e.key.name().to_string())
-        .collect();
+    let names: Vec<String> = endpoints.iter().map(|e| e.key.name().to_string()).collect();
     let usable = names.iter().enumerate().all(|(i, n)| {
         !n.is_empty()
             && n != "none"
@@ -524,7 +519,8 @@ pub async fn run(
         let mut settled = true;
         if let Some(t) = target {
             let current = *w.witnessed.borrow();
-            let lagging = w.published_cosigners.load(Ordering::Relaxed) < w.client.endpoints().len();
+            let lagging =
+                w.published_cosigners.load(Ordering::Relaxed) < w.client.endpoints().len();
             if !current.witnessed || t.checkpoint.size > current.size || lagging {
                 settled = w.round(&t, &store, &shared).await && w.is_witnessed();
             }
