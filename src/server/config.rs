@@ -321,6 +321,58 @@ mod tests {
     }
 
     #[test]
+    fn witnesses_from_flags_or_file_with_a_checked_quorum() {
+        let w = |n: &str| {
+            let key = crate::note::SignerKey::generate(n).unwrap();
+            crate::cosignature::witness_verifier_key(&key).to_string()
+        };
+        let (a, b) = (w("w.example/a"), w("w.example/b"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("candor.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "witness = [\"{a}=http://127.0.0.1:1\", \"{b}=http://127.0.0.1:2/\"]\nwitness_quorum = 1\nwitness_retry_ms = 50\n"
+            ),
+        )
+        .unwrap();
+        let cfg = Config::resolve(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        let wc = cfg.witnessing.expect("witnessing configured");
+        assert_eq!(wc.endpoints.len(), 2);
+        assert_eq!(wc.endpoints[1].url, "http://127.0.0.1:2");
+        assert_eq!(wc.quorum, 1);
+        assert_eq!(wc.retry, Duration::from_millis(50));
+        // Flags replace the file's list; the quorum defaults to every witness.
+        let cfg = Config::resolve(ServeArgs {
+            witness: vec![format!("{a}=http://127.0.0.1:3")],
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(cfg.witnessing.unwrap().quorum, 1);
+        for (ws, k) in [
+            (vec![a.clone()], Some(2)),
+            (vec![], Some(1)),
+            (vec![a], Some(0)),
+        ] {
+            let witness = ws
+                .iter()
+                .map(|v| format!("{v}=http://127.0.0.1:4"))
+                .collect();
+            let err = Config::resolve(ServeArgs {
+                witness,
+                witness_quorum: k,
+                ..ServeArgs::default()
+            })
+            .unwrap_err();
+            assert!(err.to_string().contains("--witness"), "{err}");
+        }
+    }
+
+    #[test]
     fn unknown_config_keys_and_bad_values_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
