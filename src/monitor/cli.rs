@@ -271,7 +271,16 @@ async fn monitor(args: MonitorArgs) -> anyhow::Result<i32> {
     let mut could_not_check;
     loop {
         could_not_check = match auditor.round().await {
-            Ok(()) => false,
+            Ok(()) => {
+                // A one-line status on stderr, so a clean audit is not silent.
+                eprintln!(
+                    "monitor: {} verified up to size {}; {} finding(s) so far",
+                    auditor.origin,
+                    auditor.state.verified.size,
+                    auditor.sink.reported.len()
+                );
+                false
+            }
             Err(e) => {
                 eprintln!("monitor: could not check: {e}");
                 true
