@@ -4,7 +4,7 @@
 //! One module per concern: `config` (flags and TOML), `datadir` (origin, key, token),
 //! `edge` (the tree's right edge and new tiles), `reader` (reading tiles, leaves and
 //! proofs from the store), `registry` (company keys), `sequencer` (the single writer),
-//! `routes` (HTTP handlers), `error`, `metrics`, `ratelimit`.
+//! `routes` (HTTP handlers), `web` (the `/verify` page), `error`, `metrics`, `ratelimit`.
 
 pub mod config;
 pub mod datadir;
@@ -16,6 +16,7 @@ pub mod reader;
 pub mod registry;
 pub mod routes;
 pub mod sequencer;
+pub mod web;
 pub mod witnessing;
 
 use std::future::Future;

@@ -72,7 +72,9 @@ type App = Arc<AppState>;
 pub fn router(app: App) -> Router {
     let limits = app.limits.clone();
     let metrics = app.metrics.clone();
+    let verify_page = super::web::routes(&app.origin, &app.verifier_key.to_string());
     Router::new()
+        .merge(verify_page)
         .route("/checkpoint", get(get_checkpoint))
         .route("/tile/{*path}", get(get_tile))
         .route("/healthz", get(healthz))
