@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Candor's whole test suite on a fresh machine: installs what the tests
-# need (Debian's Chromium for the browser tests), checks formatting and lints,
+# need (Debian's Chromium for the browser tests), rebuilds the /verify page's
+# WebAssembly (tools/build-web.sh), checks formatting and lints,
 # then runs every test. CI runs exactly this (see .ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +26,9 @@ fi
 echo "== cargo deny (licenses, bans, sources; advisories: see SECURITY.md §10)"
 "$DENY_DIR/bin/cargo-deny" --workspace --config tools/deny.toml \
   check licenses bans sources
+
+echo "== building the /verify page's WebAssembly (tools/build-web.sh)"
+bash tools/build-web.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
