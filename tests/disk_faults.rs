@@ -292,3 +292,64 @@ async fn read_only_redb() {
 async fn read_only_sled() {
     read_only("sled").await;
 }
+
+/// The log's own diagnostics going to a full disk must not stop it: with standard
+/// error on /dev/full (every write fails with ENOSPC) and logging at `info`, the log
+/// starts, sequences and answers. (A failed write of a log line used to panic inside
+/// the logging library, which stopped the sequencer for good.)
+#[tokio::test(flavor = "multi_thread")]
+async fn unwritable_stderr_does_not_stop_the_log() {
+    use std::io::{BufRead as _, BufReader};
+    use std::process::Stdio;
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let mut child = Command::new(common::CANDOR)
+        .arg("serve")
+        .arg("--data")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0", "--batch-delay-ms", "5"])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(full))
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut base = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("stdout line");
+        if let Some(a) = line.strip_prefix("listening on ") {
+            base = Some(a.trim().to_string());
+            break;
+        }
+    }
+    let base = base.expect("the log started");
+    let token = std::fs::read_to_string(data.join("admin.token")).expect("token");
+    let http = reqwest::Client::new();
+    let c = Company::new("stderr.example");
+    let r = http
+        .post(format!("{base}/v1/companies"))
+        .bearer_auth(token.trim())
+        .json(&serde_json::json!({
+            "name": c.name, "verifier_key": c.verifier_key().to_string(), "action": "register"
+        }))
+        .send()
+        .await
+        .expect("register");
+    assert_eq!(r.status(), 200);
+    for n in 0..5 {
+        let r = http
+            .post(format!("{base}/v1/entries"))
+            .header("content-type", "application/json")
+            .body(signed_json(&c.entry(n)))
+            .send()
+            .await
+            .expect("submit");
+        assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
