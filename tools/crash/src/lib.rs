@@ -207,6 +207,9 @@ struct Shared {
     base: RwLock<String>,
     vkey: VerifierKey,
     stop: AtomicBool,
+    /// Set from a kill until the restarted log is checked: the clients wait, so a
+    /// round's checks cover what one kill window produced (bounded work per round).
+    paused: AtomicBool,
     pending: Mutex<Pending>,
     failures: Mutex<Vec<String>>,
     receipts: AtomicU64,
@@ -407,6 +410,7 @@ async fn run_async(opts: &Options) -> Result<Summary, HarnessError> {
         base: RwLock::new(server.base.clone()),
         vkey: vkey.clone(),
         stop: AtomicBool::new(false),
+        paused: AtomicBool::new(false),
         pending: Mutex::new(Pending::default()),
         failures: Mutex::new(Vec::new()),
         receipts: AtomicU64::new(0),
@@ -446,6 +450,7 @@ async fn run_async(opts: &Options) -> Result<Summary, HarnessError> {
         };
         tokio::time::sleep(Duration::from_millis(delay)).await;
         // SIGKILL: no signal handler, no drain, no flush.
+        shared.paused.store(true, Ordering::SeqCst);
         server.child.kill()?;
         server.child.wait()?;
         kills += 1;
@@ -487,6 +492,7 @@ async fn run_async(opts: &Options) -> Result<Summary, HarnessError> {
                 "after kill {kills} the log did not accept a new entry: {e}"
             )),
         }
+        shared.paused.store(false, Ordering::SeqCst);
         if opts.verbose {
             eprintln!(
                 "[{}] kill {kills}/{}: after {delay} ms; receipts {}, checked {} receipts and {} checkpoints, failures {}",
@@ -680,6 +686,10 @@ async fn client(
     let mut next = 0u64;
     let mut acked: Vec<(SignedEntry, u64)> = Vec::new();
     while !shared.stop.load(Ordering::Relaxed) {
+        if shared.paused.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        }
         let base = shared.base();
         let roll = rng.below(100);
         if roll < 5 {
