@@ -25,6 +25,7 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
 use super::error::ApiError;
+use super::follower::Role;
 use super::metrics::Metrics;
 use super::ratelimit::RateLimiter;
 use super::reader::{self, StoreTiles};
@@ -61,6 +62,8 @@ pub struct AppState {
     pub pool_permits: Arc<Semaphore>,
     pub pool_size: usize,
     pub phase: watch::Receiver<Phase>,
+    /// Whether this front end sequences (see `follower::Role`).
+    pub role: watch::Receiver<Role>,
     pub rate_limiter: Option<RateLimiter>,
     pub limits: Limits,
 }
@@ -278,7 +281,9 @@ async fn healthz(State(app): State<App>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({"status": if running { "ok" } else { "shutting_down" }, "size": size});
+    let role = app.role.borrow().as_str();
+    let body =
+        json!({"status": if running { "ok" } else { "shutting_down" }, "size": size, "role": role});
     with_cache((status, Json(body)).into_response(), NO_STORE)
 }
 
@@ -590,6 +595,20 @@ fn finish_validation(
 }
 
 impl AppState {
+    /// Refuses writes on a front end that does not sequence: 405 on `--read-only`
+    /// (never), 503 on a standby (until it takes over).
+    fn check_writable(&self) -> Result<(), ApiError> {
+        match *self.role.borrow() {
+            Role::Sequencer => Ok(()),
+            Role::Standby => Err(ApiError::Unavailable(
+                "this server is a standby: another process is the log's sequencer; retry".into(),
+            )),
+            Role::ReadOnly => Err(ApiError::MethodNotAllowed(
+                "this server is a read-only front end (candor serve --read-only); submit to the log's sequencer".into(),
+            )),
+        }
+    }
+
     /// Puts validated entries in the pool and waits for their receipts.
     async fn enqueue(
         &self,
@@ -661,6 +680,7 @@ async fn post_entries(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    app.check_writable()?;
     let media = media_type(&headers, true)?;
     let body = body?;
     let registry = app.shared.registry();
@@ -777,6 +797,7 @@ async fn post_companies(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     check_admin(&app, &headers)?;
+    app.check_writable()?;
     media_type(&headers, false)?;
     let body = body?;
     let req: CompanyRequest = serde_json::from_slice(&body).map_err(|e| match e.classify() {

@@ -130,14 +130,26 @@ impl Shared {
             .clone()
     }
 
-    fn publish(&self, p: Published) {
+    /// State for a log whose latest checkpoint is `published` (read-only front ends and
+    /// standbys follow the store with it; a sequencer adopts it on promotion).
+    pub fn new(published: Published, registry: Registry, metrics: Arc<Metrics>) -> Arc<Shared> {
+        let shared = Arc::new(Shared {
+            published: RwLock::new(Arc::new(published.clone())),
+            registry: RwLock::new(Arc::new(registry)),
+            metrics,
+        });
+        shared.publish(published);
+        shared
+    }
+
+    pub(crate) fn publish(&self, p: Published) {
         self.metrics
             .tree_size
             .store(p.checkpoint.size, Ordering::Relaxed);
         *self.published.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(p);
     }
 
-    fn publish_registry(&self, r: Registry) {
+    pub(crate) fn publish_registry(&self, r: Registry) {
         *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(r);
     }
 }
@@ -217,11 +229,28 @@ impl Core {
         metrics: Arc<Metrics>,
     ) -> Result<Core, StartError> {
         let (edge, registry, published) = Self::load(&*store, &key, &origin)?;
-        let shared = Arc::new(Shared {
-            published: RwLock::new(Arc::new(published.clone())),
-            registry: RwLock::new(Arc::new(registry.clone())),
-            metrics,
-        });
+        let shared = Shared::new(published, registry.clone(), metrics);
+        Ok(Core {
+            store,
+            key,
+            origin,
+            edge,
+            registry,
+            shared,
+            healthy: true,
+        })
+    }
+
+    /// Like [`Core::open`], but publishing into `shared`, which the HTTP handlers of a
+    /// standby already hold (promotion to sequencer).
+    pub fn open_shared(
+        store: Arc<dyn Store>,
+        key: SignerKey,
+        origin: String,
+        shared: Arc<Shared>,
+    ) -> Result<Core, StartError> {
+        let (edge, registry, published) = Self::load(&*store, &key, &origin)?;
+        shared.publish_registry(registry.clone());
         shared.publish(published);
         Ok(Core {
             store,
