@@ -13,6 +13,10 @@ if ! command -v chromium >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 
+# PostgreSQL and an S3-compatible server for the deployment tests (store_backends,
+# deployment): installed if missing, started on loopback, stopped on exit.
+. tools/test-services.sh
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
