@@ -344,7 +344,7 @@ async fn tiles_on_s3_audit_clean_through_the_bucket_alone() {
     };
     let want = log.checkpoint().await;
     eventually("the checkpoint object", || {
-        let (get, want, url) = (get.clone(), want.clone(), format!("{public}/checkpoint"));
+        let (want, url) = (want.clone(), format!("{public}/checkpoint"));
         async move { (get(url).await? == want).then_some(()) }
     })
     .await;
@@ -363,7 +363,7 @@ async fn tiles_on_s3_audit_clean_through_the_bucket_alone() {
         .await;
     let want = log.checkpoint().await;
     eventually("the next checkpoint object", || {
-        let (get, want, url) = (get.clone(), want.clone(), format!("{public}/checkpoint"));
+        let (want, url) = (want.clone(), format!("{public}/checkpoint"));
         async move { (get(url).await? == want).then_some(()) }
     })
     .await;

@@ -271,7 +271,7 @@ pub fn changed_objects(store: &dyn Store, old: u64, new: u64) -> Result<Vec<Obje
     }
     // Hash tiles, level by level, while the level has any hash.
     for level in 0u8..=63 {
-        let shift = u32::from(TILE_HEIGHT) * u32::from(level);
+        let shift = TILE_HEIGHT * u32::from(level);
         if shift >= 64 {
             break;
         }
