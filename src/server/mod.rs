@@ -4,7 +4,7 @@
 //! One module per concern: `config` (flags and TOML), `datadir` (origin, key, token),
 //! `edge` (the tree's right edge and new tiles), `reader` (reading tiles, leaves and
 //! proofs from the store), `registry` (company keys), `sequencer` (the single writer),
-//! `routes` (HTTP handlers), `error`, `metrics`, `ratelimit`.
+//! `routes` (HTTP handlers), `web` (the `/verify` page), `error`, `metrics`, `ratelimit`.
 
 pub mod config;
 pub mod datadir;
@@ -18,6 +18,8 @@ pub mod reader;
 pub mod registry;
 pub mod routes;
 pub mod sequencer;
+pub mod web;
+pub mod witnessing;
 
 use std::future::Future;
 use std::io::Write as _;
@@ -271,17 +273,38 @@ pub async fn serve(
         delay: config.batch_delay,
     };
 
+    if role == Role::Standby && config.witnessing.is_some() {
+        anyhow::bail!(
+            "another process holds the sequencer lock, and a standby cannot yet take over \
+             with --witness; start this process without --witness or after the sequencer stops"
+        );
+    }
     let (shared, task) = if role == Role::Sequencer {
         let core_store = store.clone();
         let core_key = identity.key;
         let core_metrics = metrics.clone();
+        let witnessing = match &config.witnessing {
+            Some(w) => Some(Arc::new(
+                witnessing::Witnessing::new(w.clone(), &vkey).context("configuring witnesses")?,
+            )),
+            None => None,
+        };
+        let core_witnessing = witnessing.clone();
         let core = tokio::task::spawn_blocking(move || {
-            Core::open(core_store, core_key, origin, core_metrics)
+            Core::open_witnessed(core_store, core_key, origin, core_metrics, core_witnessing)
         })
         .await
         .context("opening the log state")?
         .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
         let shared = core.shared();
+        if let Some(w) = witnessing {
+            tokio::spawn(witnessing::run(
+                w,
+                store.clone(),
+                shared.clone(),
+                phase_rx.clone(),
+            ));
+        }
         let publisher =
             start_publisher(config.tiles.as_deref(), &store, &shared, &vkey, &phase_rx)?;
         let lost = lock.as_ref().map(SequencerLock::lost);
