@@ -251,7 +251,7 @@ pub async fn serve(
     // Who sequences: an embedded store is this process's alone; on PostgreSQL only the
     // holder of the sequencer lock does, the others wait as standbys.
     let mut lock = None;
-    let role = if config.read_only {
+    let mut role = if config.read_only {
         Role::ReadOnly
     } else if let Some(url) = &config.store_url {
         lock = try_lock(url).await?;
@@ -263,6 +263,30 @@ pub async fn serve(
     } else {
         Role::Sequencer
     };
+    // A front end that does not sequence starts from the sequencer's first checkpoint;
+    // a standby that gets the lock while waiting for it sequences itself.
+    let mut initial = None;
+    while role != Role::Sequencer {
+        let (st, vk) = (store.clone(), vkey.clone());
+        let loaded = tokio::task::spawn_blocking(move || follower::load(&*st, &vk))
+            .await
+            .context("reading the stored checkpoint")?
+            .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+        if loaded.is_some() {
+            initial = loaded;
+            break;
+        }
+        if role == Role::Standby
+            && let Some(url) = &config.store_url
+            && let Some(l) = try_lock(url).await?
+        {
+            lock = Some(l);
+            role = Role::Sequencer;
+            break;
+        }
+        tracing::info!("waiting for the sequencer's first checkpoint in the store");
+        tokio::time::sleep(FOLLOW_INTERVAL).await;
+    }
     let (role_tx, role_rx) = watch::channel(role);
     let (fatal_tx, mut fatal_rx) = watch::channel::<Option<String>>(None);
 
@@ -334,28 +358,9 @@ pub async fn serve(
         });
         (shared, task)
     } else {
-        // Wait for the sequencer's first checkpoint, then follow it.
-        let loaded = loop {
-            let (st, vk) = (store.clone(), vkey.clone());
-            let loaded = tokio::task::spawn_blocking(move || follower::load(&*st, &vk))
-                .await
-                .context("reading the stored checkpoint")?
-                .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
-            if let Some(l) = loaded {
-                break l;
-            }
-            if role == Role::Standby
-                && let Some(url) = &config.store_url
-                && let Some(l) = try_lock(url).await?
-            {
-                // Nobody has sequenced yet: start over as the sequencer.
-                drop(l);
-                continue;
-            }
-            tracing::info!("waiting for the sequencer's first checkpoint in the store");
-            tokio::time::sleep(FOLLOW_INTERVAL).await;
+        let Some((published, registry)) = initial else {
+            anyhow::bail!("internal: a follower started without a checkpoint");
         };
-        let (published, registry) = loaded;
         let shared = Shared::new(published, registry, metrics.clone());
         let promotion = match (&config.store_url, role) {
             (Some(url), Role::Standby) => Some(Promotion {
