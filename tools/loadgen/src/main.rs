@@ -145,6 +145,18 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        // A graceful SIGTERM first (spec/api.md §7), so profilers wrapping the server
+        // (valgrind via --candor) can write their output; SIGKILL after 30 s.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
