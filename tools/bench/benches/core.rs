@@ -275,7 +275,11 @@ fn crypto_and_entries(c: &mut Criterion) {
     let size = if full_run() { 1 << 20 } else { 1 << 10 };
     let (receipt, vkey) = receipt_fixture(size);
     let v = verify_receipt(&receipt, &vkey, None);
-    assert!(v.is_valid(), "fixture receipt must verify: {:?}", v.first_failure());
+    assert!(
+        v.is_valid(),
+        "fixture receipt must verify: {:?}",
+        v.first_failure()
+    );
     let mut g = c.benchmark_group("receipt");
     g.bench_function(format!("verify/size_{size}"), |b| {
         b.iter(|| black_box(verify_receipt(&receipt, &vkey, None).is_valid()))
@@ -319,7 +323,9 @@ fn crypto_and_entries(c: &mut Criterion) {
     g.bench_function("parse_submission_line", |b| {
         b.iter(|| black_box(SignedEntry::parse_json(&line).is_ok()))
     });
-    g.bench_function("validate", |b| b.iter(|| black_box(entry.validate().is_ok())));
+    g.bench_function("validate", |b| {
+        b.iter(|| black_box(entry.validate().is_ok()))
+    });
     g.bench_function("leaf_to_bytes", |b| {
         let leaf = Leaf::new(signed.clone(), "2026-11-29T06:00:00Z".into());
         b.iter(|| black_box(leaf.to_bytes().map(|v| v.len()).unwrap_or(0)))
@@ -396,7 +402,12 @@ fn other_crates(c: &mut Criterion) {
     g.bench_function(format!("inclusion/candor/{n}"), |b| {
         b.iter(|| {
             k = (k + 7_919) % n;
-            black_box(candor_tree.inclusion_proof(k, n).map(|p| p.len()).unwrap_or(0))
+            black_box(
+                candor_tree
+                    .inclusion_proof(k, n)
+                    .map(|p| p.len())
+                    .unwrap_or(0),
+            )
         })
     });
     g.bench_function(format!("inclusion/rs_merkle/{n}"), |b| {
@@ -414,11 +425,5 @@ fn other_crates(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(
-    benches,
-    append,
-    proofs,
-    crypto_and_entries,
-    other_crates
-);
+criterion_group!(benches, append, proofs, crypto_and_entries, other_crates);
 criterion_main!(benches);

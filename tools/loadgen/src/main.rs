@@ -181,7 +181,10 @@ fn start_server(args: &Args) -> anyhow::Result<Server> {
     let (tmp, data) = match &args.data {
         Some(d) => {
             if d.exists() {
-                bail!("--data {} already exists; give a fresh directory", d.display());
+                bail!(
+                    "--data {} already exists; give a fresh directory",
+                    d.display()
+                );
             }
             (None, d.clone())
         }
@@ -310,7 +313,10 @@ fn presign(companies: &[Company], n: usize, batch: usize) -> anyhow::Result<Vec<
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("a signing thread panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a signing thread panicked")))
+            })
             .collect()
     });
     for r in results {
@@ -435,7 +441,9 @@ async fn register(
     let r = http
         .post(format!("{base}/v1/companies"))
         .bearer_auth(token)
-        .json(&json!({"name": company.name, "verifier_key": vkey.to_string(), "action": "register"}))
+        .json(
+            &json!({"name": company.name, "verifier_key": vkey.to_string(), "action": "register"}),
+        )
         .send()
         .await
         .context("POST /v1/companies")?;
@@ -477,7 +485,10 @@ fn verify_all(answers: &[Answer], log_key: &VerifierKey) -> anyhow::Result<(usiz
             })
             .collect();
         hs.into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("a verifier thread panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a verifier thread panicked")))
+            })
             .collect()
     });
     let mut total = 0;
@@ -599,7 +610,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         let mut out = Vec::new();
         for h in handles {
-            out.extend(h.await.map_err(|e| anyhow!("a submitter task failed: {e}"))??);
+            out.extend(
+                h.await
+                    .map_err(|e| anyhow!("a submitter task failed: {e}"))??,
+            );
         }
         anyhow::Ok(out)
     })?;
@@ -627,7 +641,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut lat: Vec<f64> = Vec::with_capacity(args.entries);
     for a in &answers {
         // Every entry of a request waits for the request's answer.
-        lat.extend(std::iter::repeat_n(a.latency.as_secs_f64() * 1e3, a.entries));
+        lat.extend(std::iter::repeat_n(
+            a.latency.as_secs_f64() * 1e3,
+            a.entries,
+        ));
     }
     lat.sort_by(f64::total_cmp);
     let eps = args.entries as f64 / seconds;
