@@ -12,6 +12,7 @@ use crate::entry::{Entry, Leaf};
 use crate::hash::{Hash, leaf_hash};
 use crate::merkle::verify_inclusion;
 use crate::note::VerifierKey;
+use crate::policy::Policy;
 use crate::subject::{Opening, Salt, SubjectId, commit};
 use crate::tlog_proof::TlogProof;
 
@@ -211,6 +212,7 @@ pub enum CheckName {
     Leaf,
     ProofFormat,
     CheckpointSignature,
+    WitnessQuorum,
     Inclusion,
     CompanyKey,
     CompanySignature,
@@ -226,6 +228,7 @@ impl CheckName {
             CheckName::Leaf => "leaf",
             CheckName::ProofFormat => "proof_format",
             CheckName::CheckpointSignature => "checkpoint_signature",
+            CheckName::WitnessQuorum => "witness_quorum",
             CheckName::Inclusion => "inclusion",
             CheckName::CompanyKey => "company_key",
             CheckName::CompanySignature => "company_signature",
@@ -242,6 +245,7 @@ impl CheckName {
             CheckName::Leaf => "the receipt holds a well-formed log entry",
             CheckName::ProofFormat => "the proof is well-formed",
             CheckName::CheckpointSignature => "the log signed the tree head",
+            CheckName::WitnessQuorum => "enough independent witnesses cosigned the tree head",
             CheckName::Inclusion => "the entry is in the log",
             CheckName::CompanyKey => "the company's key was registered on the log",
             CheckName::CompanySignature => "the company signed the entry",
@@ -332,6 +336,19 @@ impl Verification {
 pub fn verify_receipt(
     receipt: &Receipt,
     log_key: &VerifierKey,
+    subject: Option<&SubjectId>,
+) -> Verification {
+    verify_receipt_with_policy(receipt, log_key, None, subject)
+}
+
+/// Like [`verify_receipt`]; with a trust `policy` (C2SP tlog-policy) the
+/// checkpoint must also satisfy it, which adds check 3a, `witness_quorum`
+/// (`spec/receipts.md` §3). The pinned `log_key` is trusted in addition to the
+/// policy's logs.
+pub fn verify_receipt_with_policy(
+    receipt: &Receipt,
+    log_key: &VerifierKey,
+    policy: Option<&Policy>,
     subject: Option<&SubjectId>,
 ) -> Verification {
     let mut v = Verification {
@@ -434,6 +451,28 @@ pub fn verify_receipt(
         CheckName::CheckpointSignature,
         format!("signed by {} at size {}", log_key.name(), checkpoint.size),
     );
+
+    // 3a. witness_quorum
+    if let Some(policy) = policy {
+        match policy.check_with_logs(&proof.checkpoint, std::slice::from_ref(log_key)) {
+            Ok(accepted) => {
+                let names: Vec<&str> = accepted.cosigners.iter().map(|c| c.name.as_str()).collect();
+                let detail = if policy.requires_cosignatures() {
+                    format!("cosigned by {}", names.join(", "))
+                } else {
+                    "the trust policy requires no cosignatures".to_string()
+                };
+                v.pass(CheckName::WitnessQuorum, detail);
+            }
+            Err(e) => {
+                v.fail(
+                    CheckName::WitnessQuorum,
+                    format!("the checkpoint does not satisfy the trust policy: {e}"),
+                );
+                return v;
+            }
+        }
+    }
 
     // 4. inclusion
     if let Err(e) = verify_inclusion(

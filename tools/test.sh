@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Candor's whole test suite on a fresh machine: installs what the tests
-# need (Debian's Chromium for the browser tests), checks formatting and lints,
+# need (Debian's Chromium for the browser tests), rebuilds the /verify page's
+# WebAssembly (tools/build-web.sh), checks formatting and lints,
 # then runs every test. CI runs exactly this (see .ci/run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,9 @@ if ! command -v chromium >/dev/null 2>&1; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
+
+echo "== building the /verify page's WebAssembly (tools/build-web.sh)"
+bash tools/build-web.sh
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -22,9 +22,10 @@ use candor::entry::Entry;
 use candor::hash::{Hash, leaf_hash};
 use candor::merkle::verify_consistency;
 use candor::note::VerifierKey;
+use candor::policy::Policy;
 use candor::receipt::{
     CheckName, CheckpointSummary, Receipt, ReceiptLink, SubjectOpening, Verification,
-    verify_receipt,
+    verify_receipt, verify_receipt_with_policy,
 };
 use candor::subject::SubjectId;
 
@@ -60,6 +61,11 @@ pub struct VerifyArgs {
     /// Print the answer as JSON (NDJSON in batch mode).
     #[arg(long)]
     pub json: bool,
+    /// A trust policy file (C2SP tlog-policy: logs, witnesses, quorum). The
+    /// receipt's checkpoint must satisfy it (check `witness_quorum`); with
+    /// --online, so must the log's latest checkpoint.
+    #[arg(long, value_name = "FILE")]
+    pub trust_policy: Option<std::path::PathBuf>,
 }
 
 /// What the input was.
@@ -92,6 +98,12 @@ pub fn read_log_key(arg: &str) -> Result<VerifierKey, String> {
         arg.to_string()
     };
     VerifierKey::from_str(text.trim()).map_err(|e| format!("bad --log-key: {e}"))
+}
+
+/// Reads and parses `--trust-policy`.
+pub fn read_trust_policy(path: &std::path::Path) -> Result<Policy, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    Policy::parse(&bytes).map_err(|e| format!("bad --trust-policy {}: {e}", path.display()))
 }
 
 fn looks_like_link(s: &str) -> bool {
@@ -140,6 +152,13 @@ fn load_input(arg: &str) -> Result<Input, String> {
 
 async fn verify(args: &VerifyArgs) -> anyhow::Result<Status> {
     let key = read_log_key(&args.log_key).map_err(anyhow::Error::msg)?;
+    let policy = args
+        .trust_policy
+        .as_deref()
+        .map(read_trust_policy)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let policy = policy.as_ref();
     let subject = args
         .subject
         .as_deref()
@@ -159,7 +178,7 @@ async fn verify(args: &VerifyArgs) -> anyhow::Result<Status> {
     let mut online = client
         .as_ref()
         .filter(|_| args.online)
-        .map(|c| Online::new(c, &key));
+        .map(|c| Online::new(c, &key, policy));
 
     match input {
         Input::Link(_, link) => {
@@ -168,7 +187,15 @@ async fn verify(args: &VerifyArgs) -> anyhow::Result<Status> {
             };
             let answer = match fetch_linked(client, &link).await {
                 Ok(receipt) => {
-                    check_one(&receipt, None, &key, subject.as_ref(), online.as_mut()).await
+                    check_one(
+                        &receipt,
+                        None,
+                        &key,
+                        policy,
+                        subject.as_ref(),
+                        online.as_mut(),
+                    )
+                    .await
                 }
                 Err(LinkError::Network(e)) => could_not(format!("cannot fetch the receipt: {e}")),
                 Err(LinkError::Mismatch(a)) => *a,
@@ -177,7 +204,15 @@ async fn verify(args: &VerifyArgs) -> anyhow::Result<Status> {
         }
         Input::Receipts(receipts) if receipts.len() == 1 => {
             let (line, receipt) = &receipts[0];
-            let answer = check_one(receipt, *line, &key, subject.as_ref(), online.as_mut()).await;
+            let answer = check_one(
+                receipt,
+                *line,
+                &key,
+                policy,
+                subject.as_ref(),
+                online.as_mut(),
+            )
+            .await;
             print_single(&answer, args.json)
         }
         Input::Receipts(receipts) => {
@@ -191,7 +226,7 @@ async fn verify(args: &VerifyArgs) -> anyhow::Result<Status> {
                     .and_then(|s| s.id.as_deref())
                     .and_then(|id| SubjectId::parse(id).ok());
                 let id = subject.as_ref().or(own.as_ref());
-                let a = check_one(receipt, *line, &key, id, online.as_mut()).await;
+                let a = check_one(receipt, *line, &key, policy, id, online.as_mut()).await;
                 match a.status {
                     Status::Valid => valid += 1,
                     Status::Invalid => invalid += 1,
@@ -363,10 +398,11 @@ async fn check_one(
     receipt: &Receipt,
     line: Option<u64>,
     key: &VerifierKey,
+    policy: Option<&Policy>,
     subject: Option<&SubjectId>,
     online: Option<&mut Online<'_>>,
 ) -> Answer {
-    let mut v = verify_receipt(receipt, key, subject);
+    let mut v = verify_receipt_with_policy(receipt, key, policy, subject);
     let mut purchases = cited_purchases(v.entry.as_ref());
     let mut problem = None;
     let offline_ok = v.checks.iter().all(|c| c.passed);
@@ -415,6 +451,8 @@ enum Outcome {
 struct Online<'a> {
     client: &'a Client,
     key: &'a VerifierKey,
+    /// `--trust-policy`: the latest checkpoint must satisfy it too.
+    policy: Option<&'a Policy>,
     latest: Option<Result<Checkpoint, Outcome>>,
     consistency: HashMap<(u64, String), bool>,
     companies: HashMap<String, CompanyInfo>,
@@ -432,10 +470,11 @@ impl Clone for Outcome {
 }
 
 impl<'a> Online<'a> {
-    fn new(client: &'a Client, key: &'a VerifierKey) -> Online<'a> {
+    fn new(client: &'a Client, key: &'a VerifierKey, policy: Option<&'a Policy>) -> Online<'a> {
         Online {
             client,
             key,
+            policy,
             latest: None,
             consistency: HashMap::new(),
             companies: HashMap::new(),
@@ -488,6 +527,17 @@ impl<'a> Online<'a> {
                     Outcome::Fail(format!(
                         "the log's latest checkpoint is not signed by the pinned key: {e}"
                     ))
+                })
+                .and_then(|cp| match self.policy {
+                    Some(p) => p
+                        .check_with_logs(&note, std::slice::from_ref(self.key))
+                        .map(|_| cp)
+                        .map_err(|e| {
+                            Outcome::Fail(format!(
+                                "the log's latest checkpoint does not satisfy the trust policy: {e}"
+                            ))
+                        }),
+                    None => Ok(cp),
                 }),
             Err(e) => Err(Outcome::CouldNot(format!(
                 "cannot fetch the latest checkpoint: {e}"

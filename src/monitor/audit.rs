@@ -143,6 +143,8 @@ pub struct Auditor {
     pub log_key: VerifierKey,
     pub origin: String,
     pub policy: Policy,
+    /// `--trust-policy`: checkpoints must satisfy it (witness quorum).
+    pub trust_policy: Option<crate::policy::Policy>,
     pub dir: StateDir,
     pub state: MonitorState,
     pub sink: Sink,
@@ -232,6 +234,26 @@ impl Auditor {
                 return Ok(());
             }
         };
+        if let Some(tp) = &self.trust_policy
+            && let Err(e) = tp.check_with_logs(&note, std::slice::from_ref(&self.log_key))
+        {
+            // Refused: not audited, not compared, not served to peers.
+            let f = Finding::new(
+                Kind::WitnessQuorum,
+                Severity::High,
+                &self.origin,
+                format!(
+                    "The checkpoint served by {source} (size {}) does not satisfy the trust policy: {e}.",
+                    cp.size
+                ),
+            )
+            .with_resource("checkpoint")
+            .with_evidence(serde_json::json!({ "checkpoint": text }));
+            self.report(vec![f]).await?;
+            self.state.rejected.push(id);
+            self.dir.save(&self.state)?;
+            return Ok(());
+        }
         let Some((vcp, vnote)) = self.verified_checkpoint()? else {
             return self.audit_to(note).await;
         };

@@ -51,6 +51,11 @@ pub struct MonitorArgs {
     /// Policy file (TOML); defaults apply to everything it leaves out.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Trust policy file (C2SP tlog-policy): a checkpoint of the log that does not
+    /// satisfy it (e.g. lacks the witness quorum) is refused and reported as a
+    /// `witness_quorum` finding. Not the same as --policy (the monitor's TOML checks).
+    #[arg(long, value_name = "FILE")]
+    pub trust_policy: Option<PathBuf>,
     /// Tiles and bundles fetched in parallel.
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub concurrency: usize,
@@ -218,6 +223,21 @@ async fn monitor(args: MonitorArgs) -> anyhow::Result<i32> {
             return Ok(EXIT_COULD_NOT_CHECK);
         }
     };
+    let trust_policy = match args.trust_policy.as_deref().map(|p| {
+        std::fs::read(p)
+            .map_err(|e| format!("cannot read --trust-policy {}: {e}", p.display()))
+            .and_then(|b| {
+                crate::policy::Policy::parse(&b)
+                    .map_err(|e| format!("bad --trust-policy {}: {e}", p.display()))
+            })
+    }) {
+        None => None,
+        Some(Ok(p)) => Some(p),
+        Some(Err(e)) => {
+            eprintln!("monitor: {e}");
+            return Ok(EXIT_COULD_NOT_CHECK);
+        }
+    };
     let http = http_client()?;
     let client = match TilesClient::new(http.clone(), log) {
         Ok(c) => c,
@@ -261,6 +281,7 @@ async fn monitor(args: MonitorArgs) -> anyhow::Result<i32> {
         log_key: key,
         origin,
         policy,
+        trust_policy,
         dir,
         state,
         sink: Sink::new(http, args.alert_url.clone()),
@@ -271,7 +292,16 @@ async fn monitor(args: MonitorArgs) -> anyhow::Result<i32> {
     let mut could_not_check;
     loop {
         could_not_check = match auditor.round().await {
-            Ok(()) => false,
+            Ok(()) => {
+                // A one-line status on stderr, so a clean audit is not silent.
+                eprintln!(
+                    "monitor: {} verified up to size {}; {} finding(s) so far",
+                    auditor.origin,
+                    auditor.state.verified.size,
+                    auditor.sink.reported.len()
+                );
+                false
+            }
             Err(e) => {
                 eprintln!("monitor: could not check: {e}");
                 true

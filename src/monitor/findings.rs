@@ -62,6 +62,9 @@ pub enum Kind {
     // --- The log as a whole (tlog-tiles / tlog-checkpoint).
     /// The served checkpoint is not a valid note signed by the log key.
     BadCheckpoint,
+    /// A checkpoint signed by the log that does not satisfy the `--trust-policy`
+    /// (too few valid witness cosignatures).
+    WitnessQuorum,
     /// Two signed checkpoints for one origin that cannot both be true.
     SplitView,
     /// The log served a smaller checkpoint than one already verified and the

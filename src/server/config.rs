@@ -9,7 +9,11 @@ use anyhow::Context as _;
 use serde::Deserialize;
 
 use super::ratelimit::Rate;
+use super::witnessing::{
+    DEFAULT_WITNESS_RETRY_MS, DEFAULT_WITNESS_TIMEOUT_MS, DEFAULT_WITNESS_WAIT_MS, WitnessConfig,
+};
 use crate::store::StoreKind;
+use crate::witness::client::WitnessEndpoint;
 
 /// Default data directory.
 pub const DEFAULT_DATA: &str = "./candor-data";
@@ -78,6 +82,23 @@ pub struct ServeArgs {
     /// Per-company burst (bucket size) for --rate-limit [default: N of the rate].
     #[arg(long, value_name = "N")]
     pub rate_burst: Option<u64>,
+    /// A witness that must cosign checkpoints before they are published: its
+    /// cosignature vkey (`candor witness vkey`) `=` its URL (repeatable).
+    #[arg(long = "witness", value_name = "VKEY=URL")]
+    pub witness: Vec<String>,
+    /// Cosignatures a checkpoint needs before it is published [default: every witness].
+    #[arg(long, value_name = "K")]
+    pub witness_quorum: Option<usize>,
+    /// Time limit of one request to one witness, in milliseconds [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub witness_timeout_ms: Option<u64>,
+    /// Pause between cosigning rounds while witnesses fail, in milliseconds [default: 1000].
+    #[arg(long, value_name = "MS")]
+    pub witness_retry_ms: Option<u64>,
+    /// How long a submission waits for a witnessed checkpoint before 202, in
+    /// milliseconds [default: 5000].
+    #[arg(long, value_name = "MS")]
+    pub witness_wait_ms: Option<u64>,
 }
 
 /// The TOML config file: the same settings as the flags.
@@ -97,6 +118,11 @@ struct ConfigFile {
     request_timeout_secs: Option<u64>,
     rate_limit: Option<String>,
     rate_burst: Option<u64>,
+    witness: Option<Vec<String>>,
+    witness_quorum: Option<usize>,
+    witness_timeout_ms: Option<u64>,
+    witness_retry_ms: Option<u64>,
+    witness_wait_ms: Option<u64>,
 }
 
 /// Fully resolved settings of a running log.
@@ -117,6 +143,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Rate and burst, if rate limiting is on.
     pub rate_limit: Option<(Rate, u64)>,
+    /// Witnesses and quorum, if the log publishes only witnessed checkpoints.
+    pub witnessing: Option<WitnessConfig>,
 }
 
 impl Config {
@@ -146,6 +174,47 @@ impl Config {
                 Some((rate, burst.max(1)))
             }
             None => None,
+        };
+        let witness_texts = if args.witness.is_empty() {
+            file.witness.unwrap_or_default()
+        } else {
+            args.witness
+        };
+        let witness_quorum = args.witness_quorum.or(file.witness_quorum);
+        let witnessing = if witness_texts.is_empty() {
+            if witness_quorum.is_some_and(|k| k > 0) {
+                anyhow::bail!("--witness-quorum needs at least one --witness");
+            }
+            None
+        } else {
+            let endpoints = witness_texts
+                .iter()
+                .map(|t| t.parse::<WitnessEndpoint>())
+                .collect::<Result<Vec<_>, _>>()?;
+            let quorum = witness_quorum.unwrap_or(endpoints.len());
+            if quorum == 0 || quorum > endpoints.len() {
+                anyhow::bail!(
+                    "--witness-quorum must be between 1 and the number of witnesses ({}), not {quorum}",
+                    endpoints.len()
+                );
+            }
+            let ms = |v: Option<u64>, d: u64| Duration::from_millis(v.unwrap_or(d).max(1));
+            Some(WitnessConfig {
+                endpoints,
+                quorum,
+                timeout: ms(
+                    args.witness_timeout_ms.or(file.witness_timeout_ms),
+                    DEFAULT_WITNESS_TIMEOUT_MS,
+                ),
+                retry: ms(
+                    args.witness_retry_ms.or(file.witness_retry_ms),
+                    DEFAULT_WITNESS_RETRY_MS,
+                ),
+                wait: ms(
+                    args.witness_wait_ms.or(file.witness_wait_ms),
+                    DEFAULT_WITNESS_WAIT_MS,
+                ),
+            })
         };
         let cfg = Config {
             data: args
@@ -184,6 +253,7 @@ impl Config {
                     .unwrap_or(DEFAULT_REQUEST_TIMEOUT_SECS),
             ),
             rate_limit,
+            witnessing,
         };
         if cfg.batch_size == 0 {
             anyhow::bail!("--batch-size must be at least 1");
@@ -248,6 +318,58 @@ mod tests {
         assert_eq!(cfg.rate_limit.map(|(_, b)| b), Some(5));
         assert_eq!(cfg.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(cfg.data, PathBuf::from(DEFAULT_DATA));
+    }
+
+    #[test]
+    fn witnesses_from_flags_or_file_with_a_checked_quorum() {
+        let w = |n: &str| {
+            let key = crate::note::SignerKey::generate(n).unwrap();
+            crate::cosignature::witness_verifier_key(&key).to_string()
+        };
+        let (a, b) = (w("w.example/a"), w("w.example/b"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("candor.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "witness = [\"{a}=http://127.0.0.1:1\", \"{b}=http://127.0.0.1:2/\"]\nwitness_quorum = 1\nwitness_retry_ms = 50\n"
+            ),
+        )
+        .unwrap();
+        let cfg = Config::resolve(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        let wc = cfg.witnessing.expect("witnessing configured");
+        assert_eq!(wc.endpoints.len(), 2);
+        assert_eq!(wc.endpoints[1].url, "http://127.0.0.1:2");
+        assert_eq!(wc.quorum, 1);
+        assert_eq!(wc.retry, Duration::from_millis(50));
+        // Flags replace the file's list; the quorum defaults to every witness.
+        let cfg = Config::resolve(ServeArgs {
+            witness: vec![format!("{a}=http://127.0.0.1:3")],
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(cfg.witnessing.unwrap().quorum, 1);
+        for (ws, k) in [
+            (vec![a.clone()], Some(2)),
+            (vec![], Some(1)),
+            (vec![a], Some(0)),
+        ] {
+            let witness = ws
+                .iter()
+                .map(|v| format!("{v}=http://127.0.0.1:4"))
+                .collect();
+            let err = Config::resolve(ServeArgs {
+                witness,
+                witness_quorum: k,
+                ..ServeArgs::default()
+            })
+            .unwrap_err();
+            assert!(err.to_string().contains("--witness"), "{err}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! One module per concern: `config` (flags and TOML), `datadir` (origin, key, token),
 //! `edge` (the tree's right edge and new tiles), `reader` (reading tiles, leaves and
 //! proofs from the store), `registry` (company keys), `sequencer` (the single writer),
-//! `routes` (HTTP handlers), `error`, `metrics`, `ratelimit`.
+//! `routes` (HTTP handlers), `web` (the `/verify` page), `error`, `metrics`, `ratelimit`.
 
 pub mod config;
 pub mod datadir;
@@ -16,6 +16,8 @@ pub mod reader;
 pub mod registry;
 pub mod routes;
 pub mod sequencer;
+pub mod web;
+pub mod witnessing;
 
 use std::future::Future;
 use std::io::Write as _;
@@ -94,11 +96,19 @@ pub async fn serve(
     let core_store = store.clone();
     let core_key = identity.key;
     let core_metrics = metrics.clone();
-    let core =
-        tokio::task::spawn_blocking(move || Core::open(core_store, core_key, origin, core_metrics))
-            .await
-            .context("opening the log state")?
-            .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+    let witnessing = match &config.witnessing {
+        Some(w) => Some(Arc::new(
+            witnessing::Witnessing::new(w.clone(), &vkey).context("configuring witnesses")?,
+        )),
+        None => None,
+    };
+    let core_witnessing = witnessing.clone();
+    let core = tokio::task::spawn_blocking(move || {
+        Core::open_witnessed(core_store, core_key, origin, core_metrics, core_witnessing)
+    })
+    .await
+    .context("opening the log state")?
+    .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
     let shared = core.shared();
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -115,6 +125,14 @@ pub async fn serve(
         delay: config.batch_delay,
     };
     let sequencer = tokio::spawn(sequencer::run(core, rx, phase_rx.clone(), batch));
+    if let Some(w) = witnessing {
+        tokio::spawn(witnessing::run(
+            w,
+            store.clone(),
+            shared.clone(),
+            phase_rx.clone(),
+        ));
+    }
 
     let app = Arc::new(routes::AppState {
         origin: identity.origin.clone(),

@@ -30,6 +30,7 @@ use super::ratelimit::RateLimiter;
 use super::reader::{self, StoreTiles};
 use super::registry::{Action, Change, Registry};
 use super::sequencer::{self, Phase, Receipt, Shared, Submission, Validated};
+use super::witnessing;
 use crate::entry::{Entry, SignedEntry};
 use crate::hash::Hash;
 use crate::note::{SignerKey, VerifierKey};
@@ -71,7 +72,9 @@ type App = Arc<AppState>;
 pub fn router(app: App) -> Router {
     let limits = app.limits.clone();
     let metrics = app.metrics.clone();
+    let verify_page = super::web::routes(&app.origin, &app.verifier_key.to_string());
     Router::new()
+        .merge(verify_page)
         .route("/checkpoint", get(get_checkpoint))
         .route("/tile/{*path}", get(get_tile))
         .route("/healthz", get(healthz))
@@ -167,6 +170,14 @@ const NO_STORE: &str = "no-store";
 // tlog-tiles read API (C2SP tlog-tiles)
 
 async fn get_checkpoint(State(app): State<App>) -> Response {
+    if let Some(w) = &app.shared.witnessing
+        && !w.is_witnessed()
+    {
+        return ApiError::Unavailable(
+            "no checkpoint of this log has been cosigned by its witness quorum yet; retry".into(),
+        )
+        .into_response();
+    }
     let p = app.shared.published();
     let resp = (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -278,7 +289,14 @@ async fn healthz(State(app): State<App>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({"status": if running { "ok" } else { "shutting_down" }, "size": size});
+    let mut body = json!({"status": if running { "ok" } else { "shutting_down" }, "size": size});
+    if let Some(w) = &app.shared.witnessing {
+        // Degraded is still 200: the log takes and sequences entries (spec/api.md).
+        if running && w.is_degraded() {
+            body["status"] = json!("degraded");
+        }
+        body["witnessing"] = w.health(size);
+    }
     with_cache((status, Json(body)).into_response(), NO_STORE)
 }
 
@@ -294,7 +312,13 @@ async fn get_metrics(State(app): State<App>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.metrics.render(),
+        app.metrics.render()
+            + &app
+                .shared
+                .witnessing
+                .as_ref()
+                .map(|w| w.render_metrics(app.shared.published().checkpoint.size))
+                .unwrap_or_default(),
     )
         .into_response()
 }
@@ -457,6 +481,12 @@ async fn get_receipt(
 ) -> Result<Response, ApiError> {
     let index = parse_u64("index", &index)?;
     let published = app.shared.published();
+    if let Some(w) = &app.shared.witnessing
+        && (index >= published.checkpoint.size || !w.is_witnessed())
+        && w.sequenced_size().is_some_and(|s| index < s)
+    {
+        return Ok(w.pending(&[index], published.checkpoint.size));
+    }
     if index >= published.checkpoint.size {
         return Err(ApiError::NotFound(format!(
             "entry {index} does not exist in the tree of size {}",
@@ -674,7 +704,11 @@ async fn post_entries(
                 )));
             }
             let v = validate(&body, &registry)?;
-            let mut receipts = app.enqueue(vec![v], true).await?;
+            let receipts = app.enqueue(vec![v], true).await?;
+            let mut receipts = match witnessing::settle(&app, receipts).await? {
+                Ok(r) => r,
+                Err(pending) => return Ok(pending),
+            };
             let receipt = receipts
                 .pop()
                 .ok_or_else(|| ApiError::Internal("no receipt for the entry".into()))?;
@@ -717,6 +751,10 @@ async fn post_entries(
             })
             .await?;
             let receipts = app.enqueue(items, true).await?;
+            let receipts = match witnessing::settle(&app, receipts).await? {
+                Ok(r) => r,
+                Err(pending) => return Ok(pending),
+            };
             let mut out = Vec::new();
             for r in receipts {
                 serde_json::to_writer(&mut out, &r)
@@ -809,7 +847,11 @@ async fn post_companies(
     let signed = SignedEntry::sign(entry, app.log_key.signing_key(), log_vkey.key_id())
         .map_err(|e| ApiError::Internal(format!("signing the company_key entry: {e}")))?;
     let v = finish_validation(signed, *log_vkey.verifying_key(), Some(change))?;
-    let mut receipts = app.enqueue(vec![v], false).await?;
+    let receipts = app.enqueue(vec![v], false).await?;
+    let mut receipts = match witnessing::settle(&app, receipts).await? {
+        Ok(r) => r,
+        Err(pending) => return Ok(pending),
+    };
     let receipt = receipts
         .pop()
         .ok_or_else(|| ApiError::Internal("no receipt for the registration".into()))?;

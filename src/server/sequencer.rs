@@ -36,6 +36,7 @@ use super::error::ApiError;
 use super::metrics::Metrics;
 use super::reader::{self, StoreTiles};
 use super::registry::{Change, KeyStatus, Registry};
+use super::witnessing::Witnessing;
 use crate::checkpoint::{self, Checkpoint};
 use crate::entry::{Leaf, SignedEntry};
 use crate::hash::{Hash, empty_root, leaf_hash};
@@ -112,6 +113,8 @@ pub struct Shared {
     pub published: RwLock<Arc<Published>>,
     pub registry: RwLock<Arc<Registry>>,
     pub metrics: Arc<Metrics>,
+    /// Set when the log publishes only witnessed checkpoints (`--witness`).
+    pub witnessing: Option<Arc<Witnessing>>,
 }
 
 impl Shared {
@@ -133,10 +136,21 @@ impl Shared {
     }
 
     fn publish(&self, p: Published) {
+        let mut cur = self.published.write().unwrap_or_else(|p| p.into_inner());
+        // Never go back to a smaller tree (the sequencer's recovery and the
+        // witnessing task may publish concurrently).
+        if p.checkpoint.size < cur.checkpoint.size {
+            return;
+        }
         self.metrics
             .tree_size
             .store(p.checkpoint.size, Ordering::Relaxed);
-        *self.published.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(p);
+        *cur = Arc::new(p);
+    }
+
+    /// Publishes a cosigned checkpoint that is already durable in the store.
+    pub(super) fn publish_witnessed(&self, p: Published) {
+        self.publish(p);
     }
 
     fn publish_registry(&self, r: Registry) {
@@ -218,11 +232,29 @@ impl Core {
         origin: String,
         metrics: Arc<Metrics>,
     ) -> Result<Core, StartError> {
-        let (edge, registry, published) = Self::load(&*store, &key, &origin)?;
+        Self::open_witnessed(store, key, origin, metrics, None)
+    }
+
+    /// Like [`Core::open`]; with `witnessing`, the stored (last witnessed) checkpoint
+    /// is published as it is and the durable tree's checkpoint is signed and handed
+    /// to the witnesses instead of being stored (`witnessing.rs`).
+    pub fn open_witnessed(
+        store: Arc<dyn Store>,
+        key: SignerKey,
+        origin: String,
+        metrics: Arc<Metrics>,
+        witnessing: Option<Arc<Witnessing>>,
+    ) -> Result<Core, StartError> {
+        let (edge, registry, published) = Self::load(&*store, &key, &origin, witnessing.is_some())?;
+        if let Some(w) = &witnessing {
+            w.start_with(&published);
+            w.offer(sign(&key, &origin, edge.size(), edge.root()).map_err(StartError::Sign)?);
+        }
         let shared = Arc::new(Shared {
             published: RwLock::new(Arc::new(published.clone())),
             registry: RwLock::new(Arc::new(registry.clone())),
             metrics,
+            witnessing,
         });
         shared.publish(published);
         Ok(Core {
@@ -245,6 +277,7 @@ impl Core {
         store: &dyn Store,
         key: &SignerKey,
         origin: &str,
+        witnessed: bool,
     ) -> Result<(Edge, Registry, Published), StartError> {
         let state = store
             .state()
@@ -288,7 +321,9 @@ impl Core {
                     stored: stored_root.to_base64(),
                 });
             }
-            if cp.size == state.size {
+            // With witnesses the stored checkpoint is the last witnessed one; it may
+            // trail the durable tree, whose checkpoint the witnesses still have to cosign.
+            if cp.size == state.size || witnessed {
                 return Ok((
                     edge,
                     registry,
@@ -298,6 +333,12 @@ impl Core {
                     },
                 ));
             }
+        }
+        if witnessed {
+            // Nothing witnessed yet: stand on the empty tree (a prefix of every tree),
+            // which is not stored and not served as witnessed.
+            let published = sign(key, origin, 0, empty_root()).map_err(StartError::Sign)?;
+            return Ok((edge, registry, published));
         }
         // No checkpoint yet, or the last batch became durable but the process stopped
         // before its checkpoint was stored: sign the durable state now.
@@ -310,7 +351,8 @@ impl Core {
 
     /// Re-reads the durable state after a failed write, and re-signs if needed.
     fn recover(&mut self) {
-        match Self::load(&*self.store, &self.key, &self.origin) {
+        let witnessed = self.shared.witnessing.is_some();
+        match Self::load(&*self.store, &self.key, &self.origin, witnessed) {
             Ok((edge, registry, published)) => {
                 self.edge = edge;
                 self.registry = registry.clone();
@@ -332,6 +374,18 @@ impl Core {
             if !self.healthy {
                 return Err("the store could not be re-read after a failed write".into());
             }
+        }
+        if let Some(w) = &self.shared.witnessing {
+            // Witness mode: sign, and let the witnessing task store and publish.
+            if w.sequenced_size() != Some(self.edge.size()) {
+                let p = sign(&self.key, &self.origin, self.edge.size(), self.edge.root())?;
+                self.shared
+                    .metrics
+                    .checkpoints_total
+                    .fetch_add(1, Ordering::Relaxed);
+                w.offer(p);
+            }
+            return Ok(());
         }
         let published = self.shared.published();
         if published.checkpoint.size == self.edge.size() {
@@ -510,7 +564,17 @@ impl Core {
             .duplicates_total
             .fetch_add(duplicates, Ordering::Relaxed);
 
-        let published = self.shared.published();
+        // With witnesses, receipts are made against the checkpoint just signed; the
+        // HTTP handler swaps it for a witnessed one (witnessing.rs).
+        let published = match self
+            .shared
+            .witnessing
+            .as_ref()
+            .and_then(|w| w.latest_signed())
+        {
+            Some(signed) => signed,
+            None => self.shared.published(),
+        };
         let new_leaf_map: BTreeMap<u64, &Vec<u8>> = new_leaves
             .iter()
             .enumerate()

@@ -54,7 +54,11 @@ impl LogServer {
             base,
             origin,
             verifier_key: vkey.parse().expect("printed verifier key parses"),
-            client: reqwest::Client::new(),
+            // Raw bodies: tests check the server's own Content-Encoding.
+            client: reqwest::Client::builder()
+                .no_gzip()
+                .build()
+                .expect("reqwest client"),
         };
         s.wait_healthy().await;
         s

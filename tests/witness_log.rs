@@ -1,0 +1,351 @@
+//! A log with witnesses, through the real binaries over loopback: three
+//! `candor witness serve` processes and `candor serve --witness … --witness-quorum 2`.
+//! Checkpoints carry ≥ 2 valid cosignatures; one witness down, the log still
+//! publishes; two down, it keeps sequencing (202 pending receipts, degraded
+//! /healthz and /metrics, /checkpoint stays at the last witnessed size) and
+//! publishes again on recovery; a restarted log serves its cosigned checkpoint;
+//! `candor verify --trust-policy` and `candor monitor --trust-policy` accept the
+//! quorum and refuse a checkpoint without it.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use candor::cosignature::witness_verifier_key;
+use candor::note::{Note, SignerKey, VerifierKey};
+use candor::policy::Policy;
+use candor::tlog_proof::TlogProof;
+use common::{CANDOR, LogServer};
+use serde_json::Value;
+
+/// A running `candor witness serve` on a fixed port (so it can come back on the
+/// same URL), killed on drop.
+struct Witness {
+    key_file: PathBuf,
+    data: PathBuf,
+    port: u16,
+    log: VerifierKey,
+    child: Option<Child>,
+}
+
+impl Witness {
+    fn start(key_file: PathBuf, data: PathBuf, log: VerifierKey) -> Witness {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut w = Witness {
+            key_file,
+            data,
+            port,
+            log,
+            child: None,
+        };
+        w.up();
+        w
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn up(&mut self) {
+        let mut child = Command::new(CANDOR)
+            .args(["witness", "serve", "--key"])
+            .arg(&self.key_file)
+            .arg("--data")
+            .arg(&self.data)
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(["--log", &self.log.to_string()])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn candor witness serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("listening line");
+        assert!(line.contains("listening on"), "witness said {line:?}");
+        self.child = Some(child);
+    }
+
+    fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill witness");
+            c.wait().expect("reap witness");
+        }
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+fn write_key(dir: &Path, name: &str) -> (PathBuf, SignerKey) {
+    let key = SignerKey::generate(name).expect("generate key");
+    let path = dir.join(format!("{}.key", name.replace('/', "_")));
+    std::fs::write(&path, format!("{key}\n")).expect("write key");
+    (path, key)
+}
+
+/// Polls until `f` holds (at most 20 s).
+async fn eventually<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn checkpoint_size(log: &LogServer) -> Option<u64> {
+    let (st, body) = log.get("/checkpoint").await;
+    if st != 200 {
+        return None;
+    }
+    let text = String::from_utf8(body).ok()?;
+    text.lines().nth(1)?.parse().ok()
+}
+
+async fn metric(log: &LogServer, series: &str) -> Option<u64> {
+    let (_, body) = log.get("/metrics").await;
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// `candor verify` → (exit code, JSON answer).
+fn verify(receipt: &Value, dir: &Path, log_key: &VerifierKey, policy: &Path) -> (i32, Value) {
+    let file = dir.join("receipt.json");
+    std::fs::write(&file, receipt.to_string()).expect("write receipt");
+    let out = Command::new(CANDOR)
+        .args(["verify", "--json", "--log-key", &log_key.to_string()])
+        .arg("--trust-policy")
+        .arg(policy)
+        .arg(&file)
+        .output()
+        .expect("run candor verify");
+    let answer = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "verify printed no JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().expect("exit code"), answer)
+}
+
+fn check<'a>(answer: &'a Value, name: &str) -> Option<&'a Value> {
+    answer["checks"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)
+}
+
+/// The receipt's checkpoint note.
+fn receipt_checkpoint(receipt: &Value) -> Vec<u8> {
+    let text = receipt["tlog_proof"].as_str().expect("tlog_proof");
+    TlogProof::parse(text.as_bytes())
+        .expect("tlog-proof parses")
+        .checkpoint
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_witnesses_quorum_two() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origin = "log.example/witnessed";
+    let (log_key_file, log_key) = write_key(dir.path(), origin);
+    let log_vkey = log_key.verifier();
+
+    let mut witnesses = Vec::new();
+    let mut wkeys = Vec::new();
+    for i in 0..3 {
+        let (kf, k) = write_key(dir.path(), &format!("witness.example/w{i}"));
+        wkeys.push((format!("w{i}"), witness_verifier_key(&k)));
+        witnesses.push(Witness::start(
+            kf,
+            dir.path().join(format!("w{i}")),
+            log_vkey.clone(),
+        ));
+    }
+    let policy_text = Policy::threshold_text(&log_vkey, &wkeys, 2);
+    let policy = Policy::parse(policy_text.as_bytes()).expect("policy");
+    let policy_file = dir.path().join("policy.txt");
+    std::fs::write(&policy_file, &policy_text).expect("write policy");
+
+    let mut args: Vec<String> = vec![
+        "--key".into(),
+        log_key_file.display().to_string(),
+        "--origin".into(),
+        origin.into(),
+        "--witness-quorum".into(),
+        "2".into(),
+        "--witness-retry-ms".into(),
+        "200".into(),
+        "--witness-timeout-ms".into(),
+        "2000".into(),
+        "--witness-wait-ms".into(),
+        "1500".into(),
+    ];
+    for (w, (_, vk)) in witnesses.iter().zip(&wkeys) {
+        args.push("--witness".into());
+        args.push(format!("{vk}={}", w.url()));
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let data = dir.path().join("log");
+    let mut log = LogServer::start_in(&data, "redb", &argv).await;
+
+    // All three up: the registration and the entries get receipts whose checkpoint
+    // carries at least two valid cosignatures.
+    let acme = log.register_company("acme.example").await;
+    let receipts = log
+        .submit_ndjson(&[acme.entry(1), acme.entry(2), acme.entry(3)])
+        .await;
+    for r in &receipts {
+        let accepted = policy
+            .check(&receipt_checkpoint(r))
+            .expect("receipt checkpoint meets the quorum");
+        assert!(accepted.cosigners.len() >= 2, "{:?}", accepted.cosigners);
+    }
+    let cp = log.checkpoint().await;
+    let accepted = policy.check(&cp).expect("/checkpoint meets the quorum");
+    assert!(accepted.cosigners.len() >= 2);
+    assert_eq!(accepted.checkpoint.size, 4);
+
+    // candor verify --trust-policy accepts the receipt...
+    let (code, answer) = verify(&receipts[0], dir.path(), &log_vkey, &policy_file);
+    assert_eq!(code, 0, "{answer}");
+    assert_eq!(
+        check(&answer, "witness_quorum").expect("ran")["passed"],
+        true
+    );
+    // ...and rejects the same receipt whose checkpoint lost its cosignatures,
+    // naming the witness_quorum check.
+    let mut stripped = receipts[0].clone();
+    let mut proof = TlogProof::parse(stripped["tlog_proof"].as_str().unwrap().as_bytes()).unwrap();
+    let mut note = Note::parse(&proof.checkpoint).unwrap();
+    note.signatures.retain(|s| log_vkey.matches(s));
+    proof.checkpoint = note.to_bytes();
+    stripped["tlog_proof"] = Value::String(String::from_utf8(proof.to_bytes()).unwrap());
+    let (code, answer) = verify(&stripped, dir.path(), &log_vkey, &policy_file);
+    assert_eq!(code, 1, "{answer}");
+    assert_eq!(answer["status"], "invalid", "{answer}");
+    let failed = check(&answer, "witness_quorum").expect("witness_quorum ran");
+    assert_eq!(failed["passed"], false, "{answer}");
+    assert_eq!(
+        check(&answer, "checkpoint_signature").unwrap()["passed"],
+        true
+    );
+
+    // candor monitor --trust-policy audits the witnessed log cleanly, and refuses
+    // its checkpoints under a policy whose quorum they cannot meet.
+    let monitor = |policy: &Path, state: &str| {
+        Command::new(CANDOR)
+            .args(["monitor", "--once", "--log", &log.base])
+            .args(["--log-key", &log_vkey.to_string()])
+            .arg("--state")
+            .arg(dir.path().join(state))
+            .arg("--trust-policy")
+            .arg(policy)
+            .output()
+            .expect("run candor monitor")
+    };
+    let out = monitor(&policy_file, "mon-ok");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let stranger = witness_verifier_key(&SignerKey::generate("witness.example/x").unwrap());
+    let strict_text = Policy::threshold_text(&log_vkey, &[("x".into(), stranger)], 1);
+    let strict_file = dir.path().join("strict.txt");
+    std::fs::write(&strict_file, strict_text).unwrap();
+    let out = monitor(&strict_file, "mon-strict");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("\"witness_quorum\""), "{stdout}");
+
+    // One witness down: the log still publishes (two cosignatures).
+    witnesses[0].down();
+    let r = log.submit(&acme.entry(4)).await;
+    let accepted = policy
+        .check(&receipt_checkpoint(&r))
+        .expect("quorum of two");
+    assert_eq!(accepted.cosigners.len(), 2, "{:?}", accepted.cosigners);
+    assert_eq!(checkpoint_size(&log).await, Some(5));
+
+    // Two down: entries are still accepted and sequenced, receipts are pending.
+    witnesses[1].down();
+    let (st, body) = log
+        .post_entries(
+            "application/json",
+            common::signed_json(&acme.entry(5)).into_bytes(),
+        )
+        .await;
+    assert_eq!(st, 202, "{}", String::from_utf8_lossy(&body));
+    let pending: Value = serde_json::from_slice(&body).expect("pending JSON");
+    assert_eq!(pending["status"], "pending");
+    assert_eq!(pending["indices"], serde_json::json!([5]));
+    assert_eq!(pending["receipts"][0], "/v1/receipts/5");
+    assert_eq!(pending["witnessed_size"], 5);
+    assert_eq!(pending["sequenced_size"], 6);
+    let (st, _) = log.get("/v1/receipts/5").await;
+    assert_eq!(st, 202);
+    assert_eq!(
+        checkpoint_size(&log).await,
+        Some(5),
+        "stays at the witnessed size"
+    );
+    let health = log.get_json("/healthz").await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["witnessing"]["sequenced_size"], 6, "{health}");
+    assert_eq!(health["witnessing"]["witnessed_size"], 5, "{health}");
+    assert_eq!(metric(&log, "candor_witness_degraded").await, Some(1));
+    assert_eq!(metric(&log, "candor_witnessed_tree_size").await, Some(5));
+    assert_eq!(metric(&log, "candor_sequenced_tree_size").await, Some(6));
+    let down = format!(
+        "candor_witness_up{{witness=\"witness.example/w1\",url=\"{}\"}}",
+        witnesses[1].url()
+    );
+    assert_eq!(metric(&log, &down).await, Some(0));
+
+    // Recovery: the witnesses come back on the same URLs with their state; the log
+    // publishes the pending size on its retry timer.
+    witnesses[0].up();
+    witnesses[1].up();
+    eventually("the log publishes size 6", || async {
+        checkpoint_size(&log).await == Some(6)
+    })
+    .await;
+    let health = log.get_json("/healthz").await;
+    assert_eq!(health["status"], "ok", "{health}");
+    let r = log.get_json("/v1/receipts/5").await;
+    let cp = receipt_checkpoint(&r);
+    assert!(policy.check(&cp).expect("quorum").cosigners.len() >= 2);
+    let (code, answer) = verify(&r, dir.path(), &log_vkey, &policy_file);
+    assert_eq!(code, 0, "{answer}");
+    eventually("every witness cosigned again", || async {
+        let cp = log.checkpoint().await;
+        policy.check(&cp).map(|a| a.cosigners.len()).unwrap_or(0) == 3
+    })
+    .await;
+
+    // A restarted log serves its stored cosigned checkpoint at once, byte for byte,
+    // and keeps publishing witnessed checkpoints.
+    let before = log.checkpoint().await;
+    log.restart().await;
+    assert_eq!(log.checkpoint().await, before);
+    let r = log.submit(&acme.entry(6)).await;
+    assert_eq!(r["index"], 6);
+    assert!(policy.check(&receipt_checkpoint(&r)).is_ok());
+}
