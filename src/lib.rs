@@ -26,8 +26,9 @@ pub mod store;
 #[cfg(feature = "service")]
 pub mod server;
 
-// The witness (`candor witness`) and the log's witness client.
-#[cfg(feature = "service")]
+// The witness (`candor witness`) and the log's witness client. Its wire format
+// (`witness::protocol`) is pure and always built, so it can be fuzzed and used by
+// the verification core; the rest needs the `service` feature.
 pub mod witness;
 // The async client for the log's HTTP API (publish, verify, company, monitor).
 #[cfg(feature = "service")]

@@ -184,6 +184,17 @@ impl From<axum::extract::rejection::BytesRejection> for ApiError {
     fn from(r: axum::extract::rejection::BytesRejection) -> ApiError {
         let status = r.status();
         let detail = r.body_text();
+        // A body cut off by the body time-out (RequestBodyTimeoutLayer) reaches us as
+        // an opaque "failed to buffer" error: find the time-out in its causes.
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&r);
+        while let Some(c) = cause {
+            if c.is::<tower_http::timeout::TimeoutError>() {
+                return ApiError::RequestTimeout(format!(
+                    "the request body was not received in time: {detail}"
+                ));
+            }
+            cause = c.source();
+        }
         match status {
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
                 "request body is larger than this log accepts: {detail}"

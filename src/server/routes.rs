@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -31,7 +31,7 @@ use super::reader::{self, StoreTiles};
 use super::registry::{Action, Change, Registry};
 use super::sequencer::{self, Phase, Receipt, Shared, Submission, Validated};
 use super::witnessing;
-use crate::entry::{Entry, SignedEntry};
+use crate::entry::{Entry, EntryError, SignedEntry};
 use crate::hash::Hash;
 use crate::note::{SignerKey, VerifierKey};
 use crate::store::{Store, TileId};
@@ -149,6 +149,13 @@ fn parse_u64(what: &str, s: &str) -> Result<u64, ApiError> {
         .ok_or_else(|| ApiError::BadRequest(format!("{what} {s:?} is not a decimal integer")))
 }
 
+/// A path segment; axum's own rejection (e.g. percent-encoded invalid UTF-8) is
+/// answered as a JSON `400 bad_request` like every other error (spec/api.md §6).
+fn path_segment(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    p.map(|Path(s)| s)
+        .map_err(|e| ApiError::BadRequest(format!("malformed path: {}", e.body_text())))
+}
+
 fn required_u64(q: &HashMap<String, String>, name: &str) -> Result<u64, ApiError> {
     let v = q
         .get(name)
@@ -197,7 +204,11 @@ fn tile_width_at(level: u8, index: u64, size: u64) -> u64 {
     count.saturating_sub(start).min(TILE_WIDTH)
 }
 
-async fn get_tile(State(app): State<App>, Path(rest): Path<String>) -> Result<Response, ApiError> {
+async fn get_tile(
+    State(app): State<App>,
+    rest: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let rest = path_segment(rest)?;
     let path = format!("tile/{rest}");
     let parsed = tiles::parse_path(&path)
         .map_err(|e| ApiError::BadRequest(format!("malformed tile path {path:?}: {e}")))?;
@@ -363,9 +374,9 @@ async fn entry_json(app: &App, index: u64) -> Result<Response, ApiError> {
 
 async fn get_entry(
     State(app): State<App>,
-    Path(index): Path<String>,
+    index: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let index = parse_u64("index", &index)?;
+    let index = parse_u64("index", &path_segment(index)?)?;
     entry_json(&app, index).await
 }
 
@@ -377,8 +388,11 @@ async fn get_entry_by_hash(
     let hex = q
         .get("leaf_hash")
         .ok_or_else(|| ApiError::BadRequest("query parameter leaf_hash is required".into()))?;
-    let h = Hash::from_hex(hex)
-        .ok_or_else(|| ApiError::BadRequest(format!("leaf_hash {hex:?} is not 64 hex digits")))?;
+    // "hex" is lower-case (spec/overview.md), so each hash has one spelling.
+    let lower = hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let h = Hash::from_hex(hex).filter(|_| lower).ok_or_else(|| {
+        ApiError::BadRequest(format!("leaf_hash {hex:?} is not 64 lower-case hex digits"))
+    })?;
     let store = app.store.clone();
     let found = blocking(move || {
         store
@@ -477,9 +491,9 @@ async fn get_consistency(
 
 async fn get_receipt(
     State(app): State<App>,
-    Path(index): Path<String>,
+    index: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let index = parse_u64("index", &index)?;
+    let index = parse_u64("index", &path_segment(index)?)?;
     let published = app.shared.published();
     if let Some(w) = &app.shared.witnessing
         && (index >= published.checkpoint.size || !w.is_witnessed())
@@ -506,8 +520,9 @@ async fn get_receipt(
 
 async fn get_company(
     State(app): State<App>,
-    Path(name): Path<String>,
+    name: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let name = path_segment(name)?;
     let registry = app.shared.registry();
     let keys = registry
         .company(&name)
@@ -549,14 +564,34 @@ fn media_type(headers: &HeaderMap, allow_ndjson: bool) -> Result<Media, ApiError
     }
 }
 
+/// Reads a request body within the body limit and a TOTAL deadline of
+/// `min(request timeout, 10 s)`: the body time-out layer bounds only the gap
+/// between chunks, so a client trickling a byte at a time would otherwise hold the
+/// request open until the whole-request time-out (spec/api.md §6, 408).
+async fn read_body(app: &AppState, req: Request) -> Result<Bytes, ApiError> {
+    use axum::extract::FromRequest as _;
+    let deadline = app.limits.request_timeout.min(Duration::from_secs(10));
+    match tokio::time::timeout(deadline, Bytes::from_request(req, &())).await {
+        Ok(body) => body.map_err(ApiError::from),
+        Err(_) => Err(ApiError::RequestTimeout(format!(
+            "the request body did not arrive within {} s",
+            deadline.as_secs()
+        ))),
+    }
+}
+
 /// Checks one submitted entry (everything but the signature, which the sequencer
 /// batch-verifies): JSON syntax (400), the entry schema (422), the company's
 /// registration and key (403).
 fn validate(bytes: &[u8], registry: &Registry) -> Result<Validated, ApiError> {
     serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
         .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-    let signed =
-        SignedEntry::parse_json(bytes).map_err(|e| ApiError::InvalidEntry(e.to_string()))?;
+    // The syntax pre-check above does not bound nesting; building the JSON value
+    // does (serde_json's recursion limit), and that too is a syntax fault (400).
+    let signed = SignedEntry::parse_json(bytes).map_err(|e| match e {
+        EntryError::Json(_) | EntryError::NotUtf8(_) => ApiError::MalformedJson(e.to_string()),
+        e => ApiError::InvalidEntry(e.to_string()),
+    })?;
     signed
         .entry
         .validate()
@@ -629,6 +664,29 @@ impl AppState {
         if *self.phase.borrow() != Phase::Running {
             return Err(ApiError::Unavailable("the log is shutting down".into()));
         }
+        let items = if rate_limited && self.rate_limiter.is_some() {
+            // Signatures are checked before a company's bucket is charged, so that
+            // anyone forging entries in its name cannot use up its allowance
+            // (SECURITY.md, "Rate limits"). The sequencer checks them again.
+            blocking(move || {
+                for it in &items {
+                    if let Err(e) = it.key.verify_strict(&it.message, &it.signature) {
+                        let err = ApiError::BadSignature(format!(
+                            "the signature by key {} does not verify over the entry: {e}",
+                            it.signed.key_id
+                        ));
+                        return Err(match it.line {
+                            Some(line) => err.at_line(line),
+                            None => err,
+                        });
+                    }
+                }
+                Ok(items)
+            })
+            .await?
+        } else {
+            items
+        };
         if rate_limited && let Some(rl) = &self.rate_limiter {
             let mut per_company: HashMap<&str, u64> = HashMap::new();
             for it in &items {
@@ -686,13 +744,10 @@ impl AppState {
     }
 }
 
-async fn post_entries(
-    State(app): State<App>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+async fn post_entries(State(app): State<App>, req: Request) -> Result<Response, ApiError> {
+    let headers = req.headers().clone();
     let media = media_type(&headers, true)?;
-    let body = body?;
+    let body = read_body(&app, req).await?;
     let registry = app.shared.registry();
     match media {
         Media::Json => {
@@ -809,18 +864,17 @@ fn company_key_entry(
     Entry::parse_value(&v).map_err(|e| ApiError::InvalidEntry(e.to_string()))
 }
 
-async fn post_companies(
-    State(app): State<App>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+async fn post_companies(State(app): State<App>, req: Request) -> Result<Response, ApiError> {
+    let headers = req.headers().clone();
     check_admin(&app, &headers)?;
     media_type(&headers, false)?;
-    let body = body?;
-    let req: CompanyRequest = serde_json::from_slice(&body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => ApiError::InvalidEntry(e.to_string()),
-        _ => ApiError::MalformedJson(e.to_string()),
-    })?;
+    let body = read_body(&app, req).await?;
+    // Syntax first (400, including over-deep nesting), then the schema (422): typed
+    // deserialization alone would stop at the first wrong type of a malformed body.
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    let req: CompanyRequest =
+        serde_json::from_value(value).map_err(|e| ApiError::InvalidEntry(e.to_string()))?;
     let key = VerifierKey::from_str(&req.verifier_key).map_err(|e| {
         ApiError::InvalidEntry(format!(
             "verifier_key is not a signed-note verifier key: {e}"

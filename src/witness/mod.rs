@@ -9,8 +9,12 @@
 //! * [`client`]: the log side, asking witnesses to cosign (used by the sequencer).
 //! * [`cli`]: `candor witness serve` and `candor witness vkey`.
 
+#[cfg(feature = "service")]
 pub mod cli;
+#[cfg(feature = "service")]
 pub mod client;
 pub mod protocol;
+#[cfg(feature = "service")]
 pub mod server;
+#[cfg(feature = "service")]
 pub mod state;
