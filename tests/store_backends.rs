@@ -56,7 +56,7 @@ impl Place {
     fn try_open(&self) -> Result<Arc<dyn Store>, StoreError> {
         match &self.url {
             Some(url) => open_postgres(url),
-            None => open_store(self.kind, self.dir.path()),
+            None => reopen(self.kind, self.dir.path()),
         }
     }
 
@@ -450,7 +450,7 @@ fn other_backend_refused(kind: StoreKind) {
         let store = open_store(kind, dir.path()).unwrap();
         store.append(&Batch::new(0, state(1, 1))).unwrap();
     }
-    let err = open_store(other, dir.path()).err().expect("must refuse");
+    let err = reopen(other, dir.path()).err().expect("must refuse");
     assert!(matches!(err, StoreError::WrongBackend(_)), "{err:?}");
     let msg = err.to_string();
     assert!(
@@ -467,14 +467,28 @@ fn other_backend_refused(kind: StoreKind) {
 
     // Without the marker the other backend's data alone still makes it refuse.
     std::fs::remove_file(dir.path().join(KIND_FILE)).unwrap();
-    let err = open_store(other, dir.path()).err().expect("must refuse");
+    let err = reopen(other, dir.path()).err().expect("must refuse");
     assert!(matches!(err, StoreError::WrongBackend(_)), "{err:?}");
     // ...and the right backend reopens and restores the marker.
-    let store = open_store(kind, dir.path()).unwrap();
+    let store = reopen(kind, dir.path()).unwrap();
     assert_eq!(store.state().unwrap(), Some(state(1, 1)));
     drop(store);
     let marker = std::fs::read_to_string(dir.path().join(KIND_FILE)).unwrap();
     assert_eq!(marker.trim(), kind.to_string());
+}
+
+/// Opens a data directory that this test closed a moment ago. Another test in
+/// this binary forks writer children; between fork and exec a child briefly
+/// shares the (close-on-exec) lock file's open description, so the flock of a
+/// just-dropped store can outlive the drop by a few milliseconds.
+fn reopen(kind: StoreKind, dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    for _ in 0..100 {
+        match open_store(kind, dir) {
+            Err(StoreError::InUse(_)) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            other => return other,
+        }
+    }
+    open_store(kind, dir)
 }
 
 fn lost_data_refused(kind: StoreKind) {
@@ -490,7 +504,7 @@ fn lost_data_refused(kind: StoreKind) {
     } else {
         std::fs::remove_file(&data).unwrap();
     }
-    let err = open_store(kind, dir.path()).err().expect("must refuse");
+    let err = reopen(kind, dir.path()).err().expect("must refuse");
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
     assert!(
         !data.exists(),
@@ -515,7 +529,7 @@ fn second_open_fails_cleanly(kind: StoreKind) {
     // The failed opens did not disturb the first handle.
     first.append(&Batch::new(1, state(2, 2))).unwrap();
     drop(first);
-    let again = open_store(kind, dir.path()).unwrap();
+    let again = reopen(kind, dir.path()).unwrap();
     assert_eq!(again.state().unwrap(), Some(state(2, 2)));
 }
 
