@@ -124,6 +124,6 @@ pub fn init_tracing(verbose: u8) {
     // A second initialisation (impossible in the binary) is harmless to ignore.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| candor::server::LossyStderr)
         .try_init();
 }

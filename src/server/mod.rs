@@ -171,6 +171,24 @@ async fn promote(
     drop(lock);
 }
 
+/// Standard error for diagnostics, ignoring write errors: when stderr goes to a full
+/// disk, tracing-subscriber reports a failed write with `eprintln!`, which panics and
+/// would stop whichever task was logging (the sequencer included). A lost log line is
+/// better than a stopped log.
+pub struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = std::io::stderr().write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
 /// Resolves when SIGINT or SIGTERM arrives.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -209,7 +227,7 @@ pub async fn serve(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
         .try_init();
 
     let identity = datadir::load_or_create(

@@ -386,7 +386,9 @@ impl Core {
     }
 
     /// Re-reads the durable state after a failed write, and re-signs if needed.
-    fn recover(&mut self) {
+    /// On failure returns why, so that refused submitters learn the cause (e.g. a full
+    /// disk) and not only that something failed.
+    fn recover(&mut self) -> Result<(), String> {
         let witnessed = self.shared.witnessing.is_some();
         match Self::load(&*self.store, &self.key, &self.origin, witnessed) {
             Ok((edge, registry, published)) => {
@@ -395,10 +397,12 @@ impl Core {
                 self.shared.publish_registry(registry);
                 self.shared.publish(published);
                 self.healthy = true;
+                Ok(())
             }
             Err(e) => {
                 tracing::error!("re-reading the store after a failed write: {e}");
                 self.healthy = false;
+                Err(e.to_string())
             }
         }
     }
@@ -406,10 +410,8 @@ impl Core {
     /// Makes sure the published checkpoint covers the whole durable tree.
     fn catch_up(&mut self) -> Result<(), String> {
         if !self.healthy {
-            self.recover();
-            if !self.healthy {
-                return Err("the store could not be re-read after a failed write".into());
-            }
+            self.recover()
+                .map_err(|e| format!("the store could not be re-read after a failed write: {e}"))?;
         }
         if let Some(w) = &self.shared.witnessing {
             // Witness mode: sign, and let the witnessing task store and publish.
@@ -567,7 +569,8 @@ impl Core {
                     tracing::error!("{e}");
                     metrics.store_errors_total.fetch_add(1, Ordering::Relaxed);
                     // Nothing of this batch was published; re-read what is durable.
-                    self.recover();
+                    // A failure here is logged and retried before the next batch.
+                    let _ = self.recover();
                     for (s, p) in subs.into_iter().zip(placed) {
                         let reply = match p {
                             Ok(_) => Err(ApiError::Unavailable(format!(

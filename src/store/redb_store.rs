@@ -44,7 +44,10 @@ fn map_err(err: impl Into<redb::Error>) -> StoreError {
         redb::Error::Corrupted(msg) => StoreError::Corrupt(msg),
         redb::Error::Io(e) => StoreError::from_io("redb", &e),
         redb::Error::PreviousIo => StoreError::Io(
-            "an earlier I/O error left the redb database unusable; reopen the store".into(),
+            "an earlier write failed (disk full or I/O error) and redb refuses every further \
+             write until the store is reopened: free space or fix the disk, then restart \
+             the log (nothing acknowledged was lost)"
+                .into(),
         ),
         other => StoreError::Backend(format!("redb: {other}")),
     }
