@@ -6,9 +6,11 @@
 //! every acknowledged append; the parent SIGKILLs it and checks what survived.
 
 use candor::hash::{Hash, leaf_hash, sha256};
+mod common;
+
 use candor::store::{
     Batch, KIND_FILE, REDB_FILE, SLED_DIR, Store, StoreError, StoreKind, TileId, TreeState,
-    dir_size, open_store,
+    dir_size, open_postgres, open_store,
 };
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -30,12 +32,53 @@ fn h(n: u64) -> Hash {
     sha256(&n.to_be_bytes())
 }
 
+/// Where one suite test keeps its store: a temporary data directory for the embedded
+/// backends, a fresh database on the test server for PostgreSQL.
+struct Place {
+    kind: StoreKind,
+    dir: tempfile::TempDir,
+    url: Option<String>,
+}
+
+impl Place {
+    fn new(kind: StoreKind) -> Place {
+        let url = (kind == StoreKind::Postgres).then(|| {
+            let admin = common::pg::admin_url().expect("the caller checked admin_url");
+            common::pg::fresh_database(&admin)
+        });
+        Place {
+            kind,
+            dir: tempfile::tempdir().unwrap(),
+            url,
+        }
+    }
+
+    fn try_open(&self) -> Result<Arc<dyn Store>, StoreError> {
+        match &self.url {
+            Some(url) => open_postgres(url),
+            None => reopen(self.kind, self.dir.path()),
+        }
+    }
+
+    fn open(&self) -> Arc<dyn Store> {
+        self.try_open().unwrap()
+    }
+
+    /// The child-writer spec `<kind>:<dir or URL>`.
+    fn spec(&self) -> String {
+        match &self.url {
+            Some(url) => format!("postgres:{url}"),
+            None => format!("{}:{}", self.kind, self.dir.path().display()),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Shared suite.
 
 fn empty_store_reads_none(kind: StoreKind) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(kind, dir.path()).unwrap();
+    let place = Place::new(kind);
+    let store = place.open();
     assert_eq!(store.kind(), kind);
     assert_eq!(store.state().unwrap(), None);
     assert_eq!(
@@ -48,14 +91,21 @@ fn empty_store_reads_none(kind: StoreKind) {
     assert_eq!(store.get_meta("x").unwrap(), None);
     assert!(store.scan_meta("").unwrap().is_empty());
     assert_eq!(store.checkpoint().unwrap(), None);
-    // The marker names the backend.
-    let marker = std::fs::read_to_string(dir.path().join(KIND_FILE)).unwrap();
-    assert_eq!(marker.trim(), kind.to_string());
+    // The marker names the backend (embedded backends only: PostgreSQL has no directory).
+    if kind != StoreKind::Postgres {
+        let marker = std::fs::read_to_string(place.dir.path().join(KIND_FILE)).unwrap();
+        assert_eq!(marker.trim(), kind.to_string());
+    }
+    // Opening again (a second process's schema check) changes nothing.
+    if kind == StoreKind::Postgres {
+        let again = place.open();
+        assert_eq!(again.state().unwrap(), None);
+    }
 }
 
 fn appends_and_reads_back(kind: StoreKind) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(kind, dir.path()).unwrap();
+    let place = Place::new(kind);
+    let store = place.open();
 
     let mut b1 = Batch::new(0, state(3, 1));
     b1.tiles.push((TileId { level: 0, index: 0 }, vec![1; 96]));
@@ -154,9 +204,9 @@ fn appends_and_reads_back(kind: StoreKind) {
 }
 
 fn checkpoint_put_get(kind: StoreKind) {
-    let dir = tempfile::tempdir().unwrap();
+    let place = Place::new(kind);
     {
-        let store = open_store(kind, dir.path()).unwrap();
+        let store = place.open();
         store.put_checkpoint(b"first checkpoint\n").unwrap();
         assert_eq!(
             store.checkpoint().unwrap(),
@@ -170,7 +220,7 @@ fn checkpoint_put_get(kind: StoreKind) {
         // A checkpoint is independent of the tree state.
         assert_eq!(store.state().unwrap(), None);
     }
-    let store = open_store(kind, dir.path()).unwrap();
+    let store = place.open();
     assert_eq!(
         store.checkpoint().unwrap(),
         Some(b"second, cosigned\n".to_vec())
@@ -178,8 +228,8 @@ fn checkpoint_put_get(kind: StoreKind) {
 }
 
 fn conflict_leaves_store_unchanged(kind: StoreKind) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(kind, dir.path()).unwrap();
+    let place = Place::new(kind);
+    let store = place.open();
 
     // An empty store has size 0.
     let err = store.append(&Batch::new(1, state(2, 1))).unwrap_err();
@@ -243,8 +293,8 @@ fn conflict_leaves_store_unchanged(kind: StoreKind) {
 }
 
 fn shrinking_batch_is_rejected(kind: StoreKind) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(kind, dir.path()).unwrap();
+    let place = Place::new(kind);
+    let store = place.open();
     store.append(&Batch::new(0, state(4, 1))).unwrap();
     let mut bad = Batch::new(4, state(3, 2));
     bad.meta.push(("x".into(), vec![1]));
@@ -260,8 +310,8 @@ fn shrinking_batch_is_rejected(kind: StoreKind) {
 }
 
 fn concurrent_appends_one_winner(kind: StoreKind) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(kind, dir.path()).unwrap();
+    let place = Place::new(kind);
+    let store = place.open();
     store.append(&Batch::new(0, state(1, 0))).unwrap();
     let writers = 4;
     let barrier = Arc::new(Barrier::new(writers));
@@ -300,9 +350,9 @@ fn concurrent_appends_one_winner(kind: StoreKind) {
 }
 
 fn reopen_keeps_everything(kind: StoreKind) {
-    let dir = tempfile::tempdir().unwrap();
+    let place = Place::new(kind);
     {
-        let store = open_store(kind, dir.path()).unwrap();
+        let store = place.open();
         let mut size = 0;
         for round in 0..20u64 {
             let new = size + round + 1;
@@ -324,7 +374,7 @@ fn reopen_keeps_everything(kind: StoreKind) {
         }
         store.put_checkpoint(b"cp").unwrap();
     }
-    let store = open_store(kind, dir.path()).unwrap();
+    let store = place.open();
     assert_eq!(store.state().unwrap(), Some(state(210, 19)));
     let mut size = 0;
     for round in 0..20u64 {
@@ -355,17 +405,19 @@ fn reopen_keeps_everything(kind: StoreKind) {
         assert_eq!(value, &(round as u64).to_be_bytes().to_vec());
     }
     assert_eq!(store.checkpoint().unwrap(), Some(b"cp".to_vec()));
-    assert!(dir_size(dir.path()).unwrap() > 0);
+    if kind != StoreKind::Postgres {
+        assert!(dir_size(place.dir.path()).unwrap() > 0);
+    }
 }
 
 fn tile_overwritten_by_longer_version(kind: StoreKind) {
-    let dir = tempfile::tempdir().unwrap();
+    let place = Place::new(kind);
     let id = TileId {
         level: 0,
         index: 42,
     };
     {
-        let store = open_store(kind, dir.path()).unwrap();
+        let store = place.open();
         let mut b = Batch::new(0, state(1, 1));
         b.tiles.push((id, vec![1; 32]));
         b.bundles.push((42, vec![1; 5]));
@@ -379,7 +431,7 @@ fn tile_overwritten_by_longer_version(kind: StoreKind) {
             Some([vec![1; 32], vec![2; 64]].concat())
         );
     }
-    let store = open_store(kind, dir.path()).unwrap();
+    let store = place.open();
     assert_eq!(
         store.read_tile(id).unwrap(),
         Some([vec![1; 32], vec![2; 64]].concat())
@@ -391,13 +443,14 @@ fn other_backend_refused(kind: StoreKind) {
     let other = match kind {
         StoreKind::Redb => StoreKind::Sled,
         StoreKind::Sled => StoreKind::Redb,
+        StoreKind::Postgres => unreachable!("embedded stores only"),
     };
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open_store(kind, dir.path()).unwrap();
         store.append(&Batch::new(0, state(1, 1))).unwrap();
     }
-    let err = open_store(other, dir.path()).err().expect("must refuse");
+    let err = reopen(other, dir.path()).err().expect("must refuse");
     assert!(matches!(err, StoreError::WrongBackend(_)), "{err:?}");
     let msg = err.to_string();
     assert!(
@@ -408,19 +461,34 @@ fn other_backend_refused(kind: StoreKind) {
     let other_path = match other {
         StoreKind::Redb => dir.path().join(REDB_FILE),
         StoreKind::Sled => dir.path().join(SLED_DIR),
+        StoreKind::Postgres => unreachable!("data-directory tests are for embedded stores"),
     };
     assert!(!other_path.exists());
 
     // Without the marker the other backend's data alone still makes it refuse.
     std::fs::remove_file(dir.path().join(KIND_FILE)).unwrap();
-    let err = open_store(other, dir.path()).err().expect("must refuse");
+    let err = reopen(other, dir.path()).err().expect("must refuse");
     assert!(matches!(err, StoreError::WrongBackend(_)), "{err:?}");
     // ...and the right backend reopens and restores the marker.
-    let store = open_store(kind, dir.path()).unwrap();
+    let store = reopen(kind, dir.path()).unwrap();
     assert_eq!(store.state().unwrap(), Some(state(1, 1)));
     drop(store);
     let marker = std::fs::read_to_string(dir.path().join(KIND_FILE)).unwrap();
     assert_eq!(marker.trim(), kind.to_string());
+}
+
+/// Opens a data directory that this test closed a moment ago. Another test in
+/// this binary forks writer children; between fork and exec a child briefly
+/// shares the (close-on-exec) lock file's open description, so the flock of a
+/// just-dropped store can outlive the drop by a few milliseconds.
+fn reopen(kind: StoreKind, dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    for _ in 0..100 {
+        match open_store(kind, dir) {
+            Err(StoreError::InUse(_)) => std::thread::sleep(std::time::Duration::from_millis(20)),
+            other => return other,
+        }
+    }
+    open_store(kind, dir)
 }
 
 fn lost_data_refused(kind: StoreKind) {
@@ -429,13 +497,14 @@ fn lost_data_refused(kind: StoreKind) {
     let data = match kind {
         StoreKind::Redb => dir.path().join(REDB_FILE),
         StoreKind::Sled => dir.path().join(SLED_DIR),
+        StoreKind::Postgres => unreachable!("data-directory tests are for embedded stores"),
     };
     if data.is_dir() {
         std::fs::remove_dir_all(&data).unwrap();
     } else {
         std::fs::remove_file(&data).unwrap();
     }
-    let err = open_store(kind, dir.path()).err().expect("must refuse");
+    let err = reopen(kind, dir.path()).err().expect("must refuse");
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
     assert!(
         !data.exists(),
@@ -460,7 +529,7 @@ fn second_open_fails_cleanly(kind: StoreKind) {
     // The failed opens did not disturb the first handle.
     first.append(&Batch::new(1, state(2, 2))).unwrap();
     drop(first);
-    let again = open_store(kind, dir.path()).unwrap();
+    let again = reopen(kind, dir.path()).unwrap();
     assert_eq!(again.state().unwrap(), Some(state(2, 2)));
 }
 
@@ -532,8 +601,11 @@ fn run_child(spec: &str) -> ! {
     let (kind, dir) = spec
         .split_once(':')
         .expect("CANDOR_STORE_CHILD=<kind>:<dir>");
-    let kind: StoreKind = kind.parse().unwrap();
-    let store = open_store(kind, Path::new(dir)).unwrap();
+    let store = if kind == "postgres" {
+        open_postgres(dir).unwrap()
+    } else {
+        open_store(kind.parse().unwrap(), Path::new(dir)).unwrap()
+    };
     let mut out = std::io::stdout().lock();
     // The harness has already printed "test NAME ... " without a newline.
     writeln!(out, "\nOPEN").unwrap();
@@ -610,13 +682,13 @@ fn killed_writer(kind: StoreKind, test_name: &str) {
     if let Ok(spec) = std::env::var(CHILD_ENV) {
         run_child(&spec);
     }
-    let dir = tempfile::tempdir().unwrap();
+    let place = Place::new(kind);
     let exe = std::env::current_exe().unwrap();
     let mut last_size = 0;
     for round in 0..4 {
         let mut child = Command::new(&exe)
             .args([test_name, "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, format!("{kind}:{}", dir.path().display()))
+            .env(CHILD_ENV, place.spec())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -645,9 +717,13 @@ fn killed_writer(kind: StoreKind, test_name: &str) {
                 .unwrap_or_else(|e| panic!("child gave no progress in time: {e}"));
             if line == "OPEN" {
                 opened = true;
-                // While the child holds the directory, this process cannot open it.
-                let err = open_store(kind, dir.path()).err().expect("dir is in use");
-                assert!(matches!(err, StoreError::InUse(_)), "{err:?}");
+                // While the child holds the directory, this process cannot open it
+                // (a PostgreSQL database is shared by design: the row lock and the size
+                // check in `append` keep writers apart instead).
+                if kind != StoreKind::Postgres {
+                    let err = place.try_open().err().expect("dir is in use");
+                    assert!(matches!(err, StoreError::InUse(_)), "{err:?}");
+                }
             } else if let Some(n) = line.strip_prefix("ACK ") {
                 acked = n.parse().unwrap();
                 acks += 1;
@@ -665,7 +741,7 @@ fn killed_writer(kind: StoreKind, test_name: &str) {
             }
         }
 
-        let store = open_store(kind, dir.path()).unwrap();
+        let store = place.open();
         let size = verify_after_crash(store.as_ref(), acked);
         assert!(size >= last_size, "round {round}: size went backwards");
         eprintln!("{kind} kill round {round}: acknowledged {acked}, recovered {size}");
@@ -739,6 +815,119 @@ macro_rules! backend_suite {
 backend_suite!(redb, StoreKind::Redb);
 backend_suite!(sled, StoreKind::Sled);
 
+/// The same suite against PostgreSQL (every test but the data-directory ones, which do
+/// not apply to a server). Each test runs on a fresh database.
+mod postgres {
+    use super::*;
+
+    /// Runs `f` if the test server is configured (see tests/common/pg.rs).
+    fn with_pg(f: impl FnOnce(StoreKind)) {
+        if common::pg::admin_url().is_some() {
+            f(StoreKind::Postgres);
+        }
+    }
+
+    #[test]
+    fn empty_store() {
+        with_pg(empty_store_reads_none);
+    }
+    #[test]
+    fn append_and_read_back() {
+        with_pg(appends_and_reads_back);
+    }
+    #[test]
+    fn checkpoint() {
+        with_pg(checkpoint_put_get);
+    }
+    #[test]
+    fn conflict() {
+        with_pg(conflict_leaves_store_unchanged);
+    }
+    #[test]
+    fn shrinking_batch() {
+        with_pg(shrinking_batch_is_rejected);
+    }
+    #[test]
+    fn concurrent_appends() {
+        with_pg(concurrent_appends_one_winner);
+    }
+    #[test]
+    fn reopen() {
+        with_pg(reopen_keeps_everything);
+    }
+    #[test]
+    fn longer_tile() {
+        with_pg(tile_overwritten_by_longer_version);
+    }
+    #[test]
+    fn killed_writer() {
+        // The child (this test re-run) finds the URL in its spec, not the environment.
+        if std::env::var(CHILD_ENV).is_ok() {
+            super::killed_writer(StoreKind::Postgres, "postgres::killed_writer");
+        }
+        with_pg(|kind| super::killed_writer(kind, "postgres::killed_writer"));
+    }
+
+    /// A checkpoint is never replaced by one of a smaller tree (a deposed sequencer
+    /// cannot roll the published checkpoint back); same size (cosigned) is replaced.
+    #[test]
+    fn checkpoint_never_goes_back() {
+        with_pg(|kind| {
+            let place = Place::new(kind);
+            let store = place.open();
+            store.put_checkpoint(b"log\n10\nAAAA\n\n- a\n").unwrap();
+            store
+                .put_checkpoint(b"log\n10\nAAAA\n\n- a\n- w\n")
+                .unwrap();
+            let err = store.put_checkpoint(b"log\n9\nBBBB\n\n- a\n").unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    StoreError::StaleCheckpoint {
+                        size: 9,
+                        stored: 10
+                    }
+                ),
+                "{err:?}"
+            );
+            assert_eq!(
+                store.checkpoint().unwrap(),
+                Some(b"log\n10\nAAAA\n\n- a\n- w\n".to_vec())
+            );
+            store.put_checkpoint(b"log\n11\nCCCC\n\n- a\n").unwrap();
+        });
+    }
+
+    /// Exactly one session holds the sequencer lock; it is released when the holder
+    /// goes away.
+    #[test]
+    fn sequencer_lock_is_exclusive() {
+        with_pg(|kind| {
+            let place = Place::new(kind);
+            let url = place.url.clone().unwrap();
+            drop(place.open());
+            use candor::store::postgres::SequencerLock;
+            let first = SequencerLock::try_acquire(&url)
+                .unwrap()
+                .expect("free lock");
+            assert!(SequencerLock::try_acquire(&url).unwrap().is_none());
+            assert!(!*first.lost().borrow());
+            drop(first);
+            let second = SequencerLock::try_acquire(&url).unwrap();
+            assert!(second.is_some(), "the lock is released with its session");
+        });
+    }
+
+    #[test]
+    fn bad_url_is_an_error_not_a_panic() {
+        let err = open_postgres("postgres://nobody@127.0.0.1:1/none")
+            .err()
+            .unwrap();
+        assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
+        assert!(err.to_string().contains("connecting"), "{err}");
+    }
+}
+
 #[test]
 fn store_kind_names() {
     for kind in [StoreKind::Redb, StoreKind::Sled] {
@@ -796,6 +985,7 @@ fn garbage_refused(kind: StoreKind) {
     let data = match kind {
         StoreKind::Redb => dir.path().join(REDB_FILE),
         StoreKind::Sled => dir.path().join(SLED_DIR),
+        StoreKind::Postgres => unreachable!("data-directory tests are for embedded stores"),
     };
     let files: Vec<_> = if data.is_dir() {
         walk(&data)
@@ -825,6 +1015,7 @@ fn garbage_refused(kind: StoreKind) {
         // recovers an older state. Nothing in the store can tell (the state itself
         // rolled back); the best it promises is that this older state is a consistent
         // prefix, which is checked here. The report to the lead records this.
+        (StoreKind::Postgres, Ok(Ok(_))) => unreachable!("embedded stores only"),
         (StoreKind::Sled, Ok(Ok(store))) => {
             let recovered = match store.state() {
                 Ok(Some(_)) => verify_after_crash(store.as_ref(), 0),

@@ -30,6 +30,10 @@ echo "== cargo deny (licenses, bans, sources; advisories: see SECURITY.md §10)"
 echo "== building the /verify page's WebAssembly (tools/build-web.sh)"
 bash tools/build-web.sh
 
+# PostgreSQL and an S3-compatible server for the deployment tests (store_backends,
+# deployment): installed if missing, started on loopback, stopped on exit.
+. tools/test-services.sh
+
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -55,9 +55,19 @@ pub struct ServeArgs {
     /// Existing signed-note private key (PRIVATE+KEY+…) instead of DATA/log.key.
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
-    /// Storage backend [default: redb].
-    #[arg(long, value_name = "redb|sled")]
+    /// Storage backend: `redb`, `sled` (in the data directory) or a PostgreSQL URL
+    /// `postgres://user[:password]@host[:port]/db` [default: redb].
+    #[arg(long, value_name = "redb|sled|postgres://…")]
     pub store: Option<String>,
+    /// Serve reads only (tiles, proofs, look-ups, receipts) from a shared store, never
+    /// sequence: submissions are refused with 405. Follows the sequencer's checkpoint.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Also publish the checkpoint, tiles and entry bundles to object storage:
+    /// `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix` or
+    /// `file:///path` (credentials and endpoint from the provider's usual env vars).
+    #[arg(long, value_name = "URL")]
+    pub tiles: Option<String>,
     /// Maximum entries per sequenced batch [default: 1024].
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
@@ -110,6 +120,8 @@ struct ConfigFile {
     origin: Option<String>,
     key: Option<PathBuf>,
     store: Option<String>,
+    read_only: Option<bool>,
+    tiles: Option<String>,
     batch_size: Option<usize>,
     batch_delay_ms: Option<u64>,
     pool_entries: Option<usize>,
@@ -134,6 +146,12 @@ pub struct Config {
     pub origin: Option<String>,
     pub key: Option<PathBuf>,
     pub store: StoreKind,
+    /// The connection URL when `store` is [`StoreKind::Postgres`].
+    pub store_url: Option<String>,
+    /// `--read-only`: serve reads, never sequence.
+    pub read_only: bool,
+    /// `--tiles`: object storage URL to publish the read API to.
+    pub tiles: Option<String>,
     pub batch_size: usize,
     pub batch_delay: Duration,
     pub pool_entries: usize,
@@ -155,9 +173,15 @@ impl Config {
             None => ConfigFile::default(),
         };
         let store_text = args.store.or(file.store).unwrap_or_else(|| "redb".into());
-        let store: StoreKind = store_text
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--store {store_text:?}: {e}"))?;
+        let (store, store_url) =
+            if store_text.starts_with("postgres://") || store_text.starts_with("postgresql://") {
+                (StoreKind::Postgres, Some(store_text))
+            } else {
+                let kind: StoreKind = store_text.parse().map_err(|e| {
+                    anyhow::anyhow!("--store {store_text:?}: {e}, or a postgres:// URL")
+                })?;
+                (kind, None)
+            };
         let listen = match args.listen.or(file.listen) {
             Some(a) => a,
             None => DEFAULT_LISTEN
@@ -225,6 +249,9 @@ impl Config {
             origin: args.origin.or(file.origin),
             key: args.key.or(file.key),
             store,
+            store_url,
+            read_only: args.read_only || file.read_only.unwrap_or(false),
+            tiles: args.tiles.or(file.tiles),
             batch_size: args
                 .batch_size
                 .or(file.batch_size)
@@ -389,6 +416,18 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("postgres"));
+        let cfg = Config::resolve(ServeArgs {
+            store: Some("postgres://u@127.0.0.1:5432/log".into()),
+            read_only: true,
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(cfg.store, StoreKind::Postgres);
+        assert_eq!(
+            cfg.store_url.as_deref(),
+            Some("postgres://u@127.0.0.1:5432/log")
+        );
+        assert!(cfg.read_only);
         assert!(
             Config::resolve(ServeArgs {
                 batch_size: Some(0),

@@ -25,6 +25,7 @@ use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 use tower_http::trace::TraceLayer;
 
 use super::error::ApiError;
+use super::follower::Role;
 use super::metrics::Metrics;
 use super::ratelimit::RateLimiter;
 use super::reader::{self, StoreTiles};
@@ -62,6 +63,8 @@ pub struct AppState {
     pub pool_permits: Arc<Semaphore>,
     pub pool_size: usize,
     pub phase: watch::Receiver<Phase>,
+    /// Whether this front end sequences (see `follower::Role`).
+    pub role: watch::Receiver<Role>,
     pub rate_limiter: Option<RateLimiter>,
     pub limits: Limits,
 }
@@ -300,7 +303,9 @@ async fn healthz(State(app): State<App>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let mut body = json!({"status": if running { "ok" } else { "shutting_down" }, "size": size});
+    let role = app.role.borrow().as_str();
+    let mut body =
+        json!({"status": if running { "ok" } else { "shutting_down" }, "size": size, "role": role});
     if let Some(w) = &app.shared.witnessing {
         // Degraded is still 200: the log takes and sequences entries (spec/api.md).
         if running && w.is_degraded() {
@@ -655,6 +660,20 @@ fn finish_validation(
 }
 
 impl AppState {
+    /// Refuses writes on a front end that does not sequence: 405 on `--read-only`
+    /// (never), 503 on a standby (until it takes over).
+    fn check_writable(&self) -> Result<(), ApiError> {
+        match *self.role.borrow() {
+            Role::Sequencer => Ok(()),
+            Role::Standby => Err(ApiError::Unavailable(
+                "this server is a standby: another process is the log's sequencer; retry".into(),
+            )),
+            Role::ReadOnly => Err(ApiError::MethodNotAllowed(
+                "this server is a read-only front end (candor serve --read-only); submit to the log's sequencer".into(),
+            )),
+        }
+    }
+
     /// Puts validated entries in the pool and waits for their receipts.
     async fn enqueue(
         &self,
@@ -745,6 +764,7 @@ impl AppState {
 }
 
 async fn post_entries(State(app): State<App>, req: Request) -> Result<Response, ApiError> {
+    app.check_writable()?;
     let headers = req.headers().clone();
     let media = media_type(&headers, true)?;
     let body = read_body(&app, req).await?;
@@ -867,6 +887,7 @@ fn company_key_entry(
 async fn post_companies(State(app): State<App>, req: Request) -> Result<Response, ApiError> {
     let headers = req.headers().clone();
     check_admin(&app, &headers)?;
+    app.check_writable()?;
     media_type(&headers, false)?;
     let body = read_body(&app, req).await?;
     // Syntax first (400, including over-deep nesting), then the schema (422): typed

@@ -20,6 +20,7 @@
 //! that is not durable, and never for a size below one already signed, so two signed
 //! checkpoints can never be inconsistent (C2SP tlog-checkpoint).
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
@@ -41,6 +42,7 @@ use crate::entry::{Leaf, SignedEntry};
 use crate::hash::{Hash, empty_root, leaf_hash};
 use crate::note::{SignerKey, VerifierKey};
 use crate::store::{Batch, Store, TreeState};
+use crate::tiles::{Tile, TileReader};
 use crate::tlog_proof::TlogProof;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -133,7 +135,21 @@ impl Shared {
             .clone()
     }
 
-    fn publish(&self, p: Published) {
+    /// State for a log whose latest checkpoint is `published`, without witnessing:
+    /// read-only front ends and standbys follow the store with it, and a standby's
+    /// sequencer adopts it on promotion ([`Core::open_shared`]).
+    pub fn new(published: Published, registry: Registry, metrics: Arc<Metrics>) -> Arc<Shared> {
+        let shared = Arc::new(Shared {
+            published: RwLock::new(Arc::new(published.clone())),
+            registry: RwLock::new(Arc::new(registry)),
+            metrics,
+            witnessing: None,
+        });
+        shared.publish(published);
+        shared
+    }
+
+    pub(crate) fn publish(&self, p: Published) {
         let mut cur = self.published.write().unwrap_or_else(|p| p.into_inner());
         // Never go back to a smaller tree (the sequencer's recovery and the
         // witnessing task may publish concurrently).
@@ -151,7 +167,7 @@ impl Shared {
         self.publish(p);
     }
 
-    fn publish_registry(&self, r: Registry) {
+    pub(crate) fn publish_registry(&self, r: Registry) {
         *self.registry.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(r);
     }
 }
@@ -254,6 +270,28 @@ impl Core {
             metrics,
             witnessing,
         });
+        shared.publish(published);
+        Ok(Core {
+            store,
+            key,
+            origin,
+            edge,
+            registry,
+            shared,
+            healthy: true,
+        })
+    }
+
+    /// Like [`Core::open`] (without witnesses), but publishing into `shared`, which the
+    /// HTTP handlers of a standby already hold (promotion to sequencer).
+    pub fn open_shared(
+        store: Arc<dyn Store>,
+        key: SignerKey,
+        origin: String,
+        shared: Arc<Shared>,
+    ) -> Result<Core, StartError> {
+        let (edge, registry, published) = Self::load(&*store, &key, &origin, false)?;
+        shared.publish_registry(registry.clone());
         shared.publish(published);
         Ok(Core {
             store,
@@ -582,6 +620,8 @@ impl Core {
             .map(|(i, l)| (base + i as u64, l))
             .collect();
         let registry = self.shared.registry();
+        // One memo for the whole batch: every receipt is against the same checkpoint.
+        let cache = ReceiptCache::default();
         for (s, p) in subs.into_iter().zip(placed) {
             let reply = p.and_then(|indices| {
                 indices
@@ -592,7 +632,7 @@ impl Core {
                             None => reader::read_leaf(&*self.store, Some(&written.bundles), i)
                                 .map_err(|e| ApiError::Internal(e.to_string()))?,
                         };
-                        build_receipt(
+                        build_receipt_cached(
                             &*self.store,
                             Some(&written.tiles),
                             Some(&written.bundles),
@@ -600,6 +640,7 @@ impl Core {
                             &registry,
                             i,
                             leaf,
+                            &cache,
                         )
                     })
                     .collect::<Result<Vec<_>, _>>()
@@ -759,17 +800,137 @@ pub fn build_receipt(
     index: u64,
     leaf: Vec<u8>,
 ) -> Result<Receipt, ApiError> {
+    let cache = ReceiptCache::default();
+    build_receipt_cached(
+        store,
+        tile_overlay,
+        bundle_overlay,
+        published,
+        registry,
+        index,
+        leaf,
+        &cache,
+    )
+}
+
+/// What the receipts of one batch share: they are all against the same published
+/// checkpoint, so a tile read from the store and a company's `company_key` proof
+/// (the registration leaf, a whole bundle decoded to get it, and its inclusion proof)
+/// are the same for every entry of the batch. Valid for one `published` only.
+#[derive(Default)]
+pub struct ReceiptCache {
+    tiles: RefCell<HashMap<(u8, u64), Vec<u8>>>,
+    /// Stored hashes by stored-hash index (Go tlog's numbering). A stored hash is the
+    /// root of a complete subtree, so it never changes once the tree has it; receipts
+    /// of neighbouring entries share most of their proof hashes.
+    hashes: RefCell<HashMap<u64, Hash>>,
+    company_keys: RefCell<HashMap<u64, CompanyKeyProof>>,
+}
+
+/// A [`crate::merkle::HashReader`] over tiles, memoizing every hash it computes in a
+/// [`ReceiptCache`] (recomputing a hash from a tile row costs up to 255 SHA-256s).
+struct MemoHashes<'a> {
+    inner: crate::tiles::TileHashReader<CachedTiles<'a>>,
+    memo: &'a RefCell<HashMap<u64, Hash>>,
+}
+
+impl crate::merkle::HashReader for MemoHashes<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, crate::merkle::TreeError> {
+        let missing: Vec<u64> = {
+            let m = self.memo.borrow();
+            indexes
+                .iter()
+                .copied()
+                .filter(|i| !m.contains_key(i))
+                .collect()
+        };
+        if !missing.is_empty() {
+            let got = self.inner.read_hashes(&missing)?;
+            if got.len() != missing.len() {
+                return Err(crate::merkle::TreeError::ReaderCount {
+                    want: missing.len(),
+                    got: got.len(),
+                });
+            }
+            self.memo.borrow_mut().extend(missing.into_iter().zip(got));
+        }
+        let m = self.memo.borrow();
+        indexes
+            .iter()
+            .map(|i| {
+                m.get(i)
+                    .copied()
+                    .ok_or(crate::merkle::TreeError::HashNotStored { index: *i })
+            })
+            .collect()
+    }
+}
+
+/// [`StoreTiles`] with reads from the store memoized in a [`ReceiptCache`].
+struct CachedTiles<'a> {
+    inner: StoreTiles<'a>,
+    cache: &'a ReceiptCache,
+}
+
+impl TileReader for CachedTiles<'_> {
+    fn read_tiles(&self, wanted: &[Tile]) -> Result<Vec<Vec<u8>>, crate::merkle::TreeError> {
+        let mut memo = self.cache.tiles.borrow_mut();
+        let mut out = Vec::with_capacity(wanted.len());
+        for t in wanted {
+            let need = t.width as usize * 32;
+            let key = (t.level, t.index);
+            // Tiles only grow (C2SP tlog-tiles), so any memoized version at least
+            // `need` bytes long holds the wanted prefix.
+            if let Some(b) = memo.get(&key).filter(|b| b.len() >= need) {
+                out.push(b[..need].to_vec());
+                continue;
+            }
+            let got = self
+                .inner
+                .read_tiles(std::slice::from_ref(t))?
+                .pop()
+                .ok_or_else(|| {
+                    crate::merkle::TreeError::Reader(format!("tile {} was not read", t.path()))
+                })?;
+            memo.insert(key, got.clone());
+            out.push(got);
+        }
+        Ok(out)
+    }
+}
+
+/// [`build_receipt`] sharing `cache` with the other receipts for `published`.
+#[allow(clippy::too_many_arguments)]
+pub fn build_receipt_cached(
+    store: &dyn Store,
+    tile_overlay: Option<&BTreeMap<(u8, u64), Vec<u8>>>,
+    bundle_overlay: Option<&BTreeMap<u64, Vec<u8>>>,
+    published: &Published,
+    registry: &Registry,
+    index: u64,
+    leaf: Vec<u8>,
+    cache: &ReceiptCache,
+) -> Result<Receipt, ApiError> {
     let size = published.checkpoint.size;
     if index >= size {
         return Err(ApiError::Unavailable(format!(
             "entry {index} is not yet covered by a published checkpoint (size {size}); retry"
         )));
     }
-    let tiles = || StoreTiles {
-        store,
-        overlay: tile_overlay,
+    let hashes = || MemoHashes {
+        inner: crate::tiles::TileHashReader::new(
+            size,
+            CachedTiles {
+                inner: StoreTiles {
+                    store,
+                    overlay: tile_overlay,
+                },
+                cache,
+            },
+        ),
+        memo: &cache.hashes,
     };
-    let proof = reader::inclusion_proof(tiles(), index, size)
+    let proof = crate::merkle::inclusion_proof(index, size, &hashes())
         .map_err(|e| ApiError::Internal(format!("inclusion proof of {index}: {e}")))?;
     let tlog_proof = TlogProof {
         extra: None,
@@ -793,15 +954,20 @@ pub fn build_receipt(
             _ => None,
         }
         .map(|reg_index| -> Result<CompanyKeyProof, ApiError> {
+            if let Some(p) = cache.company_keys.borrow().get(&reg_index) {
+                return Ok(p.clone());
+            }
             let reg_leaf = reader::read_leaf(store, bundle_overlay, reg_index)
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
-            let proof = reader::inclusion_proof(tiles(), reg_index, size)
+            let proof = crate::merkle::inclusion_proof(reg_index, size, &hashes())
                 .map_err(|e| ApiError::Internal(format!("inclusion proof of {reg_index}: {e}")))?;
-            Ok(CompanyKeyProof {
+            let p = CompanyKeyProof {
                 index: reg_index,
                 leaf: B64.encode(reg_leaf),
                 proof: proof.iter().map(Hash::to_base64).collect(),
-            })
+            };
+            cache.company_keys.borrow_mut().insert(reg_index, p.clone());
+            Ok(p)
         })
         .transpose()?
     };

@@ -1,4 +1,5 @@
-//! Storage for the log: one small [`Store`] trait, two embedded backends (redb and sled).
+//! Storage for the log: one small [`Store`] trait, two embedded backends (redb and sled)
+//! and a PostgreSQL backend ([`postgres`], opened by URL with [`open_postgres`]).
 //!
 //! The sequencer hands the store one [`Batch`] per sequencing round: the new tree state,
 //! every hash tile and entry bundle that changed (full latest contents), the new index
@@ -68,6 +69,7 @@
 //! Reads of absent keys return `Ok(None)`. No operation panics on bad data: undecodable
 //! stored values are reported as [`StoreError::Corrupt`].
 
+pub mod postgres;
 mod redb_store;
 mod sled_store;
 
@@ -199,13 +201,16 @@ impl Batch {
     }
 }
 
-/// Which embedded engine holds the data.
+/// Which engine holds the data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StoreKind {
     /// redb: one file, copy-on-write B-trees, fsync on every commit.
     Redb,
     /// sled 0.34: log-structured; made durable by an explicit flush.
     Sled,
+    /// PostgreSQL ([`postgres`]): opened by URL with [`open_postgres`], not from a
+    /// data directory; never written to `store.kind` and not parsed by `from_str`.
+    Postgres,
 }
 
 impl StoreKind {
@@ -214,13 +219,15 @@ impl StoreKind {
         match self {
             StoreKind::Redb => "redb",
             StoreKind::Sled => "sled",
+            StoreKind::Postgres => "postgres",
         }
     }
 
+    /// The other embedded backend (whose data in a directory means "not ours").
     fn other(self) -> StoreKind {
         match self {
             StoreKind::Redb => StoreKind::Sled,
-            StoreKind::Sled => StoreKind::Redb,
+            StoreKind::Sled | StoreKind::Postgres => StoreKind::Redb,
         }
     }
 
@@ -228,7 +235,7 @@ impl StoreKind {
     fn data_path(self, dir: &Path) -> PathBuf {
         match self {
             StoreKind::Redb => dir.join(REDB_FILE),
-            StoreKind::Sled => dir.join(SLED_DIR),
+            StoreKind::Sled | StoreKind::Postgres => dir.join(SLED_DIR),
         }
     }
 }
@@ -261,6 +268,17 @@ pub enum StoreError {
         expected: u64,
         /// The size actually stored.
         found: u64,
+    },
+    /// A checkpoint for a smaller tree than the stored one (another sequencer got
+    /// further; only the PostgreSQL backend, shared by several processes, checks this).
+    #[error(
+        "stale checkpoint: refusing to replace the stored checkpoint of size {stored} with one of size {size}"
+    )]
+    StaleCheckpoint {
+        /// Size of the refused checkpoint.
+        size: u64,
+        /// Size of the stored one.
+        stored: u64,
     },
     /// The batch contradicts itself (for example it shrinks the tree).
     #[error("invalid batch: {0}")]
@@ -360,6 +378,11 @@ impl DirLock {
 /// Opens (creating if needed) the store of `kind` in data directory `dir`.
 /// See the module doc for the directory layout, locking and refusal rules.
 pub fn open_store(kind: StoreKind, dir: &Path) -> Result<Arc<dyn Store>, StoreError> {
+    if kind == StoreKind::Postgres {
+        return Err(StoreError::WrongBackend(
+            "a PostgreSQL store is opened by URL (open_postgres), not from a data directory".into(),
+        ));
+    }
     fs::create_dir_all(dir)
         .map_err(|e| StoreError::from_io(&format!("creating {}", dir.display()), &e))?;
     let lock = DirLock::acquire(dir)?;
@@ -393,11 +416,22 @@ pub fn open_store(kind: StoreKind, dir: &Path) -> Result<Arc<dyn Store>, StoreEr
     let store: Arc<dyn Store> = match kind {
         StoreKind::Redb => Arc::new(redb_store::RedbStore::open(&own_data, lock)?),
         StoreKind::Sled => Arc::new(sled_store::SledStore::open(&own_data, lock)?),
+        StoreKind::Postgres => {
+            return Err(StoreError::WrongBackend(
+                "a PostgreSQL store has no data directory".into(),
+            ));
+        }
     };
     if marker.is_none() {
         write_kind_marker(dir, kind)?;
     }
     Ok(store)
+}
+
+/// Opens (creating the schema if needed) the PostgreSQL store at `url`
+/// (`postgres://user[:password]@host[:port]/database`). See [`postgres`].
+pub fn open_postgres(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(Arc::new(postgres::PostgresStore::open(url)?))
 }
 
 fn read_kind_marker(dir: &Path) -> Result<Option<StoreKind>, StoreError> {

@@ -3,6 +3,8 @@
 //! signed entries. Reused by the server, CLI and monitor tests.
 #![allow(dead_code)]
 
+pub mod pg;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};

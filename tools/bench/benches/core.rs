@@ -1,0 +1,429 @@
+//! criterion benchmarks of Candor's hot paths (issue 7; figures in BENCHMARKS.md):
+//! tree append (hash only; hash and build tiles; hash, tiles and a durable redb
+//! commit), inclusion and consistency proofs at 10^6 and 10^7 leaves (from stored
+//! hashes in RAM and through tiles, the server's path), receipt verification,
+//! checkpoint signing, entry canonicalisation, and rs_merkle / ct-merkle doing the
+//! same job (root, inclusion proof) in the same run.
+//!
+//! Under `cargo test` (no `--bench` argument) every size shrinks so CI stays fast.
+
+use std::collections::HashMap;
+use std::hint::black_box;
+
+use base64::Engine as _;
+use candor::checkpoint::{Checkpoint, sign_checkpoint};
+use candor::entry::{KeyAction, Leaf, SignedEntry, samples};
+use candor::hash::{Hash, leaf_hash, node_hash, sha256};
+use candor::merkle::{self, MemoryTree, TreeError};
+use candor::note::SignerKey;
+use candor::receipt::{CompanyKeyProof, Receipt, verify_receipt};
+use candor::server::edge::Edge;
+use candor::store::{Batch, StoreKind, TreeState, open_store};
+use candor::tiles::{Tile, TileHashReader, TileReader};
+use candor::tlog_proof::TlogProof;
+use candor_bench::{full_run, leaf_hashes};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// Tiles in RAM, keyed by (level, index): the tile layout the server stores.
+struct MemTiles(HashMap<(u8, u64), Vec<u8>>);
+
+impl TileReader for MemTiles {
+    fn read_tiles(&self, tiles: &[Tile]) -> Result<Vec<Vec<u8>>, TreeError> {
+        tiles
+            .iter()
+            .map(|t| {
+                let need = t.width as usize * 32;
+                self.0
+                    .get(&(t.level, t.index))
+                    .filter(|b| b.len() >= need)
+                    .map(|b| b[..need].to_vec())
+                    .ok_or_else(|| TreeError::Reader(format!("no tile {}", t.path())))
+            })
+            .collect()
+    }
+}
+
+fn sizes() -> Vec<u64> {
+    if full_run() {
+        vec![1_000_000, 10_000_000]
+    } else {
+        vec![10_000]
+    }
+}
+
+/// Tree append: the leaf hash and the interior hashes, per leaf.
+fn append(c: &mut Criterion) {
+    let n: u64 = if full_run() { 1 << 20 } else { 4096 };
+    let hashes = leaf_hashes(n);
+    let mut g = c.benchmark_group("append");
+    g.throughput(Throughput::Elements(n));
+    g.sample_size(10);
+    // Stored hashes in a Vec (Go tlog's scheme, ~2 hashes per leaf).
+    g.bench_function(format!("memory_tree/{n}"), |b| {
+        b.iter(|| {
+            let mut t = MemoryTree::new();
+            for h in &hashes {
+                t.append(*h);
+            }
+            black_box(t.size())
+        })
+    });
+    // The sequencer's path: leaf hashing plus tile and bundle building, batches of 1024.
+    let leaves: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let mut l = vec![b'x'; 1000];
+            l.extend(i.to_be_bytes());
+            l
+        })
+        .collect();
+    g.bench_function(format!("edge_tiles_and_bundles/{n}"), |b| {
+        b.iter(|| {
+            let mut e = Edge::empty();
+            for chunk in leaves.chunks(1024) {
+                black_box(e.append(chunk).map(|w| w.tiles.len()).unwrap_or(0));
+            }
+            black_box(e.root())
+        })
+    });
+    g.finish();
+
+    // Hash and store: one durable redb (and sled) commit per 1024-leaf batch, tiles and
+    // bundles and both indexes, as the sequencer writes them.
+    let n_store: u64 = if full_run() { 65_536 } else { 2048 };
+    let mut g = c.benchmark_group("append_durable");
+    g.throughput(Throughput::Elements(n_store));
+    g.sample_size(10);
+    for kind in [StoreKind::Redb, StoreKind::Sled] {
+        g.bench_function(format!("{kind}/{n_store}_in_batches_of_1024"), |b| {
+            b.iter_batched(
+                || tempfile::tempdir().map(|d| (open_store(kind, d.path()), d)),
+                |dir| {
+                    let Ok((Ok(store), _d)) = dir else {
+                        panic!("temp store")
+                    };
+                    let mut e = Edge::empty();
+                    for (k, chunk) in leaves[..n_store as usize].chunks(1024).enumerate() {
+                        let old = e.size();
+                        let w = e.append(chunk).map_err(|x| x.to_string());
+                        let w = w.unwrap_or_default();
+                        let base = (k * 1024) as u64;
+                        let batch = Batch {
+                            old_size: old,
+                            new_state: TreeState {
+                                size: e.size(),
+                                root: e.root(),
+                            },
+                            tiles: Edge::tile_list(&w),
+                            bundles: w.bundles.into_iter().collect(),
+                            leaf_index: chunk
+                                .iter()
+                                .enumerate()
+                                .map(|(i, l)| (leaf_hash(l), base + i as u64))
+                                .collect(),
+                            entry_index: chunk
+                                .iter()
+                                .enumerate()
+                                .map(|(i, l)| (sha256(l), base + i as u64))
+                                .collect(),
+                            meta: Vec::new(),
+                        };
+                        assert!(store.append(&batch).is_ok());
+                    }
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    g.finish();
+}
+
+/// Inclusion and consistency proofs at 10^6 and 10^7 leaves.
+fn proofs(c: &mut Criterion) {
+    let mut g = c.benchmark_group("proofs");
+    for n in sizes() {
+        // The stored-hash Vec (Go tlog's scheme, ~2 hashes per leaf, 640 MB at 10^7),
+        // then the tiles the server would store for the same tree.
+        let mut tree = MemoryTree::new();
+        for k in 0..n {
+            tree.append(sha256(&k.to_be_bytes()));
+        }
+        let mut tiles = HashMap::new();
+        for tile in candor::tiles::tiles_for_size(n) {
+            if let Ok(data) = candor::tiles::read_tile_data(tile, &tree) {
+                tiles.insert((tile.level, tile.index), data);
+            }
+        }
+        let reader = TileHashReader::new(n, MemTiles(tiles));
+        let root = tree.root();
+        let mut k = 0u64;
+        g.bench_function(format!("inclusion/memory/{n}"), |b| {
+            b.iter(|| {
+                k = (k + 7_919_993) % n;
+                black_box(tree.inclusion_proof(k, n).map(|p| p.len()).unwrap_or(0))
+            })
+        });
+        g.bench_function(format!("inclusion/tiles/{n}"), |b| {
+            b.iter(|| {
+                k = (k + 7_919_993) % n;
+                black_box(
+                    merkle::inclusion_proof(k, n, &reader)
+                        .map(|p| p.len())
+                        .unwrap_or(0),
+                )
+            })
+        });
+        g.bench_function(format!("consistency/memory/{n}"), |b| {
+            b.iter(|| {
+                k = (k + 7_919_993) % n;
+                black_box(
+                    tree.consistency_proof(k.max(1), n)
+                        .map(|p| p.len())
+                        .unwrap_or(0),
+                )
+            })
+        });
+        g.bench_function(format!("consistency/tiles/{n}"), |b| {
+            b.iter(|| {
+                k = (k + 7_919_993) % n;
+                black_box(
+                    merkle::consistency_proof(k.max(1), n, &reader)
+                        .map(|p| p.len())
+                        .unwrap_or(0),
+                )
+            })
+        });
+        // Verification of what was proved, for completeness.
+        let idx = n / 3;
+        let p = tree.inclusion_proof(idx, n).unwrap_or_default();
+        let leaf = tree.leaf_hash(idx).unwrap_or_default();
+        g.bench_function(format!("verify_inclusion/{n}"), |b| {
+            b.iter(|| black_box(merkle::verify_inclusion(idx, n, &leaf, &p, &root).is_ok()))
+        });
+    }
+    g.finish();
+}
+
+/// A real receipt: a log key, a company key registered at index 0, the company's
+/// entry at index `size - 1` of a tree of `size` leaves, a signed checkpoint.
+fn receipt_fixture(size: u64) -> (Receipt, candor::note::VerifierKey) {
+    let log = SignerKey::generate("bench.example/log").unwrap_or_else(|e| panic!("{e}"));
+    let company = SignerKey::generate("shop.example").unwrap_or_else(|e| panic!("{e}"));
+    let reg_entry = samples::company_key(
+        "shop.example",
+        company.verifier().verifying_key(),
+        KeyAction::Register,
+    );
+    let reg = SignedEntry::sign(reg_entry, log.signing_key(), log.verifier().key_id())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let reg_leaf = Leaf::new(reg, "2026-11-29T06:00:00Z".into())
+        .to_bytes()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let entry = SignedEntry::sign(
+        samples::load_targeting_decision("shop.example", 42),
+        company.signing_key(),
+        company.verifier().key_id(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let leaf = Leaf::new(entry, "2026-11-29T06:00:01Z".into())
+        .to_bytes()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut tree = MemoryTree::new();
+    tree.append(leaf_hash(&reg_leaf));
+    for h in leaf_hashes(size - 2) {
+        tree.append(h);
+    }
+    let index = tree.append(leaf_hash(&leaf));
+    let cp = Checkpoint {
+        origin: "bench.example/log".into(),
+        size,
+        root: tree.root(),
+        extensions: Vec::new(),
+    };
+    let note = sign_checkpoint(&cp, &log).unwrap_or_else(|e| panic!("{e}"));
+    let tlog = TlogProof {
+        extra: None,
+        index,
+        proof: tree.inclusion_proof(index, size).unwrap_or_default(),
+        checkpoint: note,
+    };
+    let receipt = Receipt {
+        log: "bench.example/log".into(),
+        index,
+        leaf: B64.encode(&leaf),
+        leaf_hash: Some(leaf_hash(&leaf).to_hex()),
+        tlog_proof: String::from_utf8(tlog.to_bytes()).unwrap_or_default(),
+        company_key: Some(CompanyKeyProof {
+            index: 0,
+            leaf: B64.encode(&reg_leaf),
+            proof: tree
+                .inclusion_proof(0, size)
+                .unwrap_or_default()
+                .iter()
+                .map(Hash::to_base64)
+                .collect(),
+        }),
+        subject: None,
+        disclosure_header: None,
+    };
+    (receipt, log.verifier())
+}
+
+/// Receipt verification, checkpoint signing, entry canonicalisation and parsing.
+fn crypto_and_entries(c: &mut Criterion) {
+    let size = if full_run() { 1 << 20 } else { 1 << 10 };
+    let (receipt, vkey) = receipt_fixture(size);
+    let v = verify_receipt(&receipt, &vkey, None);
+    assert!(
+        v.is_valid(),
+        "fixture receipt must verify: {:?}",
+        v.first_failure()
+    );
+    let mut g = c.benchmark_group("receipt");
+    g.bench_function(format!("verify/size_{size}"), |b| {
+        b.iter(|| black_box(verify_receipt(&receipt, &vkey, None).is_valid()))
+    });
+    let json = serde_json::to_vec(&receipt).unwrap_or_default();
+    g.bench_function("parse_and_verify_json", |b| {
+        b.iter(|| {
+            let r = Receipt::from_json(&json).unwrap_or_else(|e| panic!("{e}"));
+            black_box(verify_receipt(&r, &vkey, None).is_valid())
+        })
+    });
+    g.finish();
+
+    let log = SignerKey::generate("bench.example/log").unwrap_or_else(|e| panic!("{e}"));
+    let cp = Checkpoint {
+        origin: "bench.example/log".into(),
+        size: 10_000_000,
+        root: sha256(b"root"),
+        extensions: Vec::new(),
+    };
+    c.bench_function("checkpoint/sign", |b| {
+        b.iter(|| black_box(sign_checkpoint(&cp, &log).map(|n| n.len()).unwrap_or(0)))
+    });
+
+    let company = SignerKey::generate("shop.example").unwrap_or_else(|e| panic!("{e}"));
+    let entry = samples::load_targeting_decision("shop.example", 7);
+    let signed = SignedEntry::sign(
+        entry.clone(),
+        company.signing_key(),
+        company.verifier().key_id(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let line = serde_json::to_vec(&signed).unwrap_or_default();
+    let mut g = c.benchmark_group("entry");
+    g.bench_function("canonical_bytes_jcs", |b| {
+        b.iter(|| black_box(entry.canonical_bytes().map(|v| v.len()).unwrap_or(0)))
+    });
+    g.bench_function("entry_hash", |b| {
+        b.iter(|| black_box(entry.entry_hash().map(|h| h.0[0]).unwrap_or(0)))
+    });
+    g.bench_function("parse_submission_line", |b| {
+        b.iter(|| black_box(SignedEntry::parse_json(&line).is_ok()))
+    });
+    g.bench_function("validate", |b| {
+        b.iter(|| black_box(entry.validate().is_ok()))
+    });
+    g.bench_function("leaf_to_bytes", |b| {
+        let leaf = Leaf::new(signed.clone(), "2026-11-29T06:00:00Z".into());
+        b.iter(|| black_box(leaf.to_bytes().map(|v| v.len()).unwrap_or(0)))
+    });
+    g.finish();
+}
+
+/// RFC 6962 interior-node hashing for rs_merkle: leaves are given as RFC 6962 leaf
+/// hashes; a lone left node is carried up unchanged, as RFC 6962's left-balanced tree.
+#[derive(Clone)]
+struct Rfc6962;
+
+impl rs_merkle::Hasher for Rfc6962 {
+    type Hash = [u8; 32];
+    fn hash(data: &[u8]) -> [u8; 32] {
+        sha256(data).0
+    }
+    fn concat_and_hash(left: &[u8; 32], right: Option<&[u8; 32]>) -> [u8; 32] {
+        match right {
+            Some(r) => node_hash(&Hash(*left), &Hash(*r)).0,
+            None => *left,
+        }
+    }
+}
+
+/// The same job in three crates: build from N leaves and take the root; prove
+/// inclusion in the built tree. All three must agree on the root (checked).
+fn other_crates(c: &mut Criterion) {
+    let n: u64 = if full_run() { 1 << 20 } else { 1 << 10 };
+    let data: Vec<[u8; 32]> = (0..n).map(|i| sha256(&i.to_be_bytes()).0).collect();
+    let hashes: Vec<Hash> = data.iter().map(|d| leaf_hash(d)).collect();
+
+    let candor_tree = MemoryTree::from_leaf_hashes(&hashes);
+    let raw: Vec<[u8; 32]> = hashes.iter().map(|h| h.0).collect();
+    let rs = rs_merkle::MerkleTree::<Rfc6962>::from_leaves(&raw);
+    let mut ct = ct_merkle::mem_backed_tree::MemoryBackedTree::<sha2::Sha256, [u8; 32]>::new();
+    for d in &data {
+        ct.push(*d);
+    }
+    let root = candor_tree.root();
+    assert_eq!(rs.root(), Some(root.0), "rs_merkle agrees on the root");
+    assert_eq!(ct.root().as_bytes().as_slice(), &root.0, "ct-merkle agrees");
+
+    let mut g = c.benchmark_group("vs_crates");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(n));
+    g.bench_function(format!("build_root/candor/{n}"), |b| {
+        b.iter(|| {
+            let mut t = MemoryTree::new();
+            for d in &data {
+                t.append(leaf_hash(d));
+            }
+            black_box(t.root())
+        })
+    });
+    g.bench_function(format!("build_root/rs_merkle/{n}"), |b| {
+        b.iter(|| {
+            let leaves: Vec<[u8; 32]> = data.iter().map(|d| leaf_hash(d).0).collect();
+            black_box(rs_merkle::MerkleTree::<Rfc6962>::from_leaves(&leaves).root())
+        })
+    });
+    g.bench_function(format!("build_root/ct_merkle/{n}"), |b| {
+        b.iter(|| {
+            let mut t =
+                ct_merkle::mem_backed_tree::MemoryBackedTree::<sha2::Sha256, [u8; 32]>::new();
+            for d in &data {
+                t.push(*d);
+            }
+            black_box(t.root())
+        })
+    });
+    g.throughput(Throughput::Elements(1));
+    let mut k = 0u64;
+    g.bench_function(format!("inclusion/candor/{n}"), |b| {
+        b.iter(|| {
+            k = (k + 7_919) % n;
+            black_box(
+                candor_tree
+                    .inclusion_proof(k, n)
+                    .map(|p| p.len())
+                    .unwrap_or(0),
+            )
+        })
+    });
+    g.bench_function(format!("inclusion/rs_merkle/{n}"), |b| {
+        b.iter(|| {
+            k = (k + 7_919) % n;
+            black_box(rs.proof(&[k as usize]).proof_hashes().len())
+        })
+    });
+    g.bench_function(format!("inclusion/ct_merkle/{n}"), |b| {
+        b.iter(|| {
+            k = (k + 7_919) % n;
+            black_box(ct.prove_inclusion(k as usize).as_bytes().len())
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, append, proofs, crypto_and_entries, other_crates);
+criterion_main!(benches);

@@ -1,0 +1,727 @@
+//! `candor-loadgen`: measures a Candor log under load (spec/api.md §4, issue 7).
+//!
+//! Without `--log` it starts a real log server (`candor serve`'s own code, in a child
+//! process) on a fresh temporary data directory, registers companies, pre-signs N
+//! realistic entries of mixed kinds *before the clock starts*, submits them over HTTP
+//! in NDJSON requests, and afterwards checks that every receipt verifies offline
+//! (spec/receipts.md §3). With `--audit` it then runs `candor monitor --once` against
+//! the log and reports the audit rate. The last line of output is one JSON object.
+//!
+//! The Ed25519 batch-verification limit is measured in the same run, on all cores,
+//! with the server idle, so `fraction_of_limit` compares like with like.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, anyhow, bail};
+use bytes::Bytes;
+use candor::entry::{DataPurchase, Entry, SignedEntry, samples};
+use candor::hash::sha256;
+use candor::note::{SignerKey, VerifierKey};
+use candor::receipt::{Receipt, verify_receipt};
+use clap::Parser;
+use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
+use serde_json::json;
+
+/// Command-line flags.
+#[derive(Parser, Debug)]
+#[command(name = "candor-loadgen", version, about)]
+struct Args {
+    /// Entries to submit.
+    #[arg(long, default_value_t = 10_000)]
+    entries: usize,
+    /// Requests in flight at once (closed loop; ignored with --rate, which is open loop).
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
+    /// Offered load in entries per second (open loop: requests leave on schedule
+    /// whether or not earlier ones were answered; latency counts from the schedule).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Entries per NDJSON request.
+    #[arg(long, default_value_t = 500)]
+    batch: usize,
+    /// Storage backend of the log this tool starts.
+    #[arg(long, default_value = "redb", value_parser = ["redb", "sled"])]
+    store: String,
+    /// Use a running log at this URL instead of starting one.
+    #[arg(long, value_name = "URL", requires = "key")]
+    log: Option<String>,
+    /// With --log: the company's signed-note private key (PRIVATE+KEY+name+…), already
+    /// registered on that log; the key name is the company name.
+    #[arg(long, value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Companies to register on the log this tool starts (entries are spread over them).
+    #[arg(long, default_value_t = 4)]
+    companies: usize,
+    /// After loading, run `candor monitor --once` against the log and report its rate.
+    #[arg(long)]
+    audit: bool,
+    /// Keep the data directory here instead of a temporary one (must not exist yet).
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// Run this `candor` binary instead of this tool's built-in copy of the server.
+    #[arg(long, value_name = "PATH")]
+    candor: Option<PathBuf>,
+    /// Extra argument for `candor serve` (repeatable), e.g. --serve-arg=--batch-size=4096.
+    #[arg(long = "serve-arg", value_name = "ARG", allow_hyphen_values = true)]
+    serve_args: Vec<String>,
+    /// Seconds spent measuring the Ed25519 verification limit.
+    #[arg(long, default_value_t = 2.0)]
+    limit_secs: f64,
+}
+
+/// `candor serve`'s flags, for the child-process mode of this binary.
+#[derive(Parser, Debug)]
+struct ServeChild {
+    #[command(flatten)]
+    serve: candor::server::ServeArgs,
+}
+
+/// `candor monitor`'s flags, for the child-process mode of this binary.
+#[derive(Parser, Debug)]
+struct MonitorChild {
+    #[command(flatten)]
+    monitor: candor::monitor::cli::MonitorArgs,
+}
+
+const SERVE_CHILD: &str = "__candor-serve";
+const MONITOR_CHILD: &str = "__candor-monitor";
+
+fn main() -> std::process::ExitCode {
+    // Child modes: this same executable runs the real server / monitor code, so the
+    // figures always measure the library this tool was built with.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(SERVE_CHILD) {
+        let a = ServeChild::parse_from(argv[1..].iter());
+        return exit(candor::server::run(a.serve).map(|()| 0));
+    }
+    if argv.get(1).map(String::as_str) == Some(MONITOR_CHILD) {
+        let a = MonitorChild::parse_from(argv[1..].iter());
+        return exit(candor::monitor::cli::run(a.monitor));
+    }
+    let args = Args::parse();
+    exit(run(args).map(|()| 0))
+}
+
+fn exit(r: anyhow::Result<i32>) -> std::process::ExitCode {
+    match r {
+        Ok(code) => std::process::ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("candor-loadgen: error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// A company and its signing key.
+struct Company {
+    name: String,
+    key: SigningKey,
+    key_id: [u8; 4],
+}
+
+impl Company {
+    fn from_signer(s: &SignerKey) -> Company {
+        let v = s.verifier();
+        Company {
+            name: s.name().to_string(),
+            key: s.signing_key().clone(),
+            key_id: v.key_id(),
+        }
+    }
+}
+
+/// A log server this tool started; killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+    data: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // A graceful SIGTERM first (spec/api.md §7), so profilers wrapping the server
+        // (valgrind via --candor) can write their output; SIGKILL after 30 s.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn self_command(candor: Option<&Path>, sub: &str, child_mode: &str) -> anyhow::Result<Command> {
+    Ok(match candor {
+        Some(p) => {
+            let mut c = Command::new(p);
+            c.arg(sub);
+            c
+        }
+        None => {
+            let mut c = Command::new(std::env::current_exe().context("locating this binary")?);
+            c.arg(child_mode);
+            c
+        }
+    })
+}
+
+fn start_server(args: &Args) -> anyhow::Result<Server> {
+    let (tmp, data) = match &args.data {
+        Some(d) => {
+            if d.exists() {
+                bail!(
+                    "--data {} already exists; give a fresh directory",
+                    d.display()
+                );
+            }
+            (None, d.clone())
+        }
+        None => {
+            let t = tempfile::Builder::new()
+                .prefix("candor-loadgen-")
+                .tempdir()
+                .context("creating a temporary data directory")?;
+            let d = t.path().join("data");
+            (Some(t), d)
+        }
+    };
+    let mut cmd = self_command(args.candor.as_deref(), "serve", SERVE_CHILD)?;
+    cmd.arg("--data")
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0", "--store", &args.store])
+        .args(&args.serve_args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().context("starting the log server")?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow!("no stdout from the server"))?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Drain the server's stdout for its whole life so it never blocks on the pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let base = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                if let Some(a) = line.strip_prefix("listening on ") {
+                    break a.trim().to_string();
+                }
+            }
+            Err(_) => {
+                let _ = child.kill();
+                bail!("the log server printed no listen address within 60 s");
+            }
+        }
+    };
+    Ok(Server {
+        child,
+        base,
+        data,
+        _tmp: tmp,
+    })
+}
+
+/// The `n`-th load entry of `company`: mostly targeting decisions over every channel,
+/// some decisions citing a purchase, some data purchases (a few with special-category
+/// data). All distinct, so none is deduplicated.
+fn load_entry(company: &str, n: u64) -> Entry {
+    match n % 100 {
+        0..=89 => samples::load_targeting_decision(company, n),
+        90..=94 => {
+            let subject = samples::opening(&format!("prospect{n}@example.org"), n).commitment();
+            samples::targeting_decision_from_purchase(
+                company,
+                subject,
+                n / 100,
+                sha256(format!("purchase {n}").as_bytes()),
+            )
+        }
+        95..=98 => {
+            let mut e = samples::data_purchase(company);
+            if let Entry::DataPurchase(DataPurchase {
+                records,
+                contract_hash,
+                ..
+            }) = &mut e
+            {
+                *records = 1_000 + n;
+                *contract_hash = Some(sha256(format!("contract {company} {n}").as_bytes()));
+            }
+            e
+        }
+        _ => {
+            let mut e = samples::sensitive_data_purchase(company);
+            if let Entry::DataPurchase(DataPurchase { records, .. }) = &mut e {
+                *records = 10 + n;
+            }
+            e
+        }
+    }
+}
+
+/// Signs every entry on all cores and serializes the NDJSON request bodies.
+fn presign(companies: &[Company], n: usize, batch: usize) -> anyhow::Result<Vec<(Bytes, usize)>> {
+    let batches = n.div_ceil(batch);
+    let threads = std::thread::available_parallelism().map_or(2, |p| p.get());
+    let next = AtomicUsize::new(0);
+    let mut out: Vec<Option<(Bytes, usize)>> = vec![None; batches];
+    let results: Vec<anyhow::Result<Vec<(usize, Bytes, usize)>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| -> anyhow::Result<Vec<(usize, Bytes, usize)>> {
+                    let mut mine = Vec::new();
+                    loop {
+                        let b = next.fetch_add(1, Ordering::Relaxed);
+                        if b >= batches {
+                            return Ok(mine);
+                        }
+                        let lo = b * batch;
+                        let hi = (lo + batch).min(n);
+                        let mut body = Vec::with_capacity((hi - lo) * 1400);
+                        for i in lo..hi {
+                            let c = &companies[i % companies.len()];
+                            let e = load_entry(&c.name, i as u64);
+                            let signed = SignedEntry::sign(e, &c.key, c.key_id)
+                                .map_err(|e| anyhow!("signing entry {i}: {e}"))?;
+                            serde_json::to_writer(&mut body, &signed)?;
+                            body.push(b'\n');
+                        }
+                        mine.push((b, Bytes::from(body), hi - lo));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a signing thread panicked")))
+            })
+            .collect()
+    });
+    for r in results {
+        for (b, body, k) in r? {
+            out[b] = Some((body, k));
+        }
+    }
+    out.into_iter()
+        .enumerate()
+        .map(|(i, o)| o.ok_or_else(|| anyhow!("request body {i} was not built")))
+        .collect()
+}
+
+/// Ed25519 batch verification (64 signatures per batch, the size the sequencer sees
+/// per request slice) on every core for `secs` seconds: signatures per second.
+fn verify_limit(secs: f64) -> f64 {
+    let threads = std::thread::available_parallelism().map_or(2, |p| p.get());
+    let key = SigningKey::from_bytes(&sha256(b"candor-loadgen verify limit").0);
+    let vk: VerifyingKey = key.verifying_key();
+    let msgs: Vec<Vec<u8>> = (0..64u32)
+        .map(|i| {
+            let mut m = b"candor-entry/v1\n".to_vec();
+            m.extend(std::iter::repeat_n(b'x', 1200));
+            m.extend(i.to_be_bytes());
+            m
+        })
+        .collect();
+    let sigs: Vec<Signature> = msgs.iter().map(|m| key.sign(m)).collect();
+    let keys = vec![vk; 64];
+    let dur = Duration::from_secs_f64(secs);
+    let start = Instant::now();
+    let total: usize = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+                    let mut done = 0usize;
+                    while start.elapsed() < dur {
+                        if ed25519_dalek::verify_batch(&refs, &sigs, &keys).is_ok() {
+                            done += 64;
+                        }
+                    }
+                    done
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Resident set size (current, peak) of a process, in MB, from /proc.
+fn rss_mb(pid: u32) -> Option<(f64, f64)> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<f64> {
+        let l = s.lines().find(|l| l.starts_with(name))?;
+        let kb: f64 = l.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb / 1024.0)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// One answered request: its latency and its NDJSON receipts.
+struct Answer {
+    latency: Duration,
+    body: Bytes,
+    entries: usize,
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    body: Bytes,
+    entries: usize,
+    since: Instant,
+) -> anyhow::Result<Answer> {
+    // Retry refusals the log marks as transient (pool full, 503) after its Retry-After.
+    for attempt in 0..50 {
+        let resp = http
+            .post(url)
+            .header("content-type", "application/x-ndjson")
+            .body(body.clone())
+            .send()
+            .await
+            .context("POST /v1/entries")?;
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.context("reading the receipts")?;
+        if status == 200 {
+            return Ok(Answer {
+                latency: since.elapsed(),
+                body: bytes,
+                entries,
+            });
+        }
+        if (status == 429 || status == 503) && attempt < 49 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        bail!(
+            "the log answered {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+    bail!("the log kept refusing a request")
+}
+
+async fn register(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    company: &Company,
+    vkey: &VerifierKey,
+) -> anyhow::Result<()> {
+    let r = http
+        .post(format!("{base}/v1/companies"))
+        .bearer_auth(token)
+        .json(
+            &json!({"name": company.name, "verifier_key": vkey.to_string(), "action": "register"}),
+        )
+        .send()
+        .await
+        .context("POST /v1/companies")?;
+    if !r.status().is_success() {
+        let st = r.status();
+        bail!(
+            "registering {}: {st}: {}",
+            company.name,
+            r.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// Verifies every receipt offline on all cores; returns (receipts, leaf bytes total).
+fn verify_all(answers: &[Answer], log_key: &VerifierKey) -> anyhow::Result<(usize, u64)> {
+    let lines: Vec<&[u8]> = answers
+        .iter()
+        .flat_map(|a| a.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()))
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(2, |p| p.get());
+    let chunk = lines.len().div_ceil(threads).max(1);
+    let results: Vec<anyhow::Result<u64>> = std::thread::scope(|s| {
+        let hs: Vec<_> = lines
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || -> anyhow::Result<u64> {
+                    let mut leaf_bytes = 0u64;
+                    for l in part {
+                        let r = Receipt::from_json(l).map_err(|e| anyhow!("receipt: {e}"))?;
+                        let v = verify_receipt(&r, log_key, None);
+                        if let Some(f) = v.first_failure() {
+                            bail!("receipt for index {} does not verify: {f:?}", r.index);
+                        }
+                        leaf_bytes += r.leaf_bytes().map(|b| b.len() as u64).unwrap_or(0);
+                    }
+                    Ok(leaf_bytes)
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a verifier thread panicked")))
+            })
+            .collect()
+    });
+    let mut total = 0;
+    for r in results {
+        total += r?;
+    }
+    Ok((lines.len(), total))
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    if args.entries == 0 || args.batch == 0 || args.concurrency == 0 {
+        bail!("--entries, --batch and --concurrency must be at least 1");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(300))
+        .build()?;
+
+    // 1. The log, and companies with registered keys.
+    let server = match &args.log {
+        Some(_) => None,
+        None => Some(start_server(&args)?),
+    };
+    let base = match (&server, &args.log) {
+        (Some(s), _) => s.base.clone(),
+        (None, Some(url)) => url.trim_end_matches('/').to_string(),
+        (None, None) => bail!("no log"),
+    };
+    let info: serde_json::Value = rt.block_on(async {
+        let r = http.get(format!("{base}/v1/log")).send().await?;
+        anyhow::Ok(r.json().await?)
+    })?;
+    let log_vkey: VerifierKey = info["verifier_key"]
+        .as_str()
+        .ok_or_else(|| anyhow!("GET /v1/log has no verifier_key"))?
+        .parse()
+        .map_err(|e| anyhow!("the log's verifier key does not parse: {e}"))?;
+    let size_before = info["size"].as_u64().unwrap_or(0);
+    let companies: Vec<Company> = match (&server, &args.key) {
+        (Some(s), _) => {
+            let token = std::fs::read_to_string(s.data.join("admin.token"))
+                .context("reading the admin token")?;
+            let mut cs = Vec::new();
+            for i in 0..args.companies.max(1) {
+                let sk = SignerKey::generate(&format!("shop{i}.example"))
+                    .map_err(|e| anyhow!("generating a key: {e}"))?;
+                let c = Company::from_signer(&sk);
+                rt.block_on(register(&http, &base, token.trim(), &c, &sk.verifier()))?;
+                cs.push(c);
+            }
+            cs
+        }
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let sk: SignerKey = text
+                .trim()
+                .parse()
+                .map_err(|e| anyhow!("{} is not a signed-note private key: {e}", path.display()))?;
+            vec![Company::from_signer(&sk)]
+        }
+        (None, None) => bail!("--log needs --key"),
+    };
+
+    // 2. Pre-sign everything before the clock starts.
+    let t = Instant::now();
+    let bodies = presign(&companies, args.entries, args.batch)?;
+    let presign_secs = t.elapsed().as_secs_f64();
+    eprintln!(
+        "pre-signed {} entries in {} requests in {presign_secs:.1} s",
+        args.entries,
+        bodies.len()
+    );
+
+    // 3. The verification limit, same machine, same run, server idle.
+    let limit = verify_limit(args.limit_secs);
+    eprintln!("Ed25519 verify_batch limit on all cores: {limit:.0} signatures/s");
+
+    // 4. The load.
+    let url = format!("{base}/v1/entries");
+    let start = Instant::now();
+    let answers: Vec<Answer> = rt.block_on(async {
+        let bodies = Arc::new(bodies);
+        let mut handles = Vec::new();
+        if let Some(rate) = args.rate {
+            // Open loop: request k leaves at start + k·batch/rate.
+            let per = Duration::from_secs_f64(args.batch as f64 / rate);
+            for k in 0..bodies.len() {
+                let at = start + per * k as u32;
+                tokio::time::sleep_until(at.into()).await;
+                let (body, n) = bodies[k].clone();
+                let http = http.clone();
+                let url = url.clone();
+                handles.push(tokio::spawn(async move {
+                    post(&http, &url, body, n, at).await.map(|a| vec![a])
+                }));
+            }
+        } else {
+            let next = Arc::new(AtomicUsize::new(0));
+            for _ in 0..args.concurrency {
+                let (bodies, next, http, url) =
+                    (bodies.clone(), next.clone(), http.clone(), url.clone());
+                handles.push(tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((body, n)) = bodies.get(k).cloned() else {
+                            break;
+                        };
+                        mine.push(post(&http, &url, body, n, Instant::now()).await?);
+                    }
+                    anyhow::Ok(mine)
+                }));
+            }
+        }
+        let mut out = Vec::new();
+        for h in handles {
+            out.extend(
+                h.await
+                    .map_err(|e| anyhow!("a submitter task failed: {e}"))??,
+            );
+        }
+        anyhow::Ok(out)
+    })?;
+    let seconds = start.elapsed().as_secs_f64();
+
+    // 5. Figures about the server, then the offline checks (not timed).
+    let rss = server.as_ref().and_then(|s| rss_mb(s.child.id()));
+    let size_after = rt.block_on(async {
+        let r = http.get(format!("{base}/v1/log")).send().await?;
+        let v: serde_json::Value = r.json().await?;
+        anyhow::Ok(v["size"].as_u64().unwrap_or(0))
+    })?;
+    let disk = server
+        .as_ref()
+        .and_then(|s| candor::store::dir_size(&s.data).ok());
+    let t = Instant::now();
+    let (receipts, leaf_bytes) = verify_all(&answers, &log_vkey)?;
+    if receipts != args.entries {
+        bail!("{} receipts for {} entries", receipts, args.entries);
+    }
+    eprintln!(
+        "all {receipts} receipts verify ({:.1} s)",
+        t.elapsed().as_secs_f64()
+    );
+    let mut lat: Vec<f64> = Vec::with_capacity(args.entries);
+    for a in &answers {
+        // Every entry of a request waits for the request's answer.
+        lat.extend(std::iter::repeat_n(
+            a.latency.as_secs_f64() * 1e3,
+            a.entries,
+        ));
+    }
+    lat.sort_by(f64::total_cmp);
+    let eps = args.entries as f64 / seconds;
+
+    // 6. Optionally, the monitor's full audit of the log.
+    let audit = if args.audit {
+        Some(run_audit(&args, &base, &log_vkey, size_after)?)
+    } else {
+        None
+    };
+
+    let mut report = json!({
+        "entries": args.entries,
+        "seconds": round(seconds, 3),
+        "entries_per_sec": round(eps, 0),
+        "p50_ms": round(percentile(&lat, 0.50), 2),
+        "p99_ms": round(percentile(&lat, 0.99), 2),
+        "bytes_per_entry": disk.map(|d| round(d as f64 / size_after.max(1) as f64, 1)),
+        "leaf_bytes_per_entry": round(leaf_bytes as f64 / receipts.max(1) as f64, 1),
+        "server_rss_mb": rss.map(|r| round(r.0, 1)),
+        "server_peak_rss_mb": rss.map(|r| round(r.1, 1)),
+        "verify_limit_per_sec": round(limit, 0),
+        "fraction_of_limit": round(eps / limit, 3),
+        "store": if args.log.is_some() { serde_json::Value::Null } else { json!(args.store) },
+        "batch": args.batch,
+        "concurrency": if args.rate.is_some() { serde_json::Value::Null } else { json!(args.concurrency) },
+        "offered_rate": args.rate,
+        "log_size": size_after,
+        "log_size_before": size_before,
+        "presign_seconds": round(presign_secs, 2),
+        "load_average": load_average(),
+    });
+    if let (Some((secs, rate)), Some(obj)) = (audit, report.as_object_mut()) {
+        obj.insert("audit_seconds".into(), json!(round(secs, 3)));
+        obj.insert("audit_entries_per_sec".into(), json!(round(rate, 0)));
+    }
+    println!("{report}");
+    Ok(())
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let f = 10f64.powi(digits);
+    (x * f).round() / f
+}
+
+fn load_average() -> Option<String> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
+/// Runs the monitor once over the whole log: (seconds, entries per second).
+fn run_audit(
+    args: &Args,
+    base: &str,
+    log_key: &VerifierKey,
+    size: u64,
+) -> anyhow::Result<(f64, f64)> {
+    let state = tempfile::Builder::new()
+        .prefix("candor-loadgen-monitor-")
+        .tempdir()
+        .context("creating the monitor's state directory")?;
+    let mut cmd = self_command(args.candor.as_deref(), "monitor", MONITOR_CHILD)?;
+    cmd.args(["--log", base, "--log-key", &log_key.to_string(), "--once"])
+        .arg("--state")
+        .arg(state.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let t = Instant::now();
+    let status = cmd.status().context("running the monitor")?;
+    let secs = t.elapsed().as_secs_f64();
+    // Exit 1 means findings (e.g. the policy flags special-category purchases), which
+    // is still a complete audit; 2 means it could not check.
+    if status.code() != Some(0) && status.code() != Some(1) {
+        bail!("the monitor could not audit the log ({status})");
+    }
+    eprintln!("monitor audited {size} entries in {secs:.2} s");
+    Ok((secs, size as f64 / secs))
+}
