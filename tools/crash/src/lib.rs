@@ -23,8 +23,8 @@
 //! arrived; older receipts are re-checked by a random sample each round.
 //!
 //! Storage backends are [`Backend`]s: a name plus the `candor serve` flags that select
-//! it. A new backend (e.g. PostgreSQL) is one more entry in [`Backend::builtin`], or a
-//! [`Backend`] built by the caller with its own flags.
+//! it: the embedded ones by name ([`Backend::builtin`]), PostgreSQL by URL
+//! ([`Backend::postgres`]); any other is a [`Backend`] built with its own flags.
 //!
 //! The harness is synchronous from the outside ([`run`] builds its own tokio runtime),
 //! so both the `candor-crash` binary and `tests/crash.rs` call it directly.
@@ -88,6 +88,16 @@ impl Backend {
             name: name.to_string(),
             serve_args: vec!["--store".into(), name.to_string()],
         })
+    }
+
+    /// The PostgreSQL backend at `url` (`postgres://…`). The database must hold no
+    /// Candor log yet: a round starts a new log, whose state lives in the database
+    /// rather than in the (fresh, temporary) data directory.
+    pub fn postgres(url: &str) -> Backend {
+        Backend {
+            name: "postgres".into(),
+            serve_args: vec!["--store".into(), url.to_string()],
+        }
     }
 }
 

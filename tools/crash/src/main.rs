@@ -21,8 +21,9 @@ struct Args {
     /// The candor binary [default: target/release/candor, else target/debug/candor].
     #[arg(long, value_name = "BIN")]
     candor: Option<PathBuf>,
-    /// Storage backend: redb, sled, or all (one round each).
-    #[arg(long, value_name = "redb|sled|all", default_value = "all")]
+    /// Storage backend: redb, sled, all (redb then sled), or a postgres:// URL of an
+    /// empty database.
+    #[arg(long, value_name = "redb|sled|all|postgres://…", default_value = "all")]
     store: String,
     /// SIGKILLs per backend.
     #[arg(long, default_value_t = 20)]
@@ -47,6 +48,15 @@ struct Args {
     verbose: bool,
 }
 
+/// A backend name fit for messages (a database URL may carry a password).
+fn opts_name(name: &str) -> &str {
+    if name.contains("://") {
+        "postgres"
+    } else {
+        name
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let names: Vec<&str> = if args.store == "all" {
@@ -57,7 +67,12 @@ fn main() -> ExitCode {
     let candor = args.candor.clone().unwrap_or_else(default_candor);
     let mut summaries = Vec::new();
     for name in names {
-        let backend = match Backend::builtin(name) {
+        let backend = if name.starts_with("postgres://") || name.starts_with("postgresql://") {
+            Ok(Backend::postgres(name))
+        } else {
+            Backend::builtin(name)
+        };
+        let backend = match backend {
             Ok(b) => b,
             Err(e) => {
                 eprintln!("candor-crash: {e}");
@@ -94,7 +109,7 @@ fn main() -> ExitCode {
                 summaries.push(s);
             }
             Err(e) => {
-                eprintln!("candor-crash: {name}: {e}");
+                eprintln!("candor-crash: {}: {e}", opts_name(name));
                 return ExitCode::from(2);
             }
         }
