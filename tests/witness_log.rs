@@ -405,10 +405,12 @@ async fn assert_consistent(log: &LogServer, old: &Checkpoint, new: &Checkpoint) 
 }
 
 /// Issue 10 with witnesses: two `candor serve` on one PostgreSQL database with the
-/// same three witnesses (quorum 2). The sequencer is SIGKILLed under load; the standby
-/// takes over from the last witnessed checkpoint in the store, its checkpoints carry
-/// the quorum, receipts acknowledged before the kill still verify and are consistent
-/// with everything after it, and every witness cosigns the new sequencer's checkpoints
+/// same three witnesses (quorum 2). The sequencer is SIGKILLed under load while two
+/// witnesses are down (so entries are logged beyond the last witnessed checkpoint);
+/// the standby takes over from the last witnessed checkpoint in the store and publishes
+/// nothing without the quorum; once the witnesses are back its checkpoints carry the
+/// quorum, receipts acknowledged before the kill still verify and are consistent with
+/// everything after it, and every witness cosigns the new sequencer's checkpoints
 /// (none is stuck answering 409).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standby_takes_over_with_witnesses() {
@@ -445,7 +447,7 @@ async fn standby_takes_over_with_witnesses() {
         "--witness-timeout-ms".into(),
         "2000".into(),
         "--witness-wait-ms".into(),
-        "3000".into(),
+        "1000".into(),
     ];
     for (w, (_, vk)) in witnesses.iter().zip(&wkeys) {
         args.push("--witness".into());
@@ -529,14 +531,45 @@ async fn standby_takes_over_with_witnesses() {
         acked.lock().unwrap().len() >= 40
     })
     .await;
+    // Two witnesses go down: the sequencer goes on logging entries (202 pending) that
+    // no checkpoint with the quorum covers, while the third witness cosigns beyond the
+    // stored checkpoint. So at the kill the durable tree, the stored (last witnessed)
+    // checkpoint and each witness's latest size all differ.
+    witnesses[0].down();
+    witnesses[1].down();
+    eventually("entries logged without the quorum", || async {
+        pending.lock().unwrap().len() >= 4
+    })
+    .await;
     let mut child = first.child.take().expect("first server");
     child.kill().expect("SIGKILL the sequencer");
     child.wait().expect("reap");
     let before: Vec<Value> = acked.lock().unwrap().clone();
+    let witnessed_before = second.checkpoint().await;
+    let witnessed_size = open_checkpoint(&witnessed_before, &log_vkey)
+        .expect("stored checkpoint")
+        .0
+        .size;
     eventually("the standby to take over", || async {
         second.get_json("/healthz").await["role"] == "sequencer"
     })
     .await;
+    // Without the quorum the new sequencer signs the durable tree but publishes
+    // nothing new: it keeps serving the last witnessed checkpoint, degraded.
+    eventually("the new sequencer to sign the durable tree", || async {
+        let h = second.get_json("/healthz").await;
+        h["witnessing"]["sequenced_size"].as_u64() > Some(witnessed_size)
+    })
+    .await;
+    let health = second.get_json("/healthz").await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(
+        health["witnessing"]["witnessed_size"], witnessed_size,
+        "{health}"
+    );
+    assert_eq!(second.checkpoint().await, witnessed_before);
+    witnesses[0].up();
+    witnesses[1].up();
     eventually("acknowledgements from the new sequencer", || async {
         acked.lock().unwrap().len() >= before.len() + 40
     })
