@@ -28,7 +28,11 @@ fn round(backend: Backend, kills: u32, seed: u64) {
     opts.max_kill_delay = Duration::from_millis(250);
     let summary = run(&opts).expect("the crash harness runs");
     eprintln!("{summary:?}");
-    assert!(summary.failures.is_empty(), "{name}: {:#?}", summary.failures);
+    assert!(
+        summary.failures.is_empty(),
+        "{name}: {:#?}",
+        summary.failures
+    );
     assert_eq!(summary.kills, kills);
     // The round did real work: receipts were collected and re-checked across restarts.
     assert!(summary.receipts > 0 && summary.receipts_checked > 0);
@@ -49,16 +53,19 @@ fn sled_survives_25_sigkills_under_load() {
 /// sequencer lock (after the server released the killed process's session) and
 /// resumes from the stored state.
 #[test]
-fn postgres_survives_15_sigkills_under_load() {
+fn postgres_survives_25_sigkills_under_load() {
     let Some(admin) = common::pg::admin_url() else {
         return;
     };
     let url = common::pg::fresh_database(&admin);
-    round(Backend::postgres(&url), 15, 0x5eed_0003);
+    round(Backend::postgres(&url), 25, 0x5eed_0003);
 }
 
 #[test]
 fn unknown_backend_is_refused() {
     assert!(Backend::builtin("postgres-not-yet").is_err());
-    assert!(Backend::builtin("postgres").is_err(), "PostgreSQL is chosen by URL");
+    assert!(
+        Backend::builtin("postgres").is_err(),
+        "PostgreSQL is chosen by URL"
+    );
 }

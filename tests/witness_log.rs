@@ -433,8 +433,8 @@ async fn standby_takes_over_with_witnesses() {
             log_vkey.clone(),
         ));
     }
-    let policy = Policy::parse(Policy::threshold_text(&log_vkey, &wkeys, 2).as_bytes())
-        .expect("policy");
+    let policy =
+        Policy::parse(Policy::threshold_text(&log_vkey, &wkeys, 2).as_bytes()).expect("policy");
     let mut args: Vec<String> = vec![
         "--key".into(),
         log_key_file.display().to_string(),
@@ -466,7 +466,10 @@ async fn standby_takes_over_with_witnesses() {
     })
     .await;
     let health = second.get_json("/healthz").await;
-    assert_eq!(health["status"], "ok", "a standby on a witnessed checkpoint: {health}");
+    assert_eq!(
+        health["status"], "ok",
+        "a standby on a witnessed checkpoint: {health}"
+    );
     assert!(policy.check(&second.checkpoint().await).is_ok());
 
     // Load: 4 clients submit distinct entries to whichever server takes them. A 200
@@ -590,8 +593,7 @@ async fn standby_takes_over_with_witnesses() {
                 .map(|a| a.cosigners.len())
                 .unwrap_or(0);
             cosigners == 3
-                && health["witnessing"]["witnessed_size"]
-                    == health["witnessing"]["sequenced_size"]
+                && health["witnessing"]["witnessed_size"] == health["witnessing"]["sequenced_size"]
         },
     )
     .await;
@@ -630,7 +632,11 @@ async fn standby_takes_over_with_witnesses() {
                 r["leaf_hash"].as_str().expect("leaf_hash")
             ))
             .await;
-        assert_eq!(found["index"].as_u64(), Some(index), "acknowledged entry lost");
+        assert_eq!(
+            found["index"].as_u64(),
+            Some(index),
+            "acknowledged entry lost"
+        );
         assert_consistent(&second, &cp, &final_cp).await;
         if i < before.len() {
             if last_before.as_ref().is_none_or(|l| l.size < cp.size) {

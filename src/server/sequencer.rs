@@ -293,8 +293,7 @@ impl Core {
         shared: Arc<Shared>,
     ) -> Result<Core, StartError> {
         let witnessing = shared.witnessing.clone();
-        let (edge, registry, published) =
-            Self::load(&*store, &key, &origin, witnessing.is_some())?;
+        let (edge, registry, published) = Self::load(&*store, &key, &origin, witnessing.is_some())?;
         if let Some(w) = &witnessing {
             w.start_with(&published);
             w.offer(sign(&key, &origin, edge.size(), edge.root()).map_err(StartError::Sign)?);

@@ -146,8 +146,7 @@ impl Witnessing {
     /// if that checkpoint lacks the quorum.
     pub fn follow(&self, published: &Published) {
         self.start_with(published);
-        self.degraded
-            .store(!self.is_witnessed(), Ordering::Relaxed);
+        self.degraded.store(!self.is_witnessed(), Ordering::Relaxed);
     }
 
     /// Hands a freshly signed checkpoint (of a durable tree) to the cosigning task.
