@@ -469,6 +469,43 @@ fn sigkill_mid_audit_then_resume_clean() {
     assert!(st["progress"].is_null());
 }
 
+/// Starts a monitor that follows `log` every second and serves its view; returns it
+/// and the `host:port` it listens on (the first line it writes to stderr).
+fn serving_monitor(log: &str, vkey: &str, state: &Path) -> (std::process::Child, String) {
+    let mut m = candor()
+        .args([
+            "monitor",
+            "--interval",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            log,
+            "--log-key",
+            vkey,
+            "--state",
+        ])
+        .arg(state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(m.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    // Keep reading its stderr so that it never writes into a closed or full pipe.
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    (m, addr)
+}
+
 fn check_evidence(finding: &Value, key: &str) -> (i32, String) {
     let tmp = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(tmp.path(), finding.to_string()).unwrap();
@@ -553,35 +590,7 @@ fn split_view_detected_through_peer() {
     let vkey = key.verifier().to_string();
     let (sa, sb) = (serve_dir(&a), serve_dir(&b));
     // Monitor 1 follows log A and serves its view.
-    let mut m1 = candor()
-        .args([
-            "monitor",
-            "--interval",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-            "--log",
-            &sa.url,
-            "--log-key",
-            &vkey,
-            "--state",
-        ])
-        .arg(tmp.path().join("s1"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(m1.stderr.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
-    let url = line
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (mut m1, url) = serving_monitor(&sa.url, &vkey, &tmp.path().join("s1"));
     let peer = format!("http://{url}/");
     let origin_id = candor::hash::sha256(b"log.example/fork").to_hex();
     // Wait until it has verified log A.
@@ -1181,35 +1190,7 @@ async fn real_logs_forked_under_one_key_are_a_split_view() {
     assert_eq!(code, 0, "{out}");
 
     // Through --peer: monitor 1 follows A and serves its view; monitor 2 follows B.
-    let mut m1 = candor()
-        .args([
-            "monitor",
-            "--interval",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-            "--log",
-            &a.base,
-            "--log-key",
-            &vkey,
-            "--state",
-        ])
-        .arg(tmp.path().join("m1"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(m1.stderr.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (mut m1, addr) = serving_monitor(&a.base, &vkey, &tmp.path().join("m1"));
     let peer = format!("http://{addr}");
     let path = format!(
         "{peer}/{}/checkpoint",
