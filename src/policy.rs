@@ -514,7 +514,6 @@ impl Policy {
             }
         }
     }
-
 }
 
 fn check_new_name(
@@ -636,8 +635,9 @@ mod tests {
             match p.check(&f.note(set)) {
                 Err(e @ PolicyError::QuorumNotMet { .. }) => {
                     assert!(
-                        e.to_string()
-                            .ends_with("the policy requires all of (2 of X1, X2, X3), (any of Y1, Y2, Y3)"),
+                        e.to_string().ends_with(
+                            "the policy requires all of (2 of X1, X2, X3), (any of Y1, Y2, Y3)"
+                        ),
                         "{e}"
                     );
                 }

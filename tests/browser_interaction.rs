@@ -298,7 +298,10 @@ async fn paste_drop_keyboard_screen_reader_contrast() {
         b.drop_files("#drop", &[&tampered_file]);
         assert_eq!(b.verdict(), "invalid", "{}", b.text());
         let text = b.text();
-        assert!(text.contains("This disclosure does NOT check out"), "{text}");
+        assert!(
+            text.contains("This disclosure does NOT check out"),
+            "{text}"
+        );
         assert!(
             text.contains("the leaf hash in the receipt does not match the leaf bytes"),
             "{text}"

@@ -108,16 +108,15 @@ fn with_cosignatures(r: &Receipt, log: &VerifierKey, keep: usize) -> String {
 /// A proxy in front of the log that serves everything as is, except that the
 /// latest checkpoint (`/checkpoint`) loses all its cosignatures.
 async fn unwitnessed_proxy(log: String, log_key: VerifierKey) -> String {
-    async fn forward(
-        State((log, key)): State<(String, VerifierKey)>,
-        req: Request,
-    ) -> Response {
+    async fn forward(State((log, key)): State<(String, VerifierKey)>, req: Request) -> Response {
         let path = req
             .uri()
             .path_and_query()
             .map(|p| p.as_str().to_string())
             .unwrap_or_default();
-        let r = reqwest::get(format!("{log}{path}")).await.expect("upstream");
+        let r = reqwest::get(format!("{log}{path}"))
+            .await
+            .expect("upstream");
         let status = StatusCode::from_u16(r.status().as_u16()).expect("status");
         let mut resp = Response::builder().status(status);
         for (k, v) in r.headers() {
@@ -131,9 +130,7 @@ async fn unwitnessed_proxy(log: String, log_key: VerifierKey) -> String {
         }
         resp.body(Body::from(body)).expect("response")
     }
-    let app = Router::new()
-        .fallback(forward)
-        .with_state((log, log_key));
+    let app = Router::new().fallback(forward).with_state((log, log_key));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind proxy");
@@ -218,7 +215,11 @@ async fn verify_page_applies_the_witness_policy() {
     let policy = Policy::parse(policy_text.as_bytes()).expect("the served policy parses");
     assert_eq!(policy.witnesses().len(), 3);
     assert_eq!(policy.logs()[0].key, log_vkey);
-    assert!(policy.describe().starts_with("2 of "), "{}", policy.describe());
+    assert!(
+        policy.describe().starts_with("2 of "),
+        "{}",
+        policy.describe()
+    );
     policy
         .check(&log.checkpoint().await)
         .expect("the log's checkpoint meets its own policy");
@@ -226,7 +227,10 @@ async fn verify_page_applies_the_witness_policy() {
     let html = String::from_utf8(html).expect("page");
     let first_witness = policy.witnesses()[0].key.to_string();
     assert!(
-        html.contains(&format!("witness {} {first_witness}", policy.witnesses()[0].name)),
+        html.contains(&format!(
+            "witness {} {first_witness}",
+            policy.witnesses()[0].name
+        )),
         "the policy is not pinned in the page"
     );
 
@@ -267,7 +271,10 @@ async fn verify_page_applies_the_witness_policy() {
             text.contains("not enough witnesses cosigned the checkpoint"),
             "{text}"
         );
-        assert!(text.contains(&format!("the policy requires {quorum}")), "{text}");
+        assert!(
+            text.contains(&format!("the policy requires {quorum}")),
+            "{text}"
+        );
         b.screenshot("witnessed-invalid-one-cosignature");
 
         // With no cosignature at all.

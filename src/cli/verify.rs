@@ -461,7 +461,11 @@ struct Online<'a> {
 }
 
 /// Keeps answers, but not failures: a later receipt may fetch again.
-fn cache<K: std::hash::Hash + Eq, T: Clone>(map: &mut HashMap<K, Fetched<T>>, k: K, f: &Fetched<T>) {
+fn cache<K: std::hash::Hash + Eq, T: Clone>(
+    map: &mut HashMap<K, Fetched<T>>,
+    k: K,
+    f: &Fetched<T>,
+) {
     if !matches!(f, Fetched::Failed(_)) {
         map.insert(k, f.clone());
     }

@@ -366,3 +366,322 @@ fn check_purchases(
         Outcome::Fail(failed.join("; "))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+
+    use super::*;
+    use crate::checkpoint::sign_checkpoint;
+    use crate::cosignature::{cosign, witness_verifier_key};
+    use crate::entry::{KeyAction, Leaf, SignedEntry, samples};
+    use crate::hash::leaf_hash;
+    use crate::merkle::MemoryTree;
+    use crate::note::{Note, SignerKey};
+    use crate::receipt::CompanyKeyProof;
+    use crate::tlog_proof::TlogProof;
+
+    const COMPANY: &str = "acme.example";
+
+    /// A log in memory: a company key registration (0), a data purchase (1),
+    /// a decision citing it (2) and a later entry (3).
+    struct Log {
+        key: SignerKey,
+        company: SignerKey,
+        leaves: Vec<Vec<u8>>,
+        tree: MemoryTree,
+    }
+
+    impl Log {
+        fn new(key: SignerKey) -> Log {
+            let company = SignerKey::generate(COMPANY).expect("key");
+            let mut log = Log {
+                key,
+                company,
+                leaves: Vec::new(),
+                tree: MemoryTree::new(),
+            };
+            let reg = samples::company_key(
+                COMPANY,
+                log.company.verifier().verifying_key(),
+                KeyAction::Register,
+            );
+            let (k, id) = (log.key.signing_key().clone(), log.key.key_id());
+            log.append(SignedEntry::sign(reg, &k, id).expect("sign"));
+            let purchase = log.company_entry(samples::data_purchase(COMPANY));
+            let p_hash = leaf_hash(&log.leaves[purchase as usize]);
+            let subject = samples::opening("alice@example.org", 1).commitment();
+            log.company_entry(samples::targeting_decision_from_purchase(
+                COMPANY, subject, purchase, p_hash,
+            ));
+            log.company_entry(samples::data_purchase(COMPANY));
+            log
+        }
+
+        fn company_entry(&mut self, e: Entry) -> u64 {
+            let (k, id) = (self.company.signing_key().clone(), self.company.key_id());
+            self.append(SignedEntry::sign(e, &k, id).expect("sign"))
+        }
+
+        fn append(&mut self, e: SignedEntry) -> u64 {
+            let leaf = Leaf::new(e, samples::SAMPLE_TIME.into())
+                .to_bytes()
+                .expect("leaf");
+            self.leaves.push(leaf.clone());
+            self.tree.append(leaf_hash(&leaf))
+        }
+
+        fn note(&self, size: u64) -> Vec<u8> {
+            let cp = Checkpoint {
+                origin: self.key.name().to_string(),
+                size,
+                root: self.tree.root_at(size).expect("root"),
+                extensions: vec![],
+            };
+            sign_checkpoint(&cp, &self.key).expect("sign checkpoint")
+        }
+
+        fn receipt(&self, index: u64, size: u64) -> Receipt {
+            let proof = TlogProof {
+                extra: None,
+                index,
+                proof: self.tree.inclusion_proof(index, size).expect("proof"),
+                checkpoint: self.note(size),
+            };
+            Receipt {
+                log: self.key.name().to_string(),
+                index,
+                leaf: STANDARD.encode(&self.leaves[index as usize]),
+                leaf_hash: None,
+                tlog_proof: String::from_utf8(proof.to_bytes()).expect("text"),
+                company_key: Some(CompanyKeyProof {
+                    index: 0,
+                    leaf: STANDARD.encode(&self.leaves[0]),
+                    proof: self
+                        .tree
+                        .inclusion_proof(0, size)
+                        .expect("proof")
+                        .iter()
+                        .map(|h| h.to_base64())
+                        .collect(),
+                }),
+                subject: None,
+                disclosure_header: None,
+            }
+        }
+
+        /// What an honest log serves for the decision's online checks.
+        fn material(&self) -> Material {
+            Material {
+                latest_checkpoint: Some(Fetched::Got(self.note(4))),
+                consistency_proof: Some(Fetched::Got(
+                    self.tree.consistency_proof(3, 4).expect("proof"),
+                )),
+                company_keys: Some(Fetched::Got(vec![ListedKey {
+                    key_id: hex::encode(self.company.key_id()),
+                    revoked_index: None,
+                }])),
+                purchases: [(1, Fetched::Got(self.receipt(1, 4)))].into(),
+            }
+        }
+    }
+
+    /// Runs checks 1–10 on the decision's receipt (entry 2 of 3).
+    fn check(
+        log: &Log,
+        policy: Option<&Policy>,
+        m: &Material,
+    ) -> (Verification, Vec<PurchaseCheck>, Option<String>) {
+        let r = log.receipt(2, 3);
+        let vkey = log.key.verifier();
+        let mut v = verify_receipt_with_policy(&r, &vkey, policy, None);
+        assert!(v.is_valid(), "{:?}", v.first_failure());
+        let mut purchases = cited_purchases(v.entry.as_ref());
+        let problem = run(&r, &vkey, policy, m, &mut v, &mut purchases);
+        (v, purchases, problem)
+    }
+
+    fn detail(v: &Verification, name: CheckName) -> Option<(bool, String)> {
+        v.checks
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| (c.passed, c.detail.clone()))
+    }
+
+    fn failed(v: &Verification, name: CheckName) -> String {
+        match detail(v, name) {
+            Some((false, d)) => d,
+            other => panic!("{name:?}: expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_honest_log_passes_every_online_check() {
+        let log = Log::new(SignerKey::generate("log.example/online").expect("key"));
+        let vkey = log.key.verifier();
+        let v = verify_receipt_with_policy(&log.receipt(2, 3), &vkey, None, None);
+        let plan = Plan::for_verification(&v);
+        assert_eq!(
+            plan,
+            Plan {
+                checkpoint_size: Some(3),
+                company: Some(COMPANY.into()),
+                purchases: vec![1],
+            }
+        );
+        assert_eq!(consistency_range(3, &log.note(4), &vkey), Some((3, 4)));
+        assert_eq!(consistency_range(3, &log.note(3), &vkey), None);
+        let other = SignerKey::generate("log.example/online").expect("key");
+        assert_eq!(consistency_range(3, &log.note(4), &other.verifier()), None);
+
+        let (v, purchases, problem) = check(&log, None, &log.material());
+        assert_eq!(problem, None);
+        assert!(v.is_valid(), "{:?}", v.first_failure());
+        for name in [
+            CheckName::Consistency,
+            CheckName::NotRevoked,
+            CheckName::Purchases,
+        ] {
+            assert!(matches!(detail(&v, name), Some((true, _))), "{name:?}");
+        }
+        assert_eq!(purchases.len(), 1);
+        assert_eq!(purchases[0].verified, Some(true));
+        assert!(matches!(purchases[0].entry, Some(Entry::DataPurchase(_))));
+
+        // The same size as the receipt's: no proof needed, the roots must agree.
+        let mut same = log.material();
+        same.latest_checkpoint = Some(Fetched::Got(log.note(3)));
+        same.consistency_proof = None;
+        let (v, _, problem) = check(&log, None, &same);
+        assert_eq!(problem, None);
+        assert!(v.is_valid());
+    }
+
+    #[test]
+    fn a_dishonest_log_fails_and_an_unreachable_one_is_not_decided() {
+        let log = Log::new(SignerKey::generate("log.example/online").expect("key"));
+
+        // A fork with the same key: entry 2 replaced.
+        let mut fork = Log::new(log.key.clone());
+        fork.leaves.truncate(0);
+        fork.tree = MemoryTree::new();
+        for (i, leaf) in log.leaves.iter().enumerate() {
+            let leaf = if i == 2 {
+                log.leaves[3].clone()
+            } else {
+                leaf.clone()
+            };
+            fork.leaves.push(leaf.clone());
+            fork.tree.append(leaf_hash(&leaf));
+        }
+        let mut m = log.material();
+        m.latest_checkpoint = Some(Fetched::Got(fork.note(4)));
+        m.consistency_proof = Some(Fetched::Got(fork.tree.consistency_proof(3, 4).expect("p")));
+        let (v, _, _) = check(&log, None, &m);
+        assert!(failed(&v, CheckName::Consistency).contains("rewrote its history"));
+
+        let mut m = log.material();
+        m.latest_checkpoint = Some(Fetched::Got(log.note(2)));
+        let (v, _, _) = check(&log, None, &m);
+        assert!(failed(&v, CheckName::Consistency).contains("the log went back"));
+
+        let impostor = SignerKey::generate("log.example/online").expect("key");
+        let mut m = log.material();
+        m.latest_checkpoint = Some(Fetched::Got(Log::new(impostor).note(4)));
+        let (v, _, _) = check(&log, None, &m);
+        assert!(failed(&v, CheckName::Consistency).contains("not signed by the pinned log key"));
+
+        let mut m = log.material();
+        m.company_keys = Some(Fetched::Got(vec![ListedKey {
+            key_id: hex::encode(log.company.key_id()),
+            revoked_index: Some(1),
+        }]));
+        m.purchases.insert(1, Fetched::NotFound);
+        let (v, purchases, _) = check(&log, None, &m);
+        assert!(failed(&v, CheckName::NotRevoked).contains("revoked at entry 1"));
+        assert!(failed(&v, CheckName::Purchases).contains("the log has no entry 1"));
+        assert_eq!(purchases[0].verified, Some(false));
+
+        let mut m = log.material();
+        m.company_keys = Some(Fetched::NotFound);
+        // The log answers entry 3 (a purchase logged after the decision) for 1.
+        m.purchases.insert(1, Fetched::Got(log.receipt(3, 4)));
+        let (v, _, _) = check(&log, None, &m);
+        assert!(failed(&v, CheckName::NotRevoked).contains("does not know the company"));
+        assert!(failed(&v, CheckName::Purchases).contains("returned entry 3"));
+
+        // Nothing could be fetched: no check is decided, and the reason is kept.
+        let m = Material {
+            latest_checkpoint: Some(Fetched::Failed("connection refused".into())),
+            ..Material::default()
+        };
+        let (v, purchases, problem) = check(&log, None, &m);
+        let problem = problem.expect("a could-not-check reason");
+        assert!(
+            problem.starts_with("consistency: cannot fetch latest checkpoint"),
+            "{problem}"
+        );
+        assert!(problem.contains("connection refused"));
+        assert_eq!(detail(&v, CheckName::Consistency), None);
+        assert_eq!(detail(&v, CheckName::NotRevoked), None);
+        assert_eq!(purchases[0].verified, None);
+    }
+
+    #[test]
+    fn under_a_policy_the_latest_checkpoint_needs_the_quorum() {
+        let log = Log::new(SignerKey::generate("log.example/online").expect("key"));
+        let witness = SignerKey::generate("witness.example/w").expect("key");
+        let policy = Policy::threshold(
+            log.key.verifier(),
+            vec![("w".into(), witness_verifier_key(&witness))],
+            1,
+        )
+        .expect("policy");
+        let cosigned = |note: Vec<u8>| {
+            let mut n = Note::parse(&note).expect("note");
+            n.signatures
+                .push(cosign(&n.text, 1_700_000_000, &witness).expect("cosign"));
+            n.to_bytes()
+        };
+        // The receipt's checkpoint and the purchase's are cosigned too.
+        let mut r = log.receipt(2, 3);
+        let mut proof = TlogProof::parse(r.tlog_proof.as_bytes()).expect("proof");
+        proof.checkpoint = cosigned(proof.checkpoint);
+        r.tlog_proof = String::from_utf8(proof.to_bytes()).expect("text");
+        let mut purchase = log.receipt(1, 4);
+        let mut proof = TlogProof::parse(purchase.tlog_proof.as_bytes()).expect("proof");
+        proof.checkpoint = cosigned(proof.checkpoint);
+        purchase.tlog_proof = String::from_utf8(proof.to_bytes()).expect("text");
+
+        let vkey = log.key.verifier();
+        let run_with = |m: &Material| {
+            let mut v = verify_receipt_with_policy(&r, &vkey, Some(&policy), None);
+            assert!(v.is_valid(), "{:?}", v.first_failure());
+            let mut p = cited_purchases(v.entry.as_ref());
+            let problem = run(&r, &vkey, Some(&policy), m, &mut v, &mut p);
+            assert_eq!(problem, None);
+            v
+        };
+
+        let mut m = log.material();
+        m.latest_checkpoint = Some(Fetched::Got(cosigned(log.note(4))));
+        m.purchases.insert(1, Fetched::Got(purchase));
+        let v = run_with(&m);
+        assert!(v.is_valid(), "{:?}", v.first_failure());
+        let (_, d) = detail(&v, CheckName::Consistency).expect("ran");
+        assert!(d.ends_with("today's tree head is cosigned by w"), "{d}");
+
+        // Without the cosignature on the latest checkpoint, or on the purchase's.
+        let mut bare = m.clone();
+        bare.latest_checkpoint = Some(Fetched::Got(log.note(4)));
+        let v = run_with(&bare);
+        let d = failed(&v, CheckName::Consistency);
+        assert!(d.contains("does not satisfy the trust policy"), "{d}");
+        assert!(d.contains("no listed witness cosigned it"), "{d}");
+        let mut bare = m;
+        bare.purchases.insert(1, Fetched::Got(log.receipt(1, 4)));
+        let v = run_with(&bare);
+        assert!(failed(&v, CheckName::Purchases).contains("trust policy"));
+    }
+}

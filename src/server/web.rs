@@ -46,13 +46,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
             "/verify/trust-policy",
             get(move || {
                 let policy = policy.clone();
-                async move {
-                    respond(
-                        "text/plain; charset=utf-8",
-                        PAGE_CACHE,
-                        policy.into_bytes(),
-                    )
-                }
+                async move { respond("text/plain; charset=utf-8", PAGE_CACHE, policy.into_bytes()) }
             }),
         );
     }
@@ -88,7 +82,10 @@ pub fn routes<S: Clone + Send + Sync + 'static>(
 pub fn render_page(origin: &str, log_key: &str, policy: Option<&str>) -> String {
     PAGE.replace("{{ORIGIN}}", &escape_html(origin))
         .replace("{{LOG_KEY}}", &escape_html(log_key))
-        .replace("{{POLICY_HIDDEN}}", if policy.is_some() { "" } else { " hidden" })
+        .replace(
+            "{{POLICY_HIDDEN}}",
+            if policy.is_some() { "" } else { " hidden" },
+        )
         .replace("{{POLICY}}", &escape_html(policy.unwrap_or("")))
 }
 
@@ -146,7 +143,11 @@ mod tests {
         let page = render_page("log.example", "k", Some(policy));
         assert!(!page.contains("{{"), "a placeholder is left");
         assert!(page.contains("<section id=\"policy-box\" aria-labelledby"));
-        assert!(page.contains("<pre id=\"trust-policy\">log k\nwitness w0 &lt;k0&gt;\nquorum w0\n</pre>"));
+        assert!(
+            page.contains(
+                "<pre id=\"trust-policy\">log k\nwitness w0 &lt;k0&gt;\nquorum w0\n</pre>"
+            )
+        );
     }
 
     #[test]

@@ -87,7 +87,10 @@ impl Browser {
             "Target.attachToTarget",
             json!({ "targetId": target_id, "flatten": true }),
         );
-        b.session = attached["sessionId"].as_str().expect("sessionId").to_string();
+        b.session = attached["sessionId"]
+            .as_str()
+            .expect("sessionId")
+            .to_string();
         b.call(
             "Emulation.setDeviceMetricsOverride",
             json!({ "width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600 }),
@@ -235,7 +238,10 @@ impl Browser {
             json!(text)
         ));
         assert_eq!(wrote, json!("ok"), "could not fill the clipboard");
-        self.eval(&format!("document.querySelector({}).focus()", json!(selector)));
+        self.eval(&format!(
+            "document.querySelector({}).focus()",
+            json!(selector)
+        ));
         let v = json!({ "key": "v", "code": "KeyV", "windowsVirtualKeyCode": 86, "modifiers": 2 });
         let mut down = v.clone();
         down["type"] = json!("rawKeyDown");
@@ -269,10 +275,7 @@ impl Browser {
              const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; }})()",
             s = json!(selector)
         ));
-        (
-            r[0].as_f64().expect("x"),
-            r[1].as_f64().expect("y"),
-        )
+        (r[0].as_f64().expect("x"), r[1].as_f64().expect("y"))
     }
 
     /// Drags the files at `paths` onto the element matching `selector` and

@@ -222,9 +222,14 @@ fn fetched<T>(
 /// `GET /v1/proof/consistency` (`spec/api.md`): `{"old", "new", "proof"}`.
 fn parse_proof(body: &str, old: u64, new: u64) -> Result<Vec<Hash>, String> {
     let p: Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
-    let (o, n) = (p.get("old").and_then(Value::as_u64), p.get("new").and_then(Value::as_u64));
+    let (o, n) = (
+        p.get("old").and_then(Value::as_u64),
+        p.get("new").and_then(Value::as_u64),
+    );
     if (o, n) != (Some(old), Some(new)) {
-        return Err(format!("it is for sizes {o:?} to {n:?}, not {old} to {new}"));
+        return Err(format!(
+            "it is for sizes {o:?} to {n:?}, not {old} to {new}"
+        ));
     }
     p.get("proof")
         .and_then(Value::as_array)
@@ -288,7 +293,11 @@ impl Online {
         Material {
             latest_checkpoint: latest,
             consistency_proof,
-            company_keys: fetched(self.company.as_ref(), "list of the company's keys", parse_keys),
+            company_keys: fetched(
+                self.company.as_ref(),
+                "list of the company's keys",
+                parse_keys,
+            ),
             purchases,
         }
     }
@@ -353,7 +362,14 @@ fn answer_value(
         .all(|c| c.passed || c.name == CheckName::Subject)
     {
         let material = fetched.material(&key, v.checkpoint.as_ref().map(|c| c.size));
-        problem = online::run(&receipt, &key, policy.as_ref(), &material, &mut v, &mut cited);
+        problem = online::run(
+            &receipt,
+            &key,
+            policy.as_ref(),
+            &material,
+            &mut v,
+            &mut cited,
+        );
     }
     let purchases: Vec<Purchase> = cited
         .iter()
