@@ -227,8 +227,11 @@ fn parse_proof(body: &str, old: u64, new: u64) -> Result<Vec<Hash>, String> {
         p.get("new").and_then(Value::as_u64),
     );
     if (o, n) != (Some(old), Some(new)) {
+        let show = |x: Option<u64>| x.map_or_else(|| "?".to_string(), |x| x.to_string());
         return Err(format!(
-            "it is for sizes {o:?} to {n:?}, not {old} to {new}"
+            "it is for sizes {} to {}, not {old} to {new}",
+            show(o),
+            show(n)
         ));
     }
     p.get("proof")
@@ -439,6 +442,9 @@ fn answer_value(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candor::checkpoint::{Checkpoint, sign_checkpoint};
+    use candor::cosignature::witness_verifier_key;
+    use candor::note::SignerKey;
 
     #[test]
     fn inputs_are_recognised() {
@@ -461,6 +467,95 @@ mod tests {
         assert!(v["error"].as_str().unwrap().contains("JSON"), "{v}");
         let v: Value = serde_json::from_str(&parse_input("   ")).unwrap();
         assert!(v.get("error").is_some());
+    }
+
+    #[test]
+    fn the_pinned_policy_is_summarised_or_refused() {
+        let log = SignerKey::generate("log.example/page").expect("key");
+        let ws: Vec<(String, VerifierKey)> = ["a", "b", "c"]
+            .iter()
+            .map(|n| {
+                let k = SignerKey::generate(&format!("{n}.example")).expect("key");
+                (n.to_string(), witness_verifier_key(&k))
+            })
+            .collect();
+        let text = Policy::threshold_text(&log.verifier(), &ws, 2);
+        let v: Value = serde_json::from_str(&policy_summary(&text)).unwrap();
+        assert_eq!(v["quorum"], "2 of a, b, c");
+        assert_eq!(v["requires_cosignatures"], true);
+        assert_eq!(v["witnesses"][1]["name"], "b");
+        assert_eq!(v["witnesses"][1]["key"], ws[1].1.to_string());
+        assert_eq!(policy_summary("  \n"), "{}");
+
+        // A broken policy in the page stops every verification, never skips it.
+        let broken = "witness a not-a-key\nquorum a\n";
+        let v: Value = serde_json::from_str(&policy_summary(broken)).unwrap();
+        assert!(
+            v["error"].as_str().unwrap().contains("policy line 1"),
+            "{v}"
+        );
+        let r = json!({"log": "l", "index": 0, "leaf": "AA==", "tlog_proof": ""}).to_string();
+        let key = log.verifier().to_string();
+        for out in [plan(&r, &key, broken), answer(&r, &key, broken, "", "")] {
+            let v: Value = serde_json::from_str(&out).unwrap();
+            assert!(
+                v["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("trust policy pinned in this page"),
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn consistency_is_asked_only_for_a_larger_tree_signed_by_the_pinned_key() {
+        let log = SignerKey::generate("log.example/page").expect("key");
+        let cp = Checkpoint {
+            origin: "log.example/page".into(),
+            size: 9,
+            root: candor::hash::sha256(b"root"),
+            extensions: vec![],
+        };
+        let note = String::from_utf8(sign_checkpoint(&cp, &log).unwrap()).unwrap();
+        let key = log.verifier().to_string();
+        let v: Value = serde_json::from_str(&consistency_request(&note, &key, 4)).unwrap();
+        assert_eq!(v, json!({"old": 4, "new": 9}));
+        assert_eq!(consistency_request(&note, &key, 9), "{}");
+        let other = SignerKey::generate("log.example/page").expect("key");
+        assert_eq!(
+            consistency_request(&note, &other.verifier().to_string(), 4),
+            "{}"
+        );
+        assert!(consistency_request(&note, "nope", 4).contains("error"));
+    }
+
+    #[test]
+    fn fetched_responses_become_material() {
+        let online: Online = serde_json::from_str(
+            r#"{"checkpoint": {"error": "offline"},
+                "company": {"status": 200, "body": "{\"keys\": [{\"key_id\": \"0a0b0c0d\", \"revoked_index\": 7}]}"},
+                "purchases": {"3": {"status": 404, "body": ""}, "4": {"status": 500, "body": ""}}}"#,
+        )
+        .unwrap();
+        let key = SignerKey::generate("log.example/page").unwrap().verifier();
+        let m = online.material(&key, Some(2));
+        assert_eq!(m.latest_checkpoint, Some(Fetched::Failed("offline".into())));
+        assert_eq!(m.consistency_proof, None);
+        assert_eq!(
+            m.company_keys,
+            Some(Fetched::Got(vec![ListedKey {
+                key_id: "0a0b0c0d".into(),
+                revoked_index: Some(7)
+            }]))
+        );
+        assert_eq!(m.purchases.get(&3), Some(&Fetched::NotFound));
+        assert!(matches!(m.purchases.get(&4), Some(Fetched::Failed(e)) if e.contains("500")));
+        assert_eq!(
+            parse_proof(r#"{"old": 1, "new": 3, "proof": []}"#, 1, 2),
+            Err("it is for sizes 1 to 3, not 1 to 2".into())
+        );
+        assert!(parse_keys(r#"{"name": "x"}"#).is_err());
     }
 
     #[test]
