@@ -11,6 +11,7 @@ pub mod datadir;
 pub mod edge;
 pub mod error;
 pub mod follower;
+pub mod listener;
 pub mod metrics;
 pub mod publish;
 pub mod ratelimit;
@@ -451,8 +452,11 @@ pub async fn serve(
 
     let drain_tx = phase_tx.clone();
     let mut fatal_wait = fatal_rx.clone();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
+    listener::serve(
+        listener,
+        router,
+        listener::header_timeout(config.request_timeout),
+        async move {
             tokio::select! {
                 () = shutdown => tracing::info!("shutdown requested: draining"),
                 _ = fatal_wait.wait_for(Option::is_some) => {
@@ -460,9 +464,9 @@ pub async fn serve(
                 }
             }
             let _ = drain_tx.send(Phase::Draining);
-        })
-        .await
-        .context("serving HTTP")?;
+        },
+    )
+    .await;
     let _ = phase_tx.send(Phase::Finished);
     task.await.context("waiting for the sequencer")?;
     tracing::info!("stopped");

@@ -164,10 +164,14 @@ pub async fn serve(
     witness: Arc<Witness>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(witness))
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The same accept loop as the log's: a slow or silent client is cut off after
+    // the header time-out instead of holding a connection forever.
+    crate::server::listener::serve(listener, router(witness), HEADER_TIMEOUT, shutdown).await;
+    Ok(())
 }
+
+/// Time a witness client has to send a request's headers.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn now_unix() -> u64 {
     // A clock before 1970 is a broken host; 0 still yields a valid cosignature.

@@ -221,14 +221,13 @@ fn spawn(data: &Path, store: &str, extra: &[String]) -> (Child, String, String, 
         .arg("serve")
         .arg("--data")
         .arg(data)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            store,
-            "--batch-delay-ms",
-            "5",
-        ])
+        .args(["--listen", "127.0.0.1:0", "--store", store])
+        // Short batches keep tests quick, unless the test sets its own delay.
+        .args(if extra.iter().any(|a| a == "--batch-delay-ms") {
+            &[][..]
+        } else {
+            &["--batch-delay-ms", "5"][..]
+        })
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
