@@ -217,8 +217,14 @@ fn stall(addr: &str, head: &[u8], limit: Duration) -> (Vec<u8>, bool, Duration) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slow_and_silent_connections_are_cut_off_after_the_header_timeout() {
-    // --request-timeout-secs 2: headers must arrive within min(2, 10) = 2 s.
-    let mut log = LogServer::start("redb", &["--request-timeout-secs", "2"]).await;
+    // --request-timeout-secs 2: a new connection must speak within min(2, 10) = 2 s;
+    // --idle-timeout-secs 3: headers must be complete, and an idle keep-alive
+    // connection speak again, within 3 s.
+    let mut log = LogServer::start(
+        "redb",
+        &["--request-timeout-secs", "2", "--idle-timeout-secs", "3"],
+    )
+    .await;
     let acme = log.register_company("acme.example").await;
     let addr = log.base.trim_start_matches("http://").to_string();
 

@@ -1,7 +1,8 @@
 //! The HTTP accept loop. `axum::serve` gives hyper no timer, so hyper's header read
 //! time-out never fires and a client that sends its headers a byte at a time, or
 //! opens a connection and says nothing, holds a task and a socket forever. This loop
-//! serves each connection with a timer and a header time-out, and drains gracefully.
+//! gives a new connection a short time to say anything, gives hyper a timer and a
+//! header (= keep-alive idle) time-out, and drains gracefully. spec/api.md §6.1.
 
 use std::future::Future;
 use std::time::Duration;
@@ -16,10 +17,20 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 
-/// How long a connection may take to send a request's headers, counted from the
-/// moment the server waits for them (so an idle keep-alive connection is closed
-/// after the same time). spec/api.md §6.
-pub fn header_timeout(request_timeout: Duration) -> Duration {
+/// The connection time-outs.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// A new connection must send its first bytes within this time.
+    pub first_byte: Duration,
+    /// hyper's header read time-out: a request's headers must be complete within
+    /// this time of the server starting to wait for them, which on a keep-alive
+    /// connection is also how long it may stay idle. Not shorter, because clients
+    /// pool idle connections and race a close (reqwest's default pool idle is 90 s).
+    pub idle: Duration,
+}
+
+/// How long a new connection may stay silent: `min(request time-out, 10 s)`.
+pub fn first_byte_timeout(request_timeout: Duration) -> Duration {
     request_timeout.min(Duration::from_secs(10))
 }
 
@@ -55,7 +66,7 @@ async fn speaks_within(stream: &tokio::net::TcpStream, limit: Duration) -> bool 
 pub async fn serve(
     listener: TcpListener,
     router: Router,
-    header_timeout: Duration,
+    timeouts: Timeouts,
     shutdown: impl Future<Output = ()> + Send,
 ) {
     // Dropping `stop_tx` tells every connection task to drain; each connection task
@@ -89,7 +100,7 @@ pub async fn serve(
         tokio::spawn(async move {
             // hyper's header time-out starts only once hyper-util has read enough
             // to tell HTTP/1 from HTTP/2, which a silent client never lets it do.
-            if !speaks_within(&stream, header_timeout).await {
+            if !speaks_within(&stream, timeouts.first_byte).await {
                 drop(done);
                 return;
             }
@@ -97,7 +108,7 @@ pub async fn serve(
             builder
                 .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout);
+                .header_read_timeout(timeouts.idle);
             builder.http2().timer(TokioTimer::new());
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             tokio::pin!(conn);

@@ -464,7 +464,10 @@ pub async fn serve(
     listener::serve(
         listener,
         router,
-        listener::header_timeout(config.request_timeout),
+        listener::Timeouts {
+            first_byte: listener::first_byte_timeout(config.request_timeout),
+            idle: config.idle_timeout,
+        },
         async move {
             tokio::select! {
                 () = shutdown => tracing::info!("shutdown requested: draining"),

@@ -59,6 +59,9 @@ impl LogServer {
             // Raw bodies: tests check the server's own Content-Encoding.
             client: reqwest::Client::builder()
                 .no_gzip()
+                // Below the server's idle time-out, so a pooled connection is never
+                // reused just as the server closes it.
+                .pool_idle_timeout(Duration::from_secs(30))
                 .build()
                 .expect("reqwest client"),
         };
