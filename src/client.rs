@@ -184,6 +184,9 @@ impl Client {
             .user_agent(concat!("candor/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(120))
+            // Drop idle connections before a server does (Candor: 60 s), so that
+            // a request never races the server closing its connection.
+            .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| bad(&e.to_string()))?;
         Ok(Client {

@@ -110,8 +110,8 @@ pub enum PolicyError {
         reason: String,
     },
     #[error(
-        "checkpoint does not satisfy the policy's witness quorum: cosigned by [{}], quorum requires {required}",
-        have.join(", ")
+        "not enough witnesses cosigned the checkpoint: {}; the policy requires {required}",
+        if have.is_empty() { "no listed witness cosigned it".to_string() } else { format!("cosigned by {} only", have.join(", ")) }
     )]
     QuorumNotMet { have: Vec<String>, required: String },
 }
@@ -449,7 +449,7 @@ impl Policy {
         if !self.quorum_met(&cosigned) {
             return Err(PolicyError::QuorumNotMet {
                 have: cosigners.iter().map(|c| c.name.clone()).collect(),
-                required: self.describe_quorum(),
+                required: self.describe(),
             });
         }
         Ok(Accepted {
@@ -477,20 +477,40 @@ impl Policy {
         }
     }
 
-    fn describe_quorum(&self) -> String {
+    /// The quorum in plain words, naming the witnesses: `no witness
+    /// cosignatures`, `w1`, `2 of w0, w1, w2`, `all of (2 of a, b, c), (any of d, e)`.
+    /// The `/verify` page shows it next to the policy text.
+    pub fn describe(&self) -> String {
         match self.quorum {
-            Quorum::None => "nothing".to_string(),
-            Quorum::One(Member::Witness(i)) => {
-                format!("witness {:?}", self.witnesses[i].name)
-            }
-            Quorum::One(Member::Group(g)) => {
+            Quorum::None => "no witness cosignatures".to_string(),
+            Quorum::One(m) => self.describe_member(m),
+        }
+    }
+
+    fn describe_member(&self, m: Member) -> String {
+        match m {
+            Member::Witness(i) => self.witnesses[i].name.clone(),
+            Member::Group(g) => {
                 let group = &self.groups[g];
-                format!(
-                    "group {:?} ({} of {} members)",
-                    group.name,
-                    group.threshold,
-                    group.members.len()
-                )
+                let n = group.members.len();
+                let how = if n == 1 {
+                    String::new()
+                } else if group.threshold == n {
+                    "all of ".to_string()
+                } else if group.threshold == 1 {
+                    "any of ".to_string()
+                } else {
+                    format!("{} of ", group.threshold)
+                };
+                let members: Vec<String> = group
+                    .members
+                    .iter()
+                    .map(|&m| match m {
+                        Member::Group(_) if n > 1 => format!("({})", self.describe_member(m)),
+                        _ => self.describe_member(m),
+                    })
+                    .collect();
+                format!("{how}{}", members.join(", "))
             }
         }
     }
@@ -606,11 +626,20 @@ mod tests {
         assert_eq!(ok.cosigners[0].timestamp, 1_700_000_000);
         assert_eq!(ok.checkpoint.size, 42);
 
+        assert_eq!(
+            p.describe(),
+            "all of (2 of X1, X2, X3), (any of Y1, Y2, Y3)"
+        );
         // Three X but no Y, or one X and all Y: rejected.
         for set in [&[0, 1, 2][..], &[0, 3, 4, 5]] {
             match p.check(&f.note(set)) {
-                Err(PolicyError::QuorumNotMet { required, .. }) => {
-                    assert!(required.contains("X-and-Y"));
+                Err(e @ PolicyError::QuorumNotMet { .. }) => {
+                    assert!(
+                        e.to_string().ends_with(
+                            "the policy requires all of (2 of X1, X2, X3), (any of Y1, Y2, Y3)"
+                        ),
+                        "{e}"
+                    );
                 }
                 other => panic!("{set:?}: expected QuorumNotMet, got {other:?}"),
             }
@@ -634,7 +663,9 @@ mod tests {
         note.signatures.push(dup);
         assert!(p.check(&note.to_bytes()).is_err());
 
+        assert_eq!(p.describe(), "2 of w0, w1, w2");
         let none = Policy::threshold(f.log.verifier(), ws, 0).expect("policy");
+        assert_eq!(none.describe(), "no witness cosignatures");
         assert!(!none.requires_cosignatures());
         assert!(none.check(&f.note(&[])).is_ok());
     }

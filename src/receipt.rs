@@ -16,6 +16,8 @@ use crate::policy::Policy;
 use crate::subject::{Opening, Salt, SubjectId, commit};
 use crate::tlog_proof::TlogProof;
 
+pub mod online;
+
 /// Proof that the key an entry is signed with was registered on the log
 /// (`spec/receipts.md` §1, `company_key`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,7 +1,13 @@
-//! Short crash round for CI (issue 6, "Crash suite"): the harness of tools/crash
+//! Short crash rounds for CI (issue 6, "Crash suite"): the harness of tools/crash
 //! (`candor-crash`) SIGKILLs the real `candor serve` under load at random moments,
 //! restarts it, and checks every receipt and checkpoint seen before each kill.
-//! The long round (hundreds of kills) is documented in BENCHMARKS.md, "Crash suite".
+//! The long rounds (hundreds of kills) are documented in BENCHMARKS.md, "Crash suite".
+//!
+//! The PostgreSQL round runs on a fresh database of the server tools/test.sh starts
+//! (tests/common/pg.rs); without `CANDOR_TEST_POSTGRES_URL` it is skipped with a
+//! message, except under `CI=true`, where it fails.
+
+mod common;
 
 // `default_candor` is for the binary only.
 #[allow(dead_code)]
@@ -13,12 +19,10 @@ use std::time::Duration;
 
 use crash::{Backend, Options, run};
 
-fn round(backend: &str, seed: u64) {
-    let mut opts = Options::new(
-        PathBuf::from(env!("CARGO_BIN_EXE_candor")),
-        Backend::builtin(backend).expect("built-in backend"),
-    );
-    opts.kills = 25;
+fn round(backend: Backend, kills: u32, seed: u64) {
+    let name = backend.name.clone();
+    let mut opts = Options::new(PathBuf::from(env!("CARGO_BIN_EXE_candor")), backend);
+    opts.kills = kills;
     opts.seed = seed;
     opts.clients = 3;
     opts.max_kill_delay = Duration::from_millis(250);
@@ -26,10 +30,10 @@ fn round(backend: &str, seed: u64) {
     eprintln!("{summary:?}");
     assert!(
         summary.failures.is_empty(),
-        "{backend}: {:#?}",
+        "{name}: {:#?}",
         summary.failures
     );
-    assert_eq!(summary.kills, 25);
+    assert_eq!(summary.kills, kills);
     // The round did real work: receipts were collected and re-checked across restarts.
     assert!(summary.receipts > 0 && summary.receipts_checked > 0);
     assert!(summary.checkpoints_checked >= 10);
@@ -37,15 +41,31 @@ fn round(backend: &str, seed: u64) {
 
 #[test]
 fn redb_survives_25_sigkills_under_load() {
-    round("redb", 0x5eed_0001);
+    round(Backend::builtin("redb").unwrap(), 25, 0x5eed_0001);
 }
 
 #[test]
 fn sled_survives_25_sigkills_under_load() {
-    round("sled", 0x5eed_0002);
+    round(Backend::builtin("sled").unwrap(), 25, 0x5eed_0002);
+}
+
+/// The same round on PostgreSQL: every restart reconnects to the database, takes the
+/// sequencer lock (after the server released the killed process's session) and
+/// resumes from the stored state.
+#[test]
+fn postgres_survives_25_sigkills_under_load() {
+    let Some(admin) = common::pg::admin_url() else {
+        return;
+    };
+    let url = common::pg::fresh_database(&admin);
+    round(Backend::postgres(&url), 25, 0x5eed_0003);
 }
 
 #[test]
 fn unknown_backend_is_refused() {
     assert!(Backend::builtin("postgres-not-yet").is_err());
+    assert!(
+        Backend::builtin("postgres").is_err(),
+        "PostgreSQL is chosen by URL"
+    );
 }

@@ -4,8 +4,9 @@
 //! with the same key. Across all restarts the witness must never cosign two
 //! inconsistent checkpoints (C2SP tlog-witness: it only cosigns checkpoints consistent
 //! with the latest one it cosigned), and never forget a size it cosigned (a 200 means
-//! the new size was durably recorded first). The monitor's SIGKILL resume is covered by
-//! tests/monitor.rs (`sigkill_mid_audit_then_resume_clean`).
+//! the new size was durably recorded first). The monitor's state gets the same
+//! treatment in tests/monitor.rs
+//! (`monitor_killed_at_random_moments_resumes_without_loss_or_false_alarm`).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

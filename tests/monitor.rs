@@ -469,6 +469,43 @@ fn sigkill_mid_audit_then_resume_clean() {
     assert!(st["progress"].is_null());
 }
 
+/// Starts a monitor that follows `log` every second and serves its view; returns it
+/// and the `host:port` it listens on (the first line it writes to stderr).
+fn serving_monitor(log: &str, vkey: &str, state: &Path) -> (std::process::Child, String) {
+    let mut m = candor()
+        .args([
+            "monitor",
+            "--interval",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            "--log",
+            log,
+            "--log-key",
+            vkey,
+            "--state",
+        ])
+        .arg(state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(m.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    // Keep reading its stderr so that it never writes into a closed or full pipe.
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    (m, addr)
+}
+
 fn check_evidence(finding: &Value, key: &str) -> (i32, String) {
     let tmp = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(tmp.path(), finding.to_string()).unwrap();
@@ -553,35 +590,7 @@ fn split_view_detected_through_peer() {
     let vkey = key.verifier().to_string();
     let (sa, sb) = (serve_dir(&a), serve_dir(&b));
     // Monitor 1 follows log A and serves its view.
-    let mut m1 = candor()
-        .args([
-            "monitor",
-            "--interval",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-            "--log",
-            &sa.url,
-            "--log-key",
-            &vkey,
-            "--state",
-        ])
-        .arg(tmp.path().join("s1"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(m1.stderr.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
-    let url = line
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (mut m1, url) = serving_monitor(&sa.url, &vkey, &tmp.path().join("s1"));
     let peer = format!("http://{url}/");
     let origin_id = candor::hash::sha256(b"log.example/fork").to_hex();
     // Wait until it has verified log A.
@@ -1132,6 +1141,103 @@ async fn real_log_clean_audit_then_sigkill_and_resume() {
     assert!(st["verified"]["size"].as_u64().unwrap() >= size);
 }
 
+/// How far a monitor's state says it got: the verified size, or the point of an
+/// audit in progress, whichever is further.
+fn reached(state: &Path) -> u64 {
+    let Some(st) = std::fs::read(state.join("state.json"))
+        .ok()
+        .map(|b| serde_json::from_slice::<Value>(&b).expect("state.json is always whole JSON"))
+    else {
+        return 0;
+    };
+    let verified = st["verified"]["size"].as_u64().unwrap_or(0);
+    let progress = st["progress"]["point"]["size"].as_u64().unwrap_or(0);
+    verified.max(progress)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_killed_at_random_moments_resumes_without_loss_or_false_alarm() {
+    // Issue 6, crash suite for the monitor's state: SIGKILL at random moments (while
+    // starting, fetching, verifying, saving), again and again. Each run must print no
+    // finding, the state must always be whole JSON, progress must never go backwards,
+    // and the last run must finish clean at the log's size.
+    let log = LogServer::start("redb", &[]).await;
+    let acme = log.register_company("acme.example").await;
+    fill(&log, &acme, 12_000, 3).await;
+    let size = log.get_json("/v1/log").await["size"].as_u64().unwrap();
+    let vkey = log.verifier_key.to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("kill-delay seed {seed}");
+    let mut rng = seed;
+    let mut next_delay = move || {
+        // xorshift64: the delays only need to be spread, not unpredictable.
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        Duration::from_millis(rng % 600)
+    };
+    let (mut kills, mut last) = (0, 0);
+    while kills < 12 {
+        let mut child = candor()
+            .args([
+                "monitor",
+                "--once",
+                "--concurrency",
+                "2",
+                "--log",
+                &log.base,
+                "--log-key",
+                &vkey,
+                "--state",
+            ])
+            .arg(&state)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let delay = next_delay();
+        let finished = tokio::task::block_in_place(|| {
+            std::thread::sleep(delay);
+            matches!(child.try_wait(), Ok(Some(_)))
+        });
+        if !finished {
+            child.kill().unwrap(); // SIGKILL on Unix
+            kills += 1;
+        }
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.stdout.is_empty(),
+            "a run killed after {delay:?} printed findings: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let now = reached(&state);
+        assert!(now >= last, "progress went back from {last} to {now}");
+        last = now;
+        if finished {
+            assert_eq!(out.status.code(), Some(0), "an unkilled run exits clean");
+            break;
+        }
+    }
+    let r = run_blocking(&log.base, &vkey, &state, &[]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    let st: Value =
+        serde_json::from_slice(&std::fs::read(state.join("state.json")).unwrap()).unwrap();
+    assert_eq!(st["verified"]["size"].as_u64(), Some(size));
+    assert!(st["progress"].is_null());
+    assert!(
+        kills >= 3,
+        "only {kills} kills landed before the audit finished"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_logs_forked_under_one_key_are_a_split_view() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1181,35 +1287,7 @@ async fn real_logs_forked_under_one_key_are_a_split_view() {
     assert_eq!(code, 0, "{out}");
 
     // Through --peer: monitor 1 follows A and serves its view; monitor 2 follows B.
-    let mut m1 = candor()
-        .args([
-            "monitor",
-            "--interval",
-            "1",
-            "--listen",
-            "127.0.0.1:0",
-            "--log",
-            &a.base,
-            "--log-key",
-            &vkey,
-            "--state",
-        ])
-        .arg(tmp.path().join("m1"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = std::io::BufReader::new(m1.stderr.take().unwrap());
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut err, &mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let (mut m1, addr) = serving_monitor(&a.base, &vkey, &tmp.path().join("m1"));
     let peer = format!("http://{addr}");
     let path = format!(
         "{peer}/{}/checkpoint",

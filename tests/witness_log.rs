@@ -5,16 +5,23 @@
 //! /healthz and /metrics, /checkpoint stays at the last witnessed size) and
 //! publishes again on recovery; a restarted log serves its cosigned checkpoint;
 //! `candor verify --trust-policy` and `candor monitor --trust-policy` accept the
-//! quorum and refuse a checkpoint without it.
+//! quorum and refuse a checkpoint without it. On PostgreSQL, a standby with the same
+//! witnesses takes over from a SIGKILLed sequencer (tests/common/pg.rs: skipped
+//! without `CANDOR_TEST_POSTGRES_URL`, except under `CI=true`, where it fails).
 
 mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use candor::checkpoint::{Checkpoint, open_checkpoint};
 use candor::cosignature::witness_verifier_key;
+use candor::hash::{Hash, leaf_hash};
+use candor::merkle::verify_consistency;
 use candor::note::{Note, SignerKey, VerifierKey};
 use candor::policy::Policy;
 use candor::tlog_proof::TlogProof;
@@ -348,4 +355,340 @@ async fn three_witnesses_quorum_two() {
     let r = log.submit(&acme.entry(6)).await;
     assert_eq!(r["index"], 6);
     assert!(policy.check(&receipt_checkpoint(&r)).is_ok());
+}
+
+/// Verifies a receipt as a consumer does (its tlog-proof against the log key) and
+/// returns the checkpoint it proves inclusion in.
+fn verified_checkpoint(receipt: &Value, log_vkey: &VerifierKey) -> Checkpoint {
+    let r = candor::receipt::Receipt::from_json(receipt.to_string().as_bytes()).expect("receipt");
+    let leaf = r.leaf_bytes().expect("leaf");
+    TlogProof::parse(r.tlog_proof.as_bytes())
+        .expect("tlog-proof parses")
+        .verify(&leaf_hash(&leaf), log_vkey)
+        .unwrap_or_else(|e| panic!("receipt for index {} does not verify: {e}", r.index))
+}
+
+/// The checkpoint note stored in the log's PostgreSQL database (spec/deployment.md §2).
+fn stored_checkpoint(url: &str) -> Vec<u8> {
+    let url = url.to_string();
+    // A thread of its own: the postgres crate must not run inside a tokio runtime.
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        c.query_one("SELECT note FROM candor_checkpoint WHERE id = 1", &[])
+            .expect("stored checkpoint row")
+            .get::<_, Vec<u8>>(0)
+    })
+    .join()
+    .expect("query thread")
+}
+
+/// RFC 9162 §2.1.4.2: `old` is a prefix of `new`, checked with a proof from `log`
+/// against the roots of the two signed checkpoints (never the log's word for them).
+async fn assert_consistent(log: &LogServer, old: &Checkpoint, new: &Checkpoint) {
+    assert!(
+        old.size <= new.size,
+        "checkpoint {} beyond {}",
+        old.size,
+        new.size
+    );
+    if old.size == new.size {
+        assert_eq!(old.root, new.root, "two checkpoints of size {}", old.size);
+        return;
+    }
+    if old.size == 0 {
+        return;
+    }
+    let v = log
+        .get_json(&format!(
+            "/v1/proof/consistency?old={}&new={}",
+            old.size, new.size
+        ))
+        .await;
+    let proof: Vec<Hash> = v["proof"]
+        .as_array()
+        .expect("proof array")
+        .iter()
+        .map(|h| Hash::from_base64(h.as_str().expect("string")).expect("base64 hash"))
+        .collect();
+    verify_consistency(old.size, new.size, &old.root, &new.root, &proof).unwrap_or_else(|e| {
+        panic!(
+            "fork: checkpoint {} is not a prefix of {}: {e}",
+            old.size, new.size
+        )
+    });
+}
+
+/// Issue 10 with witnesses: two `candor serve` on one PostgreSQL database with the
+/// same three witnesses (quorum 2). The sequencer is SIGKILLed under load while two
+/// witnesses are down (so entries are logged beyond the last witnessed checkpoint);
+/// the standby takes over from the last witnessed checkpoint in the store and publishes
+/// nothing without the quorum; once the witnesses are back its checkpoints carry the
+/// quorum, receipts acknowledged before the kill still verify and are consistent with
+/// everything after it, and every witness cosigns the new sequencer's checkpoints
+/// (none is stuck answering 409).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standby_takes_over_with_witnesses() {
+    let Some(admin) = common::pg::admin_url() else {
+        return;
+    };
+    let url = common::pg::fresh_database(&admin);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origin = "log.example/takeover";
+    let (log_key_file, log_key) = write_key(dir.path(), origin);
+    let log_vkey = log_key.verifier();
+    let mut witnesses = Vec::new();
+    let mut wkeys = Vec::new();
+    for i in 0..3 {
+        let (kf, k) = write_key(dir.path(), &format!("witness.example/t{i}"));
+        wkeys.push((format!("t{i}"), witness_verifier_key(&k)));
+        witnesses.push(Witness::start(
+            kf,
+            dir.path().join(format!("t{i}")),
+            log_vkey.clone(),
+        ));
+    }
+    let policy =
+        Policy::parse(Policy::threshold_text(&log_vkey, &wkeys, 2).as_bytes()).expect("policy");
+    let mut args: Vec<String> = vec![
+        "--key".into(),
+        log_key_file.display().to_string(),
+        "--origin".into(),
+        origin.into(),
+        "--witness-quorum".into(),
+        "2".into(),
+        "--witness-retry-ms".into(),
+        "200".into(),
+        "--witness-timeout-ms".into(),
+        "2000".into(),
+        "--witness-wait-ms".into(),
+        "1000".into(),
+    ];
+    for (w, (_, vk)) in witnesses.iter().zip(&wkeys) {
+        args.push("--witness".into());
+        args.push(format!("{vk}={}", w.url()));
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut first = LogServer::start_in(&dir.path().join("a"), &url, &argv).await;
+    let company = first.register_company("acme.example").await;
+    // The standby starts once a witnessed checkpoint is in the store.
+    let second = LogServer::start_in(&dir.path().join("b"), &url, &argv).await;
+    assert_eq!(first.get_json("/healthz").await["role"], "sequencer");
+    let health = second.get_json("/healthz").await;
+    assert_eq!(health["role"], "standby", "{health}");
+    eventually("the standby to serve the witnessed checkpoint", || async {
+        second.get("/checkpoint").await.1 == first.checkpoint().await
+    })
+    .await;
+    let health = second.get_json("/healthz").await;
+    assert_eq!(
+        health["status"], "ok",
+        "a standby on a witnessed checkpoint: {health}"
+    );
+    assert!(policy.check(&second.checkpoint().await).is_ok());
+
+    // Load: 4 clients submit distinct entries to whichever server takes them. A 200
+    // carries a receipt; a 202 means logged and durable but not yet witnessed.
+    let acked: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let pending: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
+    let company = Arc::new(company);
+    let bases = vec![first.base.clone(), second.base.clone()];
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..4u64 {
+        let (acked, pending, company, bases, stop) = (
+            acked.clone(),
+            pending.clone(),
+            company.clone(),
+            bases.clone(),
+            stop.clone(),
+        );
+        clients.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client");
+            let mut n = 1 + c;
+            while !stop.load(Ordering::Relaxed) {
+                let body = common::signed_json(&company.entry(n));
+                let mut done = false;
+                for base in &bases {
+                    let Ok(r) = http
+                        .post(format!("{base}/v1/entries"))
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                    else {
+                        continue;
+                    };
+                    let st = r.status().as_u16();
+                    let Ok(v) = r.json::<Value>().await else {
+                        continue;
+                    };
+                    if st == 200 {
+                        acked.lock().unwrap().push(v);
+                    } else if st == 202 {
+                        let index = v["indices"][0].as_u64().expect("pending index");
+                        pending.lock().unwrap().push((n, index));
+                    } else {
+                        continue;
+                    }
+                    done = true;
+                    break;
+                }
+                if done {
+                    n += 4;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+    eventually("acknowledgements from the first sequencer", || async {
+        acked.lock().unwrap().len() >= 40
+    })
+    .await;
+    // Two witnesses go down: the sequencer goes on logging entries (202 pending) that
+    // no checkpoint with the quorum covers, while the third witness cosigns beyond the
+    // stored checkpoint. So at the kill the durable tree, the stored (last witnessed)
+    // checkpoint and each witness's latest size all differ.
+    witnesses[0].down();
+    witnesses[1].down();
+    let pending_before = pending.lock().unwrap().len();
+    eventually("entries logged without the quorum", || async {
+        pending.lock().unwrap().len() >= pending_before + 4
+    })
+    .await;
+    let mut child = first.child.take().expect("first server");
+    child.kill().expect("SIGKILL the sequencer");
+    child.wait().expect("reap");
+    let before: Vec<Value> = acked.lock().unwrap().clone();
+    // The last witnessed checkpoint, as the dead sequencer left it in the store.
+    let stored = stored_checkpoint(&url);
+    assert!(
+        policy.check(&stored).is_ok(),
+        "the stored checkpoint is witnessed"
+    );
+    let stored_size = open_checkpoint(&stored, &log_vkey)
+        .expect("stored checkpoint")
+        .0
+        .size;
+    eventually("the standby to take over", || async {
+        second.get_json("/healthz").await["role"] == "sequencer"
+    })
+    .await;
+    // Without the quorum the new sequencer signs the durable tree (beyond the stored
+    // checkpoint: the 202 entries) but publishes nothing new: it serves the stored
+    // checkpoint, degraded, and stores nothing.
+    eventually(
+        "the new sequencer to sign the durable tree and miss the quorum",
+        || async {
+            let h = second.get_json("/healthz").await;
+            h["witnessing"]["sequenced_size"].as_u64() > Some(stored_size)
+                && h["status"] == "degraded"
+        },
+    )
+    .await;
+    let health = second.get_json("/healthz").await;
+    assert_eq!(
+        health["witnessing"]["witnessed_size"], stored_size,
+        "{health}"
+    );
+    assert_eq!(second.checkpoint().await, stored);
+    assert_eq!(stored_checkpoint(&url), stored);
+    witnesses[0].up();
+    witnesses[1].up();
+    eventually("acknowledgements from the new sequencer", || async {
+        acked.lock().unwrap().len() >= before.len() + 40
+    })
+    .await;
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.expect("client task");
+    }
+
+    // Every witness cosigns the new sequencer's checkpoints: it learnt each witness's
+    // size from a 409 and proved consistency from there.
+    eventually(
+        "all three witnesses to cosign the new sequencer's latest checkpoint",
+        || async {
+            let health = second.get_json("/healthz").await;
+            let cosigners = policy
+                .check(&second.checkpoint().await)
+                .map(|a| a.cosigners.len())
+                .unwrap_or(0);
+            cosigners == 3
+                && health["witnessing"]["witnessed_size"] == health["witnessing"]["sequenced_size"]
+        },
+    )
+    .await;
+    let health = second.get_json("/healthz").await;
+    assert_eq!(health["status"], "ok", "{health}");
+    for w in health["witnessing"]["witnesses"]
+        .as_array()
+        .expect("witnesses")
+    {
+        assert_eq!(w["up"], true, "{health}");
+        assert_eq!(w["consecutive_failures"], 0, "{health}");
+    }
+    let final_cp = open_checkpoint(&second.checkpoint().await, &log_vkey)
+        .expect("final checkpoint")
+        .0;
+    assert_eq!(
+        health["witnessing"]["witnessed_size"], final_cp.size,
+        "{health}"
+    );
+
+    // Every receipt, before and after the kill, verifies, carries the quorum, still
+    // holds on the new sequencer and is consistent with its latest checkpoint.
+    let all: Vec<Value> = acked.lock().unwrap().clone();
+    let mut last_before = None::<Checkpoint>;
+    for (i, r) in all.iter().enumerate() {
+        let cp = verified_checkpoint(r, &log_vkey);
+        let note = receipt_checkpoint(r);
+        let accepted = policy
+            .check(&note)
+            .unwrap_or_else(|e| panic!("receipt checkpoint {} lacks the quorum: {e}", cp.size));
+        assert!(accepted.cosigners.len() >= 2);
+        let index = r["index"].as_u64().expect("index");
+        let found = second
+            .get_json(&format!(
+                "/v1/entries?leaf_hash={}",
+                r["leaf_hash"].as_str().expect("leaf_hash")
+            ))
+            .await;
+        assert_eq!(
+            found["index"].as_u64(),
+            Some(index),
+            "acknowledged entry lost"
+        );
+        assert_consistent(&second, &cp, &final_cp).await;
+        if i < before.len() {
+            if last_before.as_ref().is_none_or(|l| l.size < cp.size) {
+                last_before = Some(cp);
+            }
+            // A fresh receipt from the new sequencer verifies under the policy too.
+            let fresh = second.get_json(&format!("/v1/receipts/{index}")).await;
+            assert_eq!(fresh["leaf"], r["leaf"]);
+            verified_checkpoint(&fresh, &log_vkey);
+            assert!(policy.check(&receipt_checkpoint(&fresh)).is_ok());
+        }
+    }
+    // Consistency across the takeover: the newest checkpoint the first sequencer
+    // published is a prefix of every checkpoint the second one published.
+    let last_before = last_before.expect("receipts before the kill");
+    for r in &all[before.len()..] {
+        assert_consistent(&second, &last_before, &verified_checkpoint(r, &log_vkey)).await;
+    }
+    // Entries answered 202 were durable: resubmitting one returns its index.
+    let pending = pending.lock().unwrap().clone();
+    for (n, index) in pending.iter().take(5) {
+        let r = second.submit(&company.entry(*n)).await;
+        assert_eq!(r["index"].as_u64(), Some(*index));
+    }
+    // A receipt from before the kill passes `candor verify --trust-policy`.
+    let policy_file = dir.path().join("policy.txt");
+    std::fs::write(&policy_file, Policy::threshold_text(&log_vkey, &wkeys, 2)).expect("policy");
+    let (code, answer) = verify(&before[0], dir.path(), &log_vkey, &policy_file);
+    assert_eq!(code, 0, "{answer}");
 }

@@ -1,9 +1,10 @@
 //! `candor verify`: check a receipt and say, in plain words, what it proves.
 //!
-//! Offline it runs checks 1–7 of `spec/receipts.md` §3 ([`verify_receipt`]);
-//! with `--online` it also runs checks 8–10 against the log: consistency from
-//! the receipt's checkpoint to the latest, that the key was not revoked before
-//! the entry, and each cited data purchase. The input is a receipt file (JSON,
+//! Offline it runs checks 1–7 of `spec/receipts.md` §3
+//! ([`verify_receipt_with_policy`]); with `--online` it fetches what checks
+//! 8–10 need (consistency from the receipt's checkpoint to the latest, that the
+//! key was not revoked before the entry, each cited data purchase) and runs
+//! them with `candor::receipt::online`, the code the `/verify` page runs. The input is a receipt file (JSON,
 //! or NDJSON of many receipts such as `candor publish` writes), the
 //! `Disclosure-Receipt` header line, or the verify URL (then the receipt is
 //! fetched from the log). See `spec/cli.md` §verify.
@@ -13,19 +14,15 @@ use std::io::Read;
 use std::str::FromStr;
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use crate::cli::answer::{self, Answer, Purchase, Status};
-use candor::checkpoint::{Checkpoint, open_checkpoint};
-use candor::client::{Client, ClientError, CompanyInfo};
-use candor::entry::Entry;
+use candor::client::{Client, ClientError};
 use candor::hash::{Hash, leaf_hash};
-use candor::merkle::verify_consistency;
 use candor::note::VerifierKey;
 use candor::policy::Policy;
+use candor::receipt::online::{self, Fetched, ListedKey, Material, Plan, PurchaseCheck};
 use candor::receipt::{
-    CheckName, CheckpointSummary, Receipt, ReceiptLink, SubjectOpening, Verification,
-    verify_receipt, verify_receipt_with_policy,
+    CheckName, Receipt, ReceiptLink, SubjectOpening, Verification, verify_receipt_with_policy,
 };
 use candor::subject::SubjectId;
 
@@ -178,7 +175,7 @@ async fn verify(args: &VerifyArgs) -> anyhow::Result<Status> {
     let mut online = client
         .as_ref()
         .filter(|_| args.online)
-        .map(|c| Online::new(c, &key, policy));
+        .map(|c| Online::new(c, &key));
 
     match input {
         Input::Link(_, link) => {
@@ -403,340 +400,145 @@ async fn check_one(
     online: Option<&mut Online<'_>>,
 ) -> Answer {
     let mut v = verify_receipt_with_policy(receipt, key, policy, subject);
-    let mut purchases = cited_purchases(v.entry.as_ref());
+    let mut purchases = online::cited_purchases(v.entry.as_ref());
     let mut problem = None;
     let offline_ok = v.checks.iter().all(|c| c.passed);
-    match online {
-        Some(o) if offline_ok => {
-            o.run(receipt, &mut v, &mut purchases, &mut problem).await;
-        }
-        _ => {}
+    if let Some(o) = online
+        && offline_ok
+    {
+        let material = o.fetch(&Plan::for_verification(&v)).await;
+        problem = online::run(receipt, key, policy, &material, &mut v, &mut purchases);
     }
+    let fetched = online_ran(&v);
+    let purchases = purchases
+        .iter()
+        .map(|p| answer_purchase(p, fetched))
+        .collect();
     from_verification(v, receipt, line, purchases, problem)
 }
 
-/// The purchases a targeting decision cites, not yet checked.
-fn cited_purchases(entry: Option<&Entry>) -> Vec<Purchase> {
-    let Some(value) = entry.and_then(|e| serde_json::to_value(e).ok()) else {
-        return Vec::new();
-    };
-    value
-        .get("data_sources")
-        .and_then(Value::as_array)
-        .map(|ds| {
-            ds.iter()
-                .filter(|d| d.get("type").and_then(Value::as_str) == Some("purchase"))
-                .filter_map(answer::purchase_ref)
-                .map(|(index, leaf_hash)| Purchase {
-                    index,
-                    leaf_hash,
-                    verified: None,
-                    detail: "not fetched (offline)".into(),
-                    entry: None,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+/// Whether check 10 ran (else the purchases were not fetched).
+fn online_ran(v: &Verification) -> bool {
+    v.checks.iter().any(|c| c.name == CheckName::Purchases)
 }
 
-/// One online check's result.
-enum Outcome {
-    Pass(String),
-    Fail(String),
-    CouldNot(String),
+/// A purchase as the answer shows it.
+fn answer_purchase(p: &PurchaseCheck, fetched: bool) -> Purchase {
+    Purchase {
+        index: p.index,
+        leaf_hash: p.leaf_hash.to_hex(),
+        verified: p.verified,
+        detail: if fetched || p.verified.is_some() {
+            p.detail.clone()
+        } else {
+            "not fetched (offline)".into()
+        },
+        entry: p.entry.as_ref().and_then(|e| serde_json::to_value(e).ok()),
+    }
 }
 
-/// The online checks 8–10, with caches so that a batch of receipts from one
-/// log costs a handful of requests.
+/// What a client call gave, as the online checks take it.
+fn fetched<T>(r: Result<T, ClientError>) -> Fetched<T> {
+    match r {
+        Ok(t) => Fetched::Got(t),
+        Err(e) if e.status() == Some(404) => Fetched::NotFound,
+        Err(e) => Fetched::Failed(e.to_string()),
+    }
+}
+
+/// Fetches what the online checks 8–10 (`candor::receipt::online`) need,
+/// with caches so that a batch of receipts from one log costs a handful of
+/// requests. The checks themselves run in the pure core, as on the page.
 struct Online<'a> {
     client: &'a Client,
     key: &'a VerifierKey,
-    /// `--trust-policy`: the latest checkpoint must satisfy it too.
-    policy: Option<&'a Policy>,
-    latest: Option<Result<Checkpoint, Outcome>>,
-    consistency: HashMap<(u64, String), bool>,
-    companies: HashMap<String, CompanyInfo>,
-    purchases: HashMap<u64, Purchase>,
+    /// `GET /checkpoint`, fetched once per run: a batch is checked against
+    /// one latest tree.
+    latest: Option<Fetched<Vec<u8>>>,
+    proofs: HashMap<(u64, u64), Fetched<Vec<Hash>>>,
+    companies: HashMap<String, Fetched<Vec<ListedKey>>>,
+    purchases: HashMap<u64, Fetched<Receipt>>,
 }
 
-impl Clone for Outcome {
-    fn clone(&self) -> Self {
-        match self {
-            Outcome::Pass(s) => Outcome::Pass(s.clone()),
-            Outcome::Fail(s) => Outcome::Fail(s.clone()),
-            Outcome::CouldNot(s) => Outcome::CouldNot(s.clone()),
-        }
+/// Keeps answers, but not failures: a later receipt may fetch again.
+fn cache<K: std::hash::Hash + Eq, T: Clone>(
+    map: &mut HashMap<K, Fetched<T>>,
+    k: K,
+    f: &Fetched<T>,
+) {
+    if !matches!(f, Fetched::Failed(_)) {
+        map.insert(k, f.clone());
     }
 }
 
 impl<'a> Online<'a> {
-    fn new(client: &'a Client, key: &'a VerifierKey, policy: Option<&'a Policy>) -> Online<'a> {
+    fn new(client: &'a Client, key: &'a VerifierKey) -> Online<'a> {
         Online {
             client,
             key,
-            policy,
             latest: None,
-            consistency: HashMap::new(),
+            proofs: HashMap::new(),
             companies: HashMap::new(),
             purchases: HashMap::new(),
         }
     }
 
-    async fn run(
-        &mut self,
-        receipt: &Receipt,
-        v: &mut Verification,
-        purchases: &mut [Purchase],
-        problem: &mut Option<String>,
-    ) {
-        let mut record = |v: &mut Verification, name: CheckName, o: Outcome| match o {
-            Outcome::Pass(d) => v.push(name, true, d),
-            Outcome::Fail(d) => v.push(name, false, d),
-            Outcome::CouldNot(d) => {
-                problem.get_or_insert_with(|| format!("{}: {d}", name.as_str()));
+    async fn fetch(&mut self, plan: &Plan) -> Material {
+        let mut m = Material::default();
+        if let Some(size) = plan.checkpoint_size {
+            if self.latest.is_none() {
+                self.latest = Some(fetched(self.client.checkpoint().await));
             }
-        };
-        if let Some(cp) = v.checkpoint.clone() {
-            let o = self.consistency(&cp).await;
-            record(v, CheckName::Consistency, o);
-        }
-        if let Some(entry) = v.entry.clone()
-            && !matches!(entry, Entry::CompanyKey(_))
-        {
-            let o = self
-                .not_revoked(&entry, v.signer_key.as_deref(), receipt.index)
-                .await;
-            record(v, CheckName::NotRevoked, o);
-            if !purchases.is_empty() {
-                let o = self
-                    .purchases(entry.company(), receipt.index, purchases)
-                    .await;
-                record(v, CheckName::Purchases, o);
-            }
-        }
-    }
-
-    async fn latest(&mut self) -> Result<Checkpoint, Outcome> {
-        if let Some(l) = &self.latest {
-            return l.clone();
-        }
-        let l = match self.client.checkpoint().await {
-            Ok(note) => open_checkpoint(&note, self.key)
-                .map(|(cp, _)| cp)
-                .map_err(|e| {
-                    Outcome::Fail(format!(
-                        "the log's latest checkpoint is not signed by the pinned key: {e}"
-                    ))
-                })
-                .and_then(|cp| match self.policy {
-                    Some(p) => p
-                        .check_with_logs(&note, std::slice::from_ref(self.key))
-                        .map(|_| cp)
-                        .map_err(|e| {
-                            Outcome::Fail(format!(
-                                "the log's latest checkpoint does not satisfy the trust policy: {e}"
-                            ))
-                        }),
-                    None => Ok(cp),
-                }),
-            Err(e) => Err(Outcome::CouldNot(format!(
-                "cannot fetch the latest checkpoint: {e}"
-            ))),
-        };
-        self.latest = Some(l.clone());
-        l
-    }
-
-    /// Check 8: the receipt's tree is a prefix of today's (RFC 9162 §2.1.4.2).
-    async fn consistency(&mut self, cp: &CheckpointSummary) -> Outcome {
-        let latest = match self.latest().await {
-            Ok(l) => l,
-            Err(o) => return o,
-        };
-        let Some(old_root) = Hash::from_base64(&cp.root) else {
-            return Outcome::Fail("the receipt's checkpoint root is malformed".into());
-        };
-        let cache_key = (cp.size, cp.root.clone());
-        let ok = match self.consistency.get(&cache_key) {
-            Some(&ok) => ok,
-            None => {
-                if latest.size < cp.size {
-                    return Outcome::Fail(format!(
-                        "the log's latest tree (size {}) is smaller than the receipt's (size {}): the log went back",
-                        latest.size, cp.size
-                    ));
-                }
-                let ok = if latest.size == cp.size {
-                    latest.root == old_root
-                } else {
-                    let proof = match self.client.consistency_proof(cp.size, latest.size).await {
-                        Ok(p) => p,
-                        Err(e) => {
-                            return Outcome::CouldNot(format!(
-                                "cannot fetch the consistency proof: {e}"
-                            ));
-                        }
-                    };
-                    verify_consistency(cp.size, latest.size, &old_root, &latest.root, &proof)
-                        .is_ok()
+            if let Some(Fetched::Got(note)) = &self.latest
+                && let Some((old, new)) = online::consistency_range(size, note, self.key)
+            {
+                let proof = match self.proofs.get(&(old, new)) {
+                    Some(p) => p.clone(),
+                    None => {
+                        let p = fetched(self.client.consistency_proof(old, new).await);
+                        cache(&mut self.proofs, (old, new), &p);
+                        p
+                    }
                 };
-                self.consistency.insert(cache_key, ok);
-                ok
+                m.consistency_proof = Some(proof);
             }
-        };
-        if ok {
-            Outcome::Pass(format!(
-                "the receipt's tree (size {}) is part of today's tree (size {})",
-                cp.size, latest.size
-            ))
-        } else {
-            Outcome::Fail(format!(
-                "today's tree (size {}) does not contain the receipt's tree (size {}): the log rewrote its history",
-                latest.size, cp.size
-            ))
+            m.latest_checkpoint = self.latest.clone();
         }
-    }
-
-    /// Check 9: the signing key was not revoked at an index lower than the entry's.
-    async fn not_revoked(&mut self, entry: &Entry, signer: Option<&str>, index: u64) -> Outcome {
-        let Some(signer) = signer.and_then(|s| VerifierKey::from_str(s).ok()) else {
-            return Outcome::Fail("the signing key is unknown".into());
-        };
-        let company = entry.company().to_string();
-        if !self.companies.contains_key(&company) {
-            match self.client.company(&company).await {
-                Ok(info) => {
-                    self.companies.insert(company.clone(), info);
-                }
-                Err(e) if e.status() == Some(404) => {
-                    return Outcome::Fail(format!("the log does not know the company {company}"));
-                }
-                Err(e) => {
-                    return Outcome::CouldNot(format!("cannot fetch the company's keys: {e}"));
-                }
-            }
-        }
-        let Some(info) = self.companies.get(&company) else {
-            return Outcome::CouldNot("the company's keys went missing".into());
-        };
-        let id = hex::encode(signer.key_id());
-        let Some(k) = info.keys.iter().find(|k| k.key_id == id) else {
-            return Outcome::Fail(format!("the log does not list key {id} for {company}"));
-        };
-        match k.revoked_index {
-            Some(r) if r < index => Outcome::Fail(format!(
-                "the key was revoked at entry {r}, before this entry ({index})"
-            )),
-            Some(r) => Outcome::Pass(format!(
-                "the key was revoked only later, at entry {r}, after this entry"
-            )),
-            None => Outcome::Pass(format!("key {id} of {company} is still registered")),
-        }
-    }
-
-    /// Check 10: every cited purchase is a genuine, earlier `data_purchase` of
-    /// the same company.
-    async fn purchases(
-        &mut self,
-        company: &str,
-        index: u64,
-        purchases: &mut [Purchase],
-    ) -> Outcome {
-        let mut failed = Vec::new();
-        for p in purchases.iter_mut() {
-            let checked = match self.purchases.get(&p.index) {
-                Some(c) => c.clone(),
+        if let Some(company) = &plan.company {
+            let keys = match self.companies.get(company) {
+                Some(k) => k.clone(),
                 None => {
-                    let c = match self.check_purchase(p).await {
-                        Ok(c) => c,
-                        Err(o) => return o,
+                    let k = match fetched(self.client.company(company).await) {
+                        Fetched::Got(info) => Fetched::Got(
+                            info.keys
+                                .into_iter()
+                                .map(|k| ListedKey {
+                                    key_id: k.key_id,
+                                    revoked_index: k.revoked_index,
+                                })
+                                .collect(),
+                        ),
+                        Fetched::NotFound => Fetched::NotFound,
+                        Fetched::Failed(e) => Fetched::Failed(e),
                     };
-                    self.purchases.insert(p.index, c.clone());
-                    c
+                    cache(&mut self.companies, company.clone(), &k);
+                    k
                 }
             };
-            // Company and order depend on the citing entry, so check them here.
-            let mut c = checked;
-            if c.verified == Some(true) {
-                let buyer = c
-                    .entry
-                    .as_ref()
-                    .and_then(|e| e.get("company"))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                if c.leaf_hash != p.leaf_hash {
-                    c.verified = Some(false);
-                    c.detail =
-                        format!("entry {} is not the one cited (leaf hash differs)", c.index);
-                } else if buyer != company {
-                    c.verified = Some(false);
-                    c.detail = format!("entry {} is a purchase by {buyer}, not {company}", c.index);
-                } else if c.index >= index {
-                    c.verified = Some(false);
-                    c.detail = format!("entry {} was logged after this decision", c.index);
+            m.company_keys = Some(keys);
+        }
+        for &index in &plan.purchases {
+            let r = match self.purchases.get(&index) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = fetched(self.client.receipt(index).await);
+                    cache(&mut self.purchases, index, &r);
+                    r
                 }
-            }
-            if c.verified != Some(true) {
-                failed.push(format!("entry {}: {}", c.index, c.detail));
-            }
-            *p = c;
+            };
+            m.purchases.insert(index, r);
         }
-        if failed.is_empty() {
-            Outcome::Pass(format!(
-                "{} purchase{} verified on the log",
-                purchases.len(),
-                if purchases.len() == 1 { "" } else { "s" }
-            ))
-        } else {
-            Outcome::Fail(failed.join("; "))
-        }
-    }
-
-    /// Fetches and verifies one purchase's receipt (checks 1–6). The cited
-    /// leaf hash is kept as the actual one, so the caller can compare.
-    async fn check_purchase(&self, cited: &Purchase) -> Result<Purchase, Outcome> {
-        let r = match self.client.receipt(cited.index).await {
-            Ok(r) => r,
-            Err(e) if e.status() == Some(404) => {
-                return Ok(Purchase {
-                    verified: Some(false),
-                    detail: format!("the log has no entry {}", cited.index),
-                    ..cited.clone()
-                });
-            }
-            Err(e) => {
-                return Err(Outcome::CouldNot(format!(
-                    "cannot fetch purchase entry {}: {e}",
-                    cited.index
-                )));
-            }
-        };
-        let actual = r
-            .leaf_bytes()
-            .ok()
-            .map(|b| leaf_hash(&b).to_hex())
-            .unwrap_or_default();
-        let v = verify_receipt(&r, self.key, None);
-        let entry = v.entry.as_ref().and_then(|e| serde_json::to_value(e).ok());
-        let mut p = Purchase {
-            index: cited.index,
-            leaf_hash: actual,
-            verified: Some(true),
-            detail: "verified".into(),
-            entry,
-        };
-        if let Some(c) = v.first_failure() {
-            p.verified = Some(false);
-            p.detail = format!(
-                "its receipt fails the {} check: {}",
-                c.name.as_str(),
-                c.detail
-            );
-        } else if !matches!(v.entry, Some(Entry::DataPurchase(_))) || !v.is_valid() {
-            p.verified = Some(false);
-            p.detail = "it is not a data purchase".into();
-        }
-        Ok(p)
+        m
     }
 }
 

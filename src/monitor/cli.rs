@@ -312,7 +312,7 @@ async fn monitor(args: MonitorArgs) -> anyhow::Result<i32> {
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(args.interval.max(1))) => {}
-            _ = shutdown_signal() => break,
+            _ = crate::server::shutdown_signal() => break,
         }
     }
     Ok(exit_code(&auditor.sink.reported, fail, could_not_check))
@@ -325,27 +325,5 @@ fn exit_code(reported: &[super::findings::Finding], fail: Severity, could_not_ch
         EXIT_COULD_NOT_CHECK
     } else {
         EXIT_CLEAN
-    }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

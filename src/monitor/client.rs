@@ -54,6 +54,9 @@ pub fn http_client() -> Result<reqwest::Client, ClientError> {
         .user_agent(concat!("candor-monitor/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(60))
+        // Drop idle connections before a server does (Candor: 60 s), so that
+        // a request never races the server closing its connection.
+        .pool_idle_timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| ClientError::Network {
             url: String::new(),

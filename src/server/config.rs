@@ -35,6 +35,11 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub const DEFAULT_MAX_ENTRY_BODY_BYTES: usize = 64 * 1024;
 /// Default whole-request time-out.
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+/// Default idle time of a keep-alive connection, which is also the time a request's
+/// headers may take. Above the usual proxy keep-alive (nginx: 75 s is the upper
+/// end) would leave idle sockets; far below common client pool idle times (often 90 s)
+/// would make clients race the close more often.
+pub const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 
 /// Flags of `candor serve`.
 #[derive(clap::Args, Debug, Clone, Default)]
@@ -86,6 +91,10 @@ pub struct ServeArgs {
     /// Whole-request time-out in seconds [default: 30].
     #[arg(long, value_name = "SECS")]
     pub request_timeout_secs: Option<u64>,
+    /// Seconds a keep-alive connection may stay idle, and a request's headers may
+    /// take, before the connection is closed [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub idle_timeout_secs: Option<u64>,
     /// Per-company submission rate, e.g. `100/s` [default: unlimited].
     #[arg(long, value_name = "N/s")]
     pub rate_limit: Option<String>,
@@ -128,6 +137,7 @@ struct ConfigFile {
     max_batch_lines: Option<usize>,
     max_body_bytes: Option<usize>,
     request_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
     rate_limit: Option<String>,
     rate_burst: Option<u64>,
     witness: Option<Vec<String>>,
@@ -159,6 +169,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     pub max_entry_body_bytes: usize,
     pub request_timeout: Duration,
+    /// Keep-alive idle time and header time-out.
+    pub idle_timeout: Duration,
     /// Rate and burst, if rate limiting is on.
     pub rate_limit: Option<(Rate, u64)>,
     /// Witnesses and quorum, if the log publishes only witnessed checkpoints.
@@ -279,6 +291,11 @@ impl Config {
                     .or(file.request_timeout_secs)
                     .unwrap_or(DEFAULT_REQUEST_TIMEOUT_SECS),
             ),
+            idle_timeout: Duration::from_secs(
+                args.idle_timeout_secs
+                    .or(file.idle_timeout_secs)
+                    .unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
+            ),
             rate_limit,
             witnessing,
         };
@@ -297,6 +314,9 @@ impl Config {
         }
         if cfg.request_timeout.is_zero() {
             anyhow::bail!("--request-timeout-secs must be at least 1");
+        }
+        if cfg.idle_timeout.is_zero() {
+            anyhow::bail!("--idle-timeout-secs must be at least 1");
         }
         Ok(cfg)
     }

@@ -7,14 +7,16 @@
 //! sequencer stores a checkpoint only after the state it commits to is durable, so every
 //! tile and bundle it needs is readable when it is seen (spec/api.md §1).
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use crate::checkpoint;
 use crate::note::VerifierKey;
 use crate::store::Store;
 
+use super::metrics::Metrics;
 use super::registry::Registry;
 use super::sequencer::{Published, Shared};
+use super::witnessing::Witnessing;
 
 /// What a front end does with submissions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +77,31 @@ pub fn load(
     )))
 }
 
+/// The state a front end that does not sequence serves, starting from the stored
+/// checkpoint `published`. A standby of a log with witnesses gets the witnessing state
+/// already (its handlers then serve `/checkpoint` only while the followed checkpoint
+/// carries the quorum, as a sequencer's do), so that on promotion the new sequencer
+/// continues from the last witnessed checkpoint (spec/deployment.md §3).
+pub fn shared(
+    published: Published,
+    registry: Registry,
+    metrics: Arc<Metrics>,
+    witnessing: Option<Arc<Witnessing>>,
+) -> Arc<Shared> {
+    let Some(w) = witnessing else {
+        return Shared::new(published, registry, metrics);
+    };
+    w.follow(&published);
+    let shared = Arc::new(Shared {
+        published: RwLock::new(Arc::new(published.clone())),
+        registry: RwLock::new(Arc::new(registry)),
+        metrics,
+        witnessing: Some(w),
+    });
+    shared.publish(published);
+    shared
+}
+
 /// Re-reads the stored checkpoint and publishes it into `shared` if it is new and not
 /// smaller than the served one. Returns whether anything changed.
 pub fn refresh(
@@ -107,5 +134,8 @@ pub fn refresh(
         note: Arc::new(note),
         checkpoint: cp,
     });
+    if let Some(w) = &shared.witnessing {
+        w.follow(&shared.published());
+    }
     Ok(true)
 }

@@ -11,6 +11,7 @@ pub mod datadir;
 pub mod edge;
 pub mod error;
 pub mod follower;
+pub mod listener;
 pub mod metrics;
 pub mod publish;
 pub mod ratelimit;
@@ -149,11 +150,23 @@ async fn promote(
     let watcher = tokio::spawn(async move {
         if lost.wait_for(|l| *l).await.is_ok() {
             let _ = watch_fatal.send(Some(
-                "lost the PostgreSQL session holding the sequencer lock; stopping so that                  another process can sequence"
+                "lost the PostgreSQL session holding the sequencer lock; stopping so that \
+                 another process can sequence"
                     .into(),
             ));
         }
     });
+    // With --witness, the cosigning task takes over from the stored (last witnessed)
+    // checkpoint that `open_shared` started from; the witnesses learn that this
+    // process's checkpoints extend the tree they cosigned through their 409 answers.
+    if let Some(w) = shared.witnessing.clone() {
+        tokio::spawn(witnessing::run(
+            w,
+            p.store.clone(),
+            shared.clone(),
+            phase.clone(),
+        ));
+    }
     let publisher = match start_publisher(p.tiles.as_deref(), &p.store, &shared, &p.vkey, &phase) {
         Ok(h) => h,
         Err(e) => {
@@ -315,22 +328,19 @@ pub async fn serve(
         delay: config.batch_delay,
     };
 
-    if role == Role::Standby && config.witnessing.is_some() {
-        anyhow::bail!(
-            "another process holds the sequencer lock, and a standby cannot yet take over \
-             with --witness; start this process without --witness or after the sequencer stops"
-        );
-    }
+    // A sequencer and a standby (which may become one) publish only witnessed
+    // checkpoints with --witness; a read-only front end serves what the store holds,
+    // which in witness mode is only ever a witnessed checkpoint.
+    let witnessing = match (&config.witnessing, role) {
+        (Some(w), Role::Sequencer | Role::Standby) => Some(Arc::new(
+            witnessing::Witnessing::new(w.clone(), &vkey).context("configuring witnesses")?,
+        )),
+        _ => None,
+    };
     let (shared, task) = if role == Role::Sequencer {
         let core_store = store.clone();
         let core_key = identity.key;
         let core_metrics = metrics.clone();
-        let witnessing = match &config.witnessing {
-            Some(w) => Some(Arc::new(
-                witnessing::Witnessing::new(w.clone(), &vkey).context("configuring witnesses")?,
-            )),
-            None => None,
-        };
         let core_witnessing = witnessing.clone();
         let core = tokio::task::spawn_blocking(move || {
             Core::open_witnessed(core_store, core_key, origin, core_metrics, core_witnessing)
@@ -379,7 +389,7 @@ pub async fn serve(
         let Some((published, registry)) = initial else {
             anyhow::bail!("internal: a follower started without a checkpoint");
         };
-        let shared = Shared::new(published, registry, metrics.clone());
+        let shared = follower::shared(published, registry, metrics.clone(), witnessing);
         let promotion = match (&config.store_url, role) {
             (Some(url), Role::Standby) => Some(Promotion {
                 store: store.clone(),
@@ -451,8 +461,14 @@ pub async fn serve(
 
     let drain_tx = phase_tx.clone();
     let mut fatal_wait = fatal_rx.clone();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
+    listener::serve(
+        listener,
+        router,
+        listener::Timeouts {
+            first_byte: listener::first_byte_timeout(config.request_timeout),
+            idle: config.idle_timeout,
+        },
+        async move {
             tokio::select! {
                 () = shutdown => tracing::info!("shutdown requested: draining"),
                 _ = fatal_wait.wait_for(Option::is_some) => {
@@ -460,9 +476,9 @@ pub async fn serve(
                 }
             }
             let _ = drain_tx.send(Phase::Draining);
-        })
-        .await
-        .context("serving HTTP")?;
+        },
+    )
+    .await;
     let _ = phase_tx.send(Phase::Finished);
     task.await.context("waiting for the sequencer")?;
     tracing::info!("stopped");

@@ -75,7 +75,11 @@ type App = Arc<AppState>;
 pub fn router(app: App) -> Router {
     let limits = app.limits.clone();
     let metrics = app.metrics.clone();
-    let verify_page = super::web::routes(&app.origin, &app.verifier_key.to_string());
+    let verify_page = super::web::routes(
+        &app.origin,
+        &app.verifier_key.to_string(),
+        app.trust_policy_text().as_deref(),
+    );
     Router::new()
         .merge(verify_page)
         .route("/checkpoint", get(get_checkpoint))

@@ -282,15 +282,22 @@ impl Core {
         })
     }
 
-    /// Like [`Core::open`] (without witnesses), but publishing into `shared`, which the
-    /// HTTP handlers of a standby already hold (promotion to sequencer).
+    /// Like [`Core::open_witnessed`] with `shared.witnessing`, but publishing into
+    /// `shared`, which the HTTP handlers of a standby already hold (promotion to
+    /// sequencer). With witnesses it starts from the stored, last witnessed checkpoint
+    /// and hands the durable tree's checkpoint to the cosigning task, never storing it.
     pub fn open_shared(
         store: Arc<dyn Store>,
         key: SignerKey,
         origin: String,
         shared: Arc<Shared>,
     ) -> Result<Core, StartError> {
-        let (edge, registry, published) = Self::load(&*store, &key, &origin, false)?;
+        let witnessing = shared.witnessing.clone();
+        let (edge, registry, published) = Self::load(&*store, &key, &origin, witnessing.is_some())?;
+        if let Some(w) = &witnessing {
+            w.start_with(&published);
+            w.offer(sign(&key, &origin, edge.size(), edge.root()).map_err(StartError::Sign)?);
+        }
         shared.publish_registry(registry.clone());
         shared.publish(published);
         Ok(Core {

@@ -1,8 +1,11 @@
-//! The `/verify` page (spec/receipts.md §2): a static page, its script and
+//! The `/verify` page (spec/receipts.md §4): a static page, its script and
 //! style, and Candor's verifier compiled to WebAssembly (tools/build-web.sh),
 //! all embedded in the binary. The page is served with the log's verifier key
-//! and origin filled in: the key it pins is the one the log was started with,
-//! never one a receipt or a later response names.
+//! and origin filled in, and for a log with witnesses its trust policy (C2SP
+//! tlog-policy: the log key and `--witness-quorum` of the witnesses): the key
+//! and policy it pins are the ones the log was started with, never ones a
+//! receipt or a later response names. The policy is also served as text at
+//! `/verify/trust-policy`, for `candor verify --trust-policy`.
 
 use axum::Router;
 use axum::http::{HeaderValue, header};
@@ -28,10 +31,26 @@ const PAGE_CACHE: &str = "public, max-age=300";
 /// Assets change only with the binary.
 const ASSET_CACHE: &str = "public, max-age=3600";
 
-/// The routes of the page, merged into the log's router.
-pub fn routes<S: Clone + Send + Sync + 'static>(origin: &str, log_key: &str) -> Router<S> {
-    let page = render_page(origin, log_key);
-    Router::new()
+/// The routes of the page, merged into the log's router. `policy` is the
+/// log's trust policy text, for a log with witnesses.
+pub fn routes<S: Clone + Send + Sync + 'static>(
+    origin: &str,
+    log_key: &str,
+    policy: Option<&str>,
+) -> Router<S> {
+    let page = render_page(origin, log_key, policy);
+    let mut router = Router::new();
+    if let Some(policy) = policy {
+        let policy = policy.to_string();
+        router = router.route(
+            "/verify/trust-policy",
+            get(move || {
+                let policy = policy.clone();
+                async move { respond("text/plain; charset=utf-8", PAGE_CACHE, policy.into_bytes()) }
+            }),
+        );
+    }
+    router
         .route(
             "/verify",
             get(move || {
@@ -57,10 +76,17 @@ pub fn routes<S: Clone + Send + Sync + 'static>(origin: &str, log_key: &str) -> 
         )
 }
 
-/// The page with `{{ORIGIN}}` and `{{LOG_KEY}}` replaced by HTML-escaped values.
-pub fn render_page(origin: &str, log_key: &str) -> String {
+/// The page with `{{ORIGIN}}`, `{{LOG_KEY}}` and `{{POLICY}}` replaced by
+/// HTML-escaped values. Without a policy its section stays `hidden` and
+/// empty, which the page's script reads as "no witnesses required".
+pub fn render_page(origin: &str, log_key: &str, policy: Option<&str>) -> String {
     PAGE.replace("{{ORIGIN}}", &escape_html(origin))
         .replace("{{LOG_KEY}}", &escape_html(log_key))
+        .replace(
+            "{{POLICY_HIDDEN}}",
+            if policy.is_some() { "" } else { " hidden" },
+        )
+        .replace("{{POLICY}}", &escape_html(policy.unwrap_or("")))
 }
 
 /// Escapes text for HTML element content and quoted attribute values.
@@ -105,11 +131,23 @@ mod tests {
 
     #[test]
     fn placeholders_are_filled_and_escaped() {
-        let page = render_page("log.example/<x>", "log.example+0a1b2c3d+\"AQID&'");
+        let page = render_page("log.example/<x>", "log.example+0a1b2c3d+\"AQID&'", None);
         assert!(!page.contains("{{"), "a placeholder is left");
         assert!(page.contains("log.example/&lt;x&gt;"));
         assert!(page.contains("log.example+0a1b2c3d+&quot;AQID&amp;&#39;"));
         assert!(!page.contains("<x>"));
+        assert!(page.contains("<section id=\"policy-box\" hidden"));
+        assert!(page.contains("<pre id=\"trust-policy\"></pre>"));
+
+        let policy = "log k\nwitness w0 <k0>\nquorum w0\n";
+        let page = render_page("log.example", "k", Some(policy));
+        assert!(!page.contains("{{"), "a placeholder is left");
+        assert!(page.contains("<section id=\"policy-box\" aria-labelledby"));
+        assert!(
+            page.contains(
+                "<pre id=\"trust-policy\">log k\nwitness w0 &lt;k0&gt;\nquorum w0\n</pre>"
+            )
+        );
     }
 
     #[test]

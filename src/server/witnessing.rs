@@ -141,6 +141,14 @@ impl Witnessing {
         });
     }
 
+    /// Records the checkpoint a standby follows from the store (it signs nothing and
+    /// runs no rounds): the log is degraded, as far as this process can tell, only
+    /// if that checkpoint lacks the quorum.
+    pub fn follow(&self, published: &Published) {
+        self.start_with(published);
+        self.degraded.store(!self.is_witnessed(), Ordering::Relaxed);
+    }
+
     /// Hands a freshly signed checkpoint (of a durable tree) to the cosigning task.
     pub fn offer(&self, signed: Published) {
         self.signed.send_replace(Some(Arc::new(signed)));

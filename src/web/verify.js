@@ -9,6 +9,9 @@ const $ = (id) => document.getElementById(id);
 const meta = (name) => document.querySelector(`meta[name="${name}"]`).content;
 const LOG_KEY = meta("candor-log-key");
 const ORIGIN = meta("candor-origin");
+// The trust policy pinned in the page (C2SP tlog-policy), empty for a log
+// without witnesses. The page shows exactly the text it enforces.
+const POLICY = $("trust-policy").textContent;
 // The log's base URL: the page is served at BASE/verify.
 const base = new URL(".", document.baseURI);
 
@@ -54,8 +57,8 @@ function renderChecks(checks) {
   $("checks").replaceChildren(...checks.map((c) => el("li", { className: c.passed ? "pass" : "fail" },
     el("span", { className: "mark", textContent: c.passed ? "✓" : "✗", ariaHidden: "true" }),
     el("span", { className: "what" },
-      el("span", { className: "sr", textContent: c.passed ? "Passed: " : "Failed: " }),
-      c.passed ? c.description : `Failed: ${c.description}`),
+      c.passed ? el("span", { className: "sr", textContent: "Passed: " }) : "Failed: ",
+      c.description),
     el("span", { className: "detail", textContent: c.detail }))));
 }
 
@@ -109,7 +112,7 @@ function renderSubject(a) {
 /** Runs the whole verification on what is loaded and draws it. */
 function render() {
   if (!current) return;
-  const a = JSON.parse(candor.answer(current.receipt, LOG_KEY, $("subject").value, JSON.stringify(current.online)));
+  const a = JSON.parse(candor.answer(current.receipt, LOG_KEY, POLICY, $("subject").value, JSON.stringify(current.online)));
   if (a.error) return couldNotRead(a.error);
   renderFacts(a);
   renderChecks(a.checks);
@@ -147,16 +150,15 @@ async function get(path) {
 
 /** Fetches what the online checks need (the Rust side says what) and verifies. */
 async function checkReceipt(receiptJson) {
-  const plan = JSON.parse(candor.plan(receiptJson, LOG_KEY));
+  const plan = JSON.parse(candor.plan(receiptJson, LOG_KEY, POLICY));
   if (plan.error) return couldNotRead(plan.error);
   const online = { purchases: {} };
   if (!plan.offline_failed) {
     online.checkpoint = await get("checkpoint");
     if (online.checkpoint.status === 200 && plan.checkpoint_size != null) {
-      // Only to ask for the right proof; the verifier checks the signed size.
-      const size = Number.parseInt(online.checkpoint.body.split("\n")[1], 10);
-      if (size > plan.checkpoint_size) {
-        online.consistency = await get(`v1/proof/consistency?old=${plan.checkpoint_size}&new=${size}`);
+      const range = JSON.parse(candor.consistency_request(online.checkpoint.body, LOG_KEY, BigInt(plan.checkpoint_size)));
+      if (range.old !== undefined) {
+        online.consistency = await get(`v1/proof/consistency?old=${range.old}&new=${range.new}`);
       }
     }
     if (plan.company) online.company = await get(`v1/companies/${encodeURIComponent(plan.company)}`);
@@ -206,6 +208,21 @@ $("subject-form").addEventListener("submit", (ev) => {
   else $("subject-result").textContent = "Open the link from your message, or paste a receipt first.";
 });
 $("paste-go").addEventListener("click", () => checkText($("paste").value).catch(failed));
+// A paste into the empty field is checked at once; pasting into text being
+// edited just edits it.
+$("paste").addEventListener("paste", (ev) => {
+  const text = ev.clipboardData ? ev.clipboardData.getData("text/plain") : "";
+  if (!text.trim() || $("paste").value.trim()) return;
+  ev.preventDefault();
+  $("paste").value = text;
+  checkText(text).catch(failed);
+});
+$("paste").addEventListener("keydown", (ev) => {
+  if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) {
+    ev.preventDefault();
+    checkText($("paste").value).catch(failed);
+  }
+});
 const drop = $("drop");
 drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -218,8 +235,21 @@ drop.addEventListener("drop", async (ev) => {
   checkText(text).catch(failed);
 });
 
+/** Shows the pinned trust policy in plain words; false if it is unusable. */
+function showPolicy() {
+  if (!POLICY.trim()) return true;
+  const p = JSON.parse(candor.policy_summary(POLICY));
+  if (p.error) {
+    setVerdict("invalid", "This page cannot check receipts.", p.error);
+    return false;
+  }
+  $("policy-quorum").textContent = p.quorum;
+  return true;
+}
+
 async function main() {
   await init();
+  if (!showPolicy()) return;
   // The fragment never reaches a server: r= is the receipt link, and
   // subject= (for tests and tools) pre-fills the field.
   const params = new URLSearchParams(location.hash.slice(1));

@@ -145,6 +145,9 @@ impl WitnessClient {
         }
         let http = reqwest::Client::builder()
             .timeout(timeout)
+            // Drop idle connections before a server does (Candor: 60 s), so that
+            // a request never races the server closing its connection.
+            .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| ClientError::Config(format!("building the HTTP client: {e}")))?;
         let status = endpoints

@@ -164,10 +164,20 @@ pub async fn serve(
     witness: Arc<Witness>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(witness))
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The same accept loop as the log's: a slow or silent client is cut off after
+    // the header time-out instead of holding a connection forever.
+    let timeouts = crate::server::listener::Timeouts {
+        first_byte: FIRST_BYTE_TIMEOUT,
+        idle: IDLE_TIMEOUT,
+    };
+    crate::server::listener::serve(listener, router(witness), timeouts, shutdown).await;
+    Ok(())
 }
+
+/// Time a new connection has to say anything.
+const FIRST_BYTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Keep-alive idle time, and the time a request's headers may take.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn now_unix() -> u64 {
     // A clock before 1970 is a broken host; 0 still yields a valid cosignature.

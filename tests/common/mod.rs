@@ -59,6 +59,9 @@ impl LogServer {
             // Raw bodies: tests check the server's own Content-Encoding.
             client: reqwest::Client::builder()
                 .no_gzip()
+                // Below the server's idle time-out, so a pooled connection is never
+                // reused just as the server closes it.
+                .pool_idle_timeout(Duration::from_secs(30))
                 .build()
                 .expect("reqwest client"),
         };
@@ -221,14 +224,13 @@ fn spawn(data: &Path, store: &str, extra: &[String]) -> (Child, String, String, 
         .arg("serve")
         .arg("--data")
         .arg(data)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            store,
-            "--batch-delay-ms",
-            "5",
-        ])
+        .args(["--listen", "127.0.0.1:0", "--store", store])
+        // Short batches keep tests quick, unless the test sets its own delay.
+        .args(if extra.iter().any(|a| a == "--batch-delay-ms") {
+            &[][..]
+        } else {
+            &["--batch-delay-ms", "5"][..]
+        })
         .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

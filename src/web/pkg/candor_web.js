@@ -1,43 +1,80 @@
 /**
- * The whole verification of one receipt against the pinned log key:
- * checks 1–7 on the receipt, 8–10 on the fetched material in
- * `online_json` (see [`Online`]), and the person's `subject` (empty for
- * none). Returns `candor verify --json`'s answer, with each check's plain
- * description, and `subject_state` `match`/`mismatch` when a subject was
- * checked.
+ * The whole verification of one receipt against the pinned log key and
+ * trust policy (empty for none): checks 1–7 (and 3a) on the receipt, 8–10
+ * on the responses in `online_json` (see [`Online`]) with the CLI's code
+ * ([`online::run`]), and the person's `subject` (empty for none). Returns
+ * `candor verify --json`'s answer, with each check's plain description, and
+ * `subject_state` `match`/`mismatch` when a subject was checked.
  * @param {string} receipt_json
  * @param {string} log_key
+ * @param {string} policy_text
  * @param {string} subject
  * @param {string} online_json
  * @returns {string}
  */
-export function answer(receipt_json, log_key, subject, online_json) {
-    let deferred5_0;
-    let deferred5_1;
+export function answer(receipt_json, log_key, policy_text, subject, online_json) {
+    let deferred6_0;
+    let deferred6_1;
     try {
-        let ptr0, len0, ptr1, len1, ptr2, len2, ptr3, len3;
+        let ptr0, len0, ptr1, len1, ptr2, len2, ptr3, len3, ptr4, len4;
         try {
             ptr0 = passStringToWasm0(receipt_json, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             len0 = WASM_VECTOR_LEN;
             ptr1 = passStringToWasm0(log_key, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             len1 = WASM_VECTOR_LEN;
-            ptr2 = passStringToWasm0(subject, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            ptr2 = passStringToWasm0(policy_text, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             len2 = WASM_VECTOR_LEN;
-            ptr3 = passStringToWasm0(online_json, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            ptr3 = passStringToWasm0(subject, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             len3 = WASM_VECTOR_LEN;
+            ptr4 = passStringToWasm0(online_json, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            len4 = WASM_VECTOR_LEN;
         } catch (e) {
+            if (ptr4) { wasm.__wbindgen_free(ptr4, len4 * 1, 1); }
             if (ptr3) { wasm.__wbindgen_free(ptr3, len3 * 1, 1); }
             if (ptr2) { wasm.__wbindgen_free(ptr2, len2 * 1, 1); }
             if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 1, 1); }
             if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 1, 1); }
             throw e;
         }
-        const ret = wasm.answer(ptr0, len0, ptr1, len1, ptr2, len2, ptr3, len3);
-        deferred5_0 = ret[0];
-        deferred5_1 = ret[1];
+        const ret = wasm.answer(ptr0, len0, ptr1, len1, ptr2, len2, ptr3, len3, ptr4, len4);
+        deferred6_0 = ret[0];
+        deferred6_1 = ret[1];
         return getStringFromWasm0(ret[0], ret[1]);
     } finally {
-        wasm.__wbindgen_free(deferred5_0, deferred5_1, 1);
+        wasm.__wbindgen_free(deferred6_0, deferred6_1, 1);
+    }
+}
+
+/**
+ * The consistency proof to fetch once the log's latest checkpoint is known
+ * ([`online::consistency_range`]): `{"old": O, "new": N}`, or `{}` for none.
+ * @param {string} checkpoint_note
+ * @param {string} log_key
+ * @param {bigint} receipt_size
+ * @returns {string}
+ */
+export function consistency_request(checkpoint_note, log_key, receipt_size) {
+    let deferred4_0;
+    let deferred4_1;
+    try {
+        const val3 = BigInt.asIntN(64, receipt_size);
+        let ptr0, len0, ptr1, len1;
+        try {
+            ptr0 = passStringToWasm0(checkpoint_note, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            len0 = WASM_VECTOR_LEN;
+            ptr1 = passStringToWasm0(log_key, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            len1 = WASM_VECTOR_LEN;
+        } catch (e) {
+            if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 1, 1); }
+            if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 1, 1); }
+            throw e;
+        }
+        const ret = wasm.consistency_request(ptr0, len0, ptr1, len1, val3);
+        deferred4_0 = ret[0];
+        deferred4_1 = ret[1];
+        return getStringFromWasm0(ret[0], ret[1]);
+    } finally {
+        wasm.__wbindgen_free(deferred4_0, deferred4_1, 1);
     }
 }
 
@@ -84,35 +121,62 @@ export function parse_link(fragment) {
 }
 
 /**
- * What the online checks 8–10 need fetched for this receipt:
- * `{"checkpoint_size": N, "company": NAME, "purchases": [INDEX, …]}`, or
- * `{"offline_failed": true}` when an offline check already failed (then
- * nothing more is fetched, as in `candor verify`).
+ * What the online checks 8–10 need fetched for this receipt
+ * ([`online::Plan`]): `{"checkpoint_size": N, "company": NAME,
+ * "purchases": [INDEX, …]}`, or `{"offline_failed": true}` when an offline
+ * check other than the subject's already failed (then nothing more is
+ * fetched).
  * @param {string} receipt_json
  * @param {string} log_key
+ * @param {string} policy_text
  * @returns {string}
  */
-export function plan(receipt_json, log_key) {
-    let deferred3_0;
-    let deferred3_1;
+export function plan(receipt_json, log_key, policy_text) {
+    let deferred4_0;
+    let deferred4_1;
     try {
-        let ptr0, len0, ptr1, len1;
+        let ptr0, len0, ptr1, len1, ptr2, len2;
         try {
             ptr0 = passStringToWasm0(receipt_json, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             len0 = WASM_VECTOR_LEN;
             ptr1 = passStringToWasm0(log_key, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
             len1 = WASM_VECTOR_LEN;
+            ptr2 = passStringToWasm0(policy_text, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+            len2 = WASM_VECTOR_LEN;
         } catch (e) {
+            if (ptr2) { wasm.__wbindgen_free(ptr2, len2 * 1, 1); }
             if (ptr1) { wasm.__wbindgen_free(ptr1, len1 * 1, 1); }
             if (ptr0) { wasm.__wbindgen_free(ptr0, len0 * 1, 1); }
             throw e;
         }
-        const ret = wasm.plan(ptr0, len0, ptr1, len1);
-        deferred3_0 = ret[0];
-        deferred3_1 = ret[1];
+        const ret = wasm.plan(ptr0, len0, ptr1, len1, ptr2, len2);
+        deferred4_0 = ret[0];
+        deferred4_1 = ret[1];
         return getStringFromWasm0(ret[0], ret[1]);
     } finally {
-        wasm.__wbindgen_free(deferred3_0, deferred3_1, 1);
+        wasm.__wbindgen_free(deferred4_0, deferred4_1, 1);
+    }
+}
+
+/**
+ * The pinned trust policy for the page to show:
+ * `{"quorum": "2 of w0, w1, w2", "witnesses": [{"name", "key"}, …]}`,
+ * `{}` for none, or `{"error"}`.
+ * @param {string} policy_text
+ * @returns {string}
+ */
+export function policy_summary(policy_text) {
+    let deferred2_0;
+    let deferred2_1;
+    try {
+        const ptr0 = passStringToWasm0(policy_text, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+        const len0 = WASM_VECTOR_LEN;
+        const ret = wasm.policy_summary(ptr0, len0);
+        deferred2_0 = ret[0];
+        deferred2_1 = ret[1];
+        return getStringFromWasm0(ret[0], ret[1]);
+    } finally {
+        wasm.__wbindgen_free(deferred2_0, deferred2_1, 1);
     }
 }
 

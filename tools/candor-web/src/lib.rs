@@ -1,19 +1,21 @@
 //! The `/verify` page's verifier: Candor's own receipt verification
 //! (`candor::receipt`, the code `candor verify` runs), compiled to WebAssembly.
 //!
-//! The page's JavaScript only fetches: it asks [`plan`] what the online checks
-//! need, fetches exactly that from the log, and hands the raw responses to
-//! [`answer`], which runs checks 1–10 of `spec/receipts.md` §3 here and
-//! returns the same plain-language answer as `candor verify`. Every function
+//! The page's JavaScript only fetches: it asks [`plan`] (and, once it has the
+//! latest checkpoint, [`consistency_request`]) what the online checks need,
+//! fetches exactly that from the log, and hands the raw responses to
+//! [`answer`], which runs checks 1–10 of `spec/receipts.md` §3 here — the
+//! online ones with `candor::receipt::online`, as `candor verify --online`
+//! does — under the trust policy pinned in the page, and returns the same
+//! plain-language answer as `candor verify`. Every function
 //! takes and returns JSON text so that the JavaScript stays a thin shell;
 //! a failure to read the input is `{"error": "…"}`.
 
-use candor::checkpoint::open_checkpoint;
-use candor::entry::Entry;
 use candor::hash::Hash;
-use candor::merkle::verify_consistency;
 use candor::note::VerifierKey;
-use candor::receipt::{self, CheckName, Receipt, ReceiptLink, Verification, verify_receipt};
+use candor::policy::Policy;
+use candor::receipt::online::{self, Fetched, ListedKey, Material};
+use candor::receipt::{self, CheckName, Receipt, ReceiptLink, verify_receipt_with_policy};
 use candor::subject::SubjectId;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -103,39 +105,77 @@ pub fn receipt_from_link(log_receipt_json: &str, fragment: &str) -> String {
     }
 }
 
-/// What the online checks 8–10 need fetched for this receipt:
-/// `{"checkpoint_size": N, "company": NAME, "purchases": [INDEX, …]}`, or
-/// `{"offline_failed": true}` when an offline check already failed (then
-/// nothing more is fetched, as in `candor verify`).
+/// The trust policy pinned in the page (C2SP tlog-policy text; empty for
+/// none, when the log runs without witnesses).
+fn parse_policy(policy_text: &str) -> Result<Option<Policy>, String> {
+    if policy_text.trim().is_empty() {
+        return Ok(None);
+    }
+    Policy::parse(policy_text.as_bytes())
+        .map(Some)
+        .map_err(|e| format!("the trust policy pinned in this page does not parse: {e}"))
+}
+
+/// The pinned trust policy for the page to show:
+/// `{"quorum": "2 of w0, w1, w2", "witnesses": [{"name", "key"}, …]}`,
+/// `{}` for none, or `{"error"}`.
 #[wasm_bindgen]
-pub fn plan(receipt_json: &str, log_key: &str) -> String {
-    let receipt = match Receipt::from_json(receipt_json.as_bytes()) {
-        Ok(r) => r,
-        Err(e) => return error(e),
-    };
+pub fn policy_summary(policy_text: &str) -> String {
+    match parse_policy(policy_text) {
+        Ok(None) => "{}".into(),
+        Ok(Some(p)) => json!({
+            "quorum": p.describe(),
+            "requires_cosignatures": p.requires_cosignatures(),
+            "witnesses": p.witnesses().iter().map(|w| json!({
+                "name": w.name,
+                "key": w.key.to_string(),
+            })).collect::<Vec<_>>(),
+        })
+        .to_string(),
+        Err(e) => error(e),
+    }
+}
+
+/// What the online checks 8–10 need fetched for this receipt
+/// ([`online::Plan`]): `{"checkpoint_size": N, "company": NAME,
+/// "purchases": [INDEX, …]}`, or `{"offline_failed": true}` when an offline
+/// check other than the subject's already failed (then nothing more is
+/// fetched).
+#[wasm_bindgen]
+pub fn plan(receipt_json: &str, log_key: &str, policy_text: &str) -> String {
+    plan_value(receipt_json, log_key, policy_text)
+        .map(|v| v.to_string())
+        .unwrap_or_else(error)
+}
+
+fn plan_value(receipt_json: &str, log_key: &str, policy_text: &str) -> Result<Value, String> {
+    let receipt = Receipt::from_json(receipt_json.as_bytes()).map_err(|e| e.to_string())?;
+    let key = parse_key(log_key)?;
+    let policy = parse_policy(policy_text)?;
+    let v = verify_receipt_with_policy(&receipt, &key, policy.as_ref(), None);
+    if v.checks.iter().any(|c| !c.passed) {
+        return Ok(json!({ "offline_failed": true }));
+    }
+    serde_json::to_value(online::Plan::for_verification(&v)).map_err(|e| e.to_string())
+}
+
+/// The consistency proof to fetch once the log's latest checkpoint is known
+/// ([`online::consistency_range`]): `{"old": O, "new": N}`, or `{}` for none.
+#[wasm_bindgen]
+pub fn consistency_request(checkpoint_note: &str, log_key: &str, receipt_size: u64) -> String {
     let key = match parse_key(log_key) {
         Ok(k) => k,
         Err(e) => return error(e),
     };
-    let v = verify_receipt(&receipt, &key, None);
-    if v.checks.iter().any(|c| !c.passed) {
-        return json!({ "offline_failed": true }).to_string();
+    match online::consistency_range(receipt_size, checkpoint_note.as_bytes(), &key) {
+        Some((old, new)) => json!({ "old": old, "new": new }).to_string(),
+        None => "{}".into(),
     }
-    let company = match &v.entry {
-        Some(Entry::CompanyKey(_)) | None => None,
-        Some(e) => Some(e.company().to_string()),
-    };
-    json!({
-        "checkpoint_size": v.checkpoint.as_ref().map(|c| c.size),
-        "company": company,
-        "purchases": cited_purchases(v.entry.as_ref()).iter().map(|p| p.index).collect::<Vec<_>>(),
-    })
-    .to_string()
 }
 
 /// One HTTP response the page fetched from the log, or why it could not.
 #[derive(Debug, Default, Deserialize)]
-struct Fetched {
+struct Response {
     #[serde(default)]
     status: u16,
     #[serde(default)]
@@ -148,25 +188,139 @@ struct Fetched {
 #[derive(Debug, Default, Deserialize)]
 struct Online {
     /// `GET /checkpoint`.
-    checkpoint: Option<Fetched>,
-    /// `GET /v1/proof/consistency?old=…&new=…`, when the log has grown.
-    consistency: Option<Fetched>,
+    checkpoint: Option<Response>,
+    /// `GET /v1/proof/consistency?old=…&new=…`, as [`consistency_request`] said.
+    consistency: Option<Response>,
     /// `GET /v1/companies/{name}`.
-    company: Option<Fetched>,
+    company: Option<Response>,
     /// `GET /v1/receipts/{index}` for each cited purchase, by index.
     #[serde(default)]
-    purchases: HashMap<String, Fetched>,
+    purchases: HashMap<String, Response>,
 }
 
-/// The whole verification of one receipt against the pinned log key:
-/// checks 1–7 on the receipt, 8–10 on the fetched material in
-/// `online_json` (see [`Online`]), and the person's `subject` (empty for
-/// none). Returns `candor verify --json`'s answer, with each check's plain
-/// description, and `subject_state` `match`/`mismatch` when a subject was
-/// checked.
+/// A response as the online checks take it: 200 parsed by `parse`, 404, or
+/// a failure (a network error, another status, or a body that does not parse).
+fn fetched<T>(
+    r: Option<&Response>,
+    what: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<Fetched<T>> {
+    let r = r?;
+    Some(match r {
+        Response { error: Some(e), .. } => Fetched::Failed(e.clone()),
+        Response {
+            status: 200, body, ..
+        } => match parse(body) {
+            Ok(t) => Fetched::Got(t),
+            Err(e) => Fetched::Failed(format!("the log's {what} is malformed: {e}")),
+        },
+        Response { status: 404, .. } => Fetched::NotFound,
+        Response { status, .. } => Fetched::Failed(format!("the log answered {status}")),
+    })
+}
+
+/// `GET /v1/proof/consistency` (`spec/api.md`): `{"old", "new", "proof"}`.
+fn parse_proof(body: &str, old: u64, new: u64) -> Result<Vec<Hash>, String> {
+    let p: Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let (o, n) = (
+        p.get("old").and_then(Value::as_u64),
+        p.get("new").and_then(Value::as_u64),
+    );
+    if (o, n) != (Some(old), Some(new)) {
+        let show = |x: Option<u64>| x.map_or_else(|| "?".to_string(), |x| x.to_string());
+        return Err(format!(
+            "it is for sizes {} to {}, not {old} to {new}",
+            show(o),
+            show(n)
+        ));
+    }
+    p.get("proof")
+        .and_then(Value::as_array)
+        .and_then(|hs| {
+            hs.iter()
+                .map(|h| h.as_str().and_then(Hash::from_base64))
+                .collect()
+        })
+        .ok_or_else(|| "its proof is not a list of base64 hashes".to_string())
+}
+
+/// `GET /v1/companies/{name}` (`spec/api.md`): `{"keys": [{"key_id", "revoked_index"}]}`.
+fn parse_keys(body: &str) -> Result<Vec<ListedKey>, String> {
+    let v: Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    let keys = v
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or("it has no list of keys")?;
+    keys.iter()
+        .map(|k| {
+            Ok(ListedKey {
+                key_id: k
+                    .get("key_id")
+                    .and_then(Value::as_str)
+                    .ok_or("a key has no key_id")?
+                    .to_string(),
+                revoked_index: k.get("revoked_index").and_then(Value::as_u64),
+            })
+        })
+        .collect()
+}
+
+impl Online {
+    /// The fetched responses as [`online::Material`] for a receipt whose
+    /// checkpoint has `receipt_size` entries.
+    fn material(&self, key: &VerifierKey, receipt_size: Option<u64>) -> Material {
+        let latest = fetched(self.checkpoint.as_ref(), "checkpoint", |b| {
+            Ok(b.as_bytes().to_vec())
+        });
+        let range = match (&latest, receipt_size) {
+            (Some(Fetched::Got(note)), Some(size)) => online::consistency_range(size, note, key),
+            _ => None,
+        };
+        let consistency_proof = range.map(|(old, new)| {
+            fetched(self.consistency.as_ref(), "consistency proof", |b| {
+                parse_proof(b, old, new)
+            })
+            .unwrap_or_else(|| Fetched::Failed("the consistency proof was not fetched".into()))
+        });
+        let purchases = self
+            .purchases
+            .iter()
+            .filter_map(|(i, r)| {
+                let index = i.parse::<u64>().ok()?;
+                let f = fetched(Some(r), "receipt", |b| {
+                    Receipt::from_json(b.as_bytes()).map_err(|e| e.to_string())
+                })?;
+                Some((index, f))
+            })
+            .collect();
+        Material {
+            latest_checkpoint: latest,
+            consistency_proof,
+            company_keys: fetched(
+                self.company.as_ref(),
+                "list of the company's keys",
+                parse_keys,
+            ),
+            purchases,
+        }
+    }
+}
+
+/// The whole verification of one receipt against the pinned log key and
+/// trust policy (empty for none): checks 1–7 (and 3a) on the receipt, 8–10
+/// on the responses in `online_json` (see [`Online`]) with the CLI's code
+/// ([`online::run`]), and the person's `subject` (empty for none). Returns
+/// `candor verify --json`'s answer, with each check's plain description, and
+/// `subject_state` `match`/`mismatch` when a subject was checked.
 #[wasm_bindgen]
-pub fn answer(receipt_json: &str, log_key: &str, subject: &str, online_json: &str) -> String {
-    answer_value(receipt_json, log_key, subject, online_json)
+pub fn answer(
+    receipt_json: &str,
+    log_key: &str,
+    policy_text: &str,
+    subject: &str,
+    online_json: &str,
+) -> String {
+    answer_value(receipt_json, log_key, policy_text, subject, online_json)
         .map(|v| v.to_string())
         .unwrap_or_else(error)
 }
@@ -174,11 +328,13 @@ pub fn answer(receipt_json: &str, log_key: &str, subject: &str, online_json: &st
 fn answer_value(
     receipt_json: &str,
     log_key: &str,
+    policy_text: &str,
     subject: &str,
     online_json: &str,
 ) -> Result<Value, String> {
     let receipt = Receipt::from_json(receipt_json.as_bytes()).map_err(|e| e.to_string())?;
     let key = parse_key(log_key)?;
+    let policy = parse_policy(policy_text)?;
     let subject = subject.trim();
     let (id, subject_error) = if subject.is_empty() {
         (None, None)
@@ -193,14 +349,14 @@ fn answer_value(
             ),
         }
     };
-    let online: Online = if online_json.trim().is_empty() {
+    let fetched: Online = if online_json.trim().is_empty() {
         Online::default()
     } else {
         serde_json::from_str(online_json).map_err(|e| format!("online data: {e}"))?
     };
 
-    let mut v = verify_receipt(&receipt, &key, id.as_ref());
-    let mut purchases = cited_purchases(v.entry.as_ref());
+    let mut v = verify_receipt_with_policy(&receipt, &key, policy.as_ref(), id.as_ref());
+    let mut cited = online::cited_purchases(v.entry.as_ref());
     let mut problem = None;
     // A subject mismatch does not cast doubt on the disclosure itself, so the
     // facts shown (and the purchases they cite) are still checked online.
@@ -208,15 +364,26 @@ fn answer_value(
         .iter()
         .all(|c| c.passed || c.name == CheckName::Subject)
     {
-        run_online(
+        let material = fetched.material(&key, v.checkpoint.as_ref().map(|c| c.size));
+        problem = online::run(
             &receipt,
             &key,
-            &online,
+            policy.as_ref(),
+            &material,
             &mut v,
-            &mut purchases,
-            &mut problem,
+            &mut cited,
         );
     }
+    let purchases: Vec<Purchase> = cited
+        .iter()
+        .map(|p| Purchase {
+            index: p.index,
+            leaf_hash: p.leaf_hash.to_hex(),
+            verified: p.verified,
+            detail: p.detail.clone(),
+            entry: p.entry.as_ref().and_then(|e| serde_json::to_value(e).ok()),
+        })
+        .collect();
 
     let entry = v.entry.as_ref().and_then(|e| serde_json::to_value(e).ok());
     let mut facts = entry
@@ -272,244 +439,12 @@ fn answer_value(
     Ok(out)
 }
 
-/// The purchases a targeting decision cites, not yet checked.
-fn cited_purchases(entry: Option<&Entry>) -> Vec<Purchase> {
-    let Some(value) = entry.and_then(|e| serde_json::to_value(e).ok()) else {
-        return Vec::new();
-    };
-    value
-        .get("data_sources")
-        .and_then(Value::as_array)
-        .map(|ds| {
-            ds.iter()
-                .filter(|d| d.get("type").and_then(Value::as_str) == Some("purchase"))
-                .filter_map(answer::purchase_ref)
-                .map(|(index, leaf_hash)| Purchase {
-                    index,
-                    leaf_hash,
-                    verified: None,
-                    detail: "not fetched".into(),
-                    entry: None,
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// One online check's result: `CouldNot` makes the verdict "could not
-/// check" rather than a failure (network trouble is not the receipt's fault).
-enum Outcome {
-    Pass(String),
-    Fail(String),
-    CouldNot(String),
-}
-
-/// The body of a fetched response that answered 200.
-fn ok_body<'a>(f: Option<&'a Fetched>, what: &str) -> Result<&'a str, Outcome> {
-    match f {
-        None => Err(Outcome::CouldNot(format!("{what} was not fetched"))),
-        Some(Fetched { error: Some(e), .. }) => {
-            Err(Outcome::CouldNot(format!("cannot fetch {what}: {e}")))
-        }
-        Some(Fetched {
-            status: 200, body, ..
-        }) => Ok(body),
-        Some(Fetched { status, .. }) => Err(Outcome::CouldNot(format!(
-            "the log answered {status} for {what}"
-        ))),
-    }
-}
-
-/// Checks 8–10 of `spec/receipts.md` §3 on what the page fetched.
-fn run_online(
-    receipt: &Receipt,
-    key: &VerifierKey,
-    online: &Online,
-    v: &mut Verification,
-    purchases: &mut [Purchase],
-    problem: &mut Option<String>,
-) {
-    let mut record = |v: &mut Verification, name: CheckName, o: Outcome| match o {
-        Outcome::Pass(d) => v.push(name, true, d),
-        Outcome::Fail(d) => v.push(name, false, d),
-        Outcome::CouldNot(d) => {
-            problem.get_or_insert_with(|| format!("{}: {d}", name.as_str()));
-        }
-    };
-    if let Some(cp) = v.checkpoint.clone() {
-        let o = consistency(key, online, cp.size, &cp.root);
-        record(v, CheckName::Consistency, o);
-    }
-    if let Some(entry) = v.entry.clone()
-        && !matches!(entry, Entry::CompanyKey(_))
-    {
-        let o = not_revoked(online, &entry, v.signer_key.as_deref(), receipt.index);
-        record(v, CheckName::NotRevoked, o);
-        if !purchases.is_empty() {
-            let o = check_purchases(key, online, entry.company(), receipt.index, purchases);
-            record(v, CheckName::Purchases, o);
-        }
-    }
-}
-
-/// Check 8: the receipt's tree is a prefix of the log's latest tree
-/// (RFC 9162 §2.1.4.2), whose checkpoint must be signed by the pinned key.
-fn consistency(key: &VerifierKey, online: &Online, size: u64, root_b64: &str) -> Outcome {
-    let note = match ok_body(online.checkpoint.as_ref(), "the latest checkpoint") {
-        Ok(b) => b,
-        Err(o) => return o,
-    };
-    let latest = match open_checkpoint(note.as_bytes(), key) {
-        Ok((cp, _)) => cp,
-        Err(e) => {
-            return Outcome::Fail(format!(
-                "the log's latest checkpoint is not signed by the pinned key: {e}"
-            ));
-        }
-    };
-    let Some(old_root) = Hash::from_base64(root_b64) else {
-        return Outcome::Fail("the receipt's checkpoint root is malformed".into());
-    };
-    if latest.size < size {
-        return Outcome::Fail(format!(
-            "the log's latest tree (size {}) is smaller than the receipt's (size {size}): the log went back",
-            latest.size
-        ));
-    }
-    let ok = if latest.size == size {
-        latest.root == old_root
-    } else {
-        let body = match ok_body(online.consistency.as_ref(), "the consistency proof") {
-            Ok(b) => b,
-            Err(o) => return o,
-        };
-        let parsed: Option<Vec<Hash>> = serde_json::from_str::<Value>(body)
-            .ok()
-            .filter(|p| {
-                p.get("old").and_then(Value::as_u64) == Some(size)
-                    && p.get("new").and_then(Value::as_u64) == Some(latest.size)
-            })
-            .and_then(|p| {
-                p.get("proof")?
-                    .as_array()?
-                    .iter()
-                    .map(|h| h.as_str().and_then(Hash::from_base64))
-                    .collect()
-            });
-        let Some(proof) = parsed else {
-            return Outcome::Fail(format!(
-                "the log's consistency proof from size {size} to {} is malformed",
-                latest.size
-            ));
-        };
-        verify_consistency(size, latest.size, &old_root, &latest.root, &proof).is_ok()
-    };
-    if ok {
-        Outcome::Pass(format!(
-            "the receipt's tree (size {size}) is part of today's tree (size {})",
-            latest.size
-        ))
-    } else {
-        Outcome::Fail(format!(
-            "today's tree (size {}) does not contain the receipt's tree (size {size}): the log rewrote its history",
-            latest.size
-        ))
-    }
-}
-
-/// Check 9: the signing key was not revoked at an index lower than the entry's.
-fn not_revoked(online: &Online, entry: &Entry, signer: Option<&str>, index: u64) -> Outcome {
-    let company = entry.company();
-    let Some(signer) = signer.and_then(|s| s.parse::<VerifierKey>().ok()) else {
-        return Outcome::Fail("the signing key is unknown".into());
-    };
-    let body = match online.company.as_ref() {
-        Some(Fetched { status: 404, .. }) => {
-            return Outcome::Fail(format!("the log does not know the company {company}"));
-        }
-        f => match ok_body(f, "the company's keys") {
-            Ok(b) => b,
-            Err(o) => return o,
-        },
-    };
-    let Ok(info) = serde_json::from_str::<Value>(body) else {
-        return Outcome::CouldNot("the log's list of the company's keys is not JSON".into());
-    };
-    let id = hex::encode(signer.key_id());
-    let Some(k) = info.get("keys").and_then(Value::as_array).and_then(|ks| {
-        ks.iter()
-            .find(|k| k.get("key_id").and_then(Value::as_str) == Some(&id))
-    }) else {
-        return Outcome::Fail(format!("the log does not list key {id} for {company}"));
-    };
-    match k.get("revoked_index").and_then(Value::as_u64) {
-        Some(r) if r < index => Outcome::Fail(format!(
-            "the company's key was revoked at entry {r}, before this entry ({index})"
-        )),
-        Some(r) => Outcome::Pass(format!(
-            "the key was revoked only later, at entry {r}, after this entry"
-        )),
-        None => Outcome::Pass(format!("key {id} of {company} is still registered")),
-    }
-}
-
-/// Check 10: each cited purchase is a genuine `data_purchase` of the same
-/// company, logged earlier, with the cited leaf hash (its receipt passes
-/// checks 1–6 against the pinned key).
-fn check_purchases(
-    key: &VerifierKey,
-    online: &Online,
-    company: &str,
-    index: u64,
-    purchases: &mut [Purchase],
-) -> Outcome {
-    let mut failed = Vec::new();
-    for p in purchases.iter_mut() {
-        let what = format!("purchase entry {}", p.index);
-        let fetched = online.purchases.get(&p.index.to_string());
-        if let Some(Fetched { status: 404, .. }) = fetched {
-            p.verified = Some(false);
-            p.detail = format!("the log has no entry {}", p.index);
-            failed.push(format!("entry {}: {}", p.index, p.detail));
-            continue;
-        }
-        let body = match ok_body(fetched, &what) {
-            Ok(b) => b,
-            Err(o) => return o,
-        };
-        let r = match Receipt::from_json(body.as_bytes()) {
-            Ok(r) => r,
-            Err(e) => return Outcome::CouldNot(format!("the log's receipt for {what}: {e}")),
-        };
-        let cv = verify_receipt(&r, key, None);
-        p.entry = cv.entry.as_ref().and_then(|e| serde_json::to_value(e).ok());
-        match receipt::check_purchase_citation(&cv, r.index, p.index, &p.leaf_hash, company, index)
-        {
-            Ok(()) => {
-                p.verified = Some(true);
-                p.detail = "verified".into();
-            }
-            Err(why) => {
-                p.verified = Some(false);
-                p.detail = why;
-                failed.push(format!("entry {}: {}", p.index, p.detail));
-            }
-        }
-    }
-    if failed.is_empty() {
-        Outcome::Pass(format!(
-            "{} purchase{} verified on the log",
-            purchases.len(),
-            if purchases.len() == 1 { "" } else { "s" }
-        ))
-    } else {
-        Outcome::Fail(failed.join("; "))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candor::checkpoint::{Checkpoint, sign_checkpoint};
+    use candor::cosignature::witness_verifier_key;
+    use candor::note::SignerKey;
 
     #[test]
     fn inputs_are_recognised() {
@@ -535,11 +470,100 @@ mod tests {
     }
 
     #[test]
+    fn the_pinned_policy_is_summarised_or_refused() {
+        let log = SignerKey::generate("log.example/page").expect("key");
+        let ws: Vec<(String, VerifierKey)> = ["a", "b", "c"]
+            .iter()
+            .map(|n| {
+                let k = SignerKey::generate(&format!("{n}.example")).expect("key");
+                (n.to_string(), witness_verifier_key(&k))
+            })
+            .collect();
+        let text = Policy::threshold_text(&log.verifier(), &ws, 2);
+        let v: Value = serde_json::from_str(&policy_summary(&text)).unwrap();
+        assert_eq!(v["quorum"], "2 of a, b, c");
+        assert_eq!(v["requires_cosignatures"], true);
+        assert_eq!(v["witnesses"][1]["name"], "b");
+        assert_eq!(v["witnesses"][1]["key"], ws[1].1.to_string());
+        assert_eq!(policy_summary("  \n"), "{}");
+
+        // A broken policy in the page stops every verification, never skips it.
+        let broken = "witness a not-a-key\nquorum a\n";
+        let v: Value = serde_json::from_str(&policy_summary(broken)).unwrap();
+        assert!(
+            v["error"].as_str().unwrap().contains("policy line 1"),
+            "{v}"
+        );
+        let r = json!({"log": "l", "index": 0, "leaf": "AA==", "tlog_proof": ""}).to_string();
+        let key = log.verifier().to_string();
+        for out in [plan(&r, &key, broken), answer(&r, &key, broken, "", "")] {
+            let v: Value = serde_json::from_str(&out).unwrap();
+            assert!(
+                v["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("trust policy pinned in this page"),
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn consistency_is_asked_only_for_a_larger_tree_signed_by_the_pinned_key() {
+        let log = SignerKey::generate("log.example/page").expect("key");
+        let cp = Checkpoint {
+            origin: "log.example/page".into(),
+            size: 9,
+            root: candor::hash::sha256(b"root"),
+            extensions: vec![],
+        };
+        let note = String::from_utf8(sign_checkpoint(&cp, &log).unwrap()).unwrap();
+        let key = log.verifier().to_string();
+        let v: Value = serde_json::from_str(&consistency_request(&note, &key, 4)).unwrap();
+        assert_eq!(v, json!({"old": 4, "new": 9}));
+        assert_eq!(consistency_request(&note, &key, 9), "{}");
+        let other = SignerKey::generate("log.example/page").expect("key");
+        assert_eq!(
+            consistency_request(&note, &other.verifier().to_string(), 4),
+            "{}"
+        );
+        assert!(consistency_request(&note, "nope", 4).contains("error"));
+    }
+
+    #[test]
+    fn fetched_responses_become_material() {
+        let online: Online = serde_json::from_str(
+            r#"{"checkpoint": {"error": "offline"},
+                "company": {"status": 200, "body": "{\"keys\": [{\"key_id\": \"0a0b0c0d\", \"revoked_index\": 7}]}"},
+                "purchases": {"3": {"status": 404, "body": ""}, "4": {"status": 500, "body": ""}}}"#,
+        )
+        .unwrap();
+        let key = SignerKey::generate("log.example/page").unwrap().verifier();
+        let m = online.material(&key, Some(2));
+        assert_eq!(m.latest_checkpoint, Some(Fetched::Failed("offline".into())));
+        assert_eq!(m.consistency_proof, None);
+        assert_eq!(
+            m.company_keys,
+            Some(Fetched::Got(vec![ListedKey {
+                key_id: "0a0b0c0d".into(),
+                revoked_index: Some(7)
+            }]))
+        );
+        assert_eq!(m.purchases.get(&3), Some(&Fetched::NotFound));
+        assert!(matches!(m.purchases.get(&4), Some(Fetched::Failed(e)) if e.contains("500")));
+        assert_eq!(
+            parse_proof(r#"{"old": 1, "new": 3, "proof": []}"#, 1, 2),
+            Err("it is for sizes 1 to 3, not 1 to 2".into())
+        );
+        assert!(parse_keys(r#"{"name": "x"}"#).is_err());
+    }
+
+    #[test]
     fn unreadable_receipts_and_keys_are_errors() {
-        let v: Value = serde_json::from_str(&answer("nope", "k", "", "")).unwrap();
+        let v: Value = serde_json::from_str(&answer("nope", "k", "", "", "")).unwrap();
         assert!(v["error"].as_str().unwrap().contains("not valid JSON"));
         let r = json!({"log": "l", "index": 0, "leaf": "AA==", "tlog_proof": ""}).to_string();
-        let v: Value = serde_json::from_str(&answer(&r, "not a key", "", "")).unwrap();
+        let v: Value = serde_json::from_str(&answer(&r, "not a key", "", "", "")).unwrap();
         assert!(v["error"].as_str().unwrap().contains("pinned"));
     }
 }

@@ -55,7 +55,9 @@ const B64: base64::engine::general_purpose::GeneralPurpose =
 /// reported in [`Summary::failures`]).
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
-    #[error("unknown storage backend {0:?}: expected one of redb, sled")]
+    #[error(
+        "unknown storage backend {0:?}: expected one of redb, sled (PostgreSQL is chosen by a postgres:// URL)"
+    )]
     UnknownBackend(String),
     #[error("the candor binary {0} does not exist; build it first (cargo build --release)")]
     NoBinary(PathBuf),

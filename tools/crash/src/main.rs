@@ -4,6 +4,8 @@
 //! ```text
 //! cargo build --release -p candor -p candor-crash
 //! target/release/candor-crash --store all --kills 200 --json
+//! # PostgreSQL: an empty database per round
+//! target/release/candor-crash --store postgres://USER@HOST:PORT/EMPTY_DB --kills 200 --json
 //! ```
 
 use std::path::PathBuf;

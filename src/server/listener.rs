@@ -1,0 +1,136 @@
+//! The HTTP accept loop. `axum::serve` gives hyper no timer, so hyper's header read
+//! time-out never fires and a client that sends its headers a byte at a time, or
+//! opens a connection and says nothing, holds a task and a socket forever. This loop
+//! gives a new connection a short time to say anything, gives hyper a timer and a
+//! header (= keep-alive idle) time-out, and drains gracefully. spec/api.md §6.1.
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt as _;
+
+/// The connection time-outs.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// A new connection must send its first bytes within this time.
+    pub first_byte: Duration,
+    /// hyper's header read time-out: a request's headers must be complete within
+    /// this time of the server starting to wait for them, which on a keep-alive
+    /// connection is also how long it may stay idle. Not shorter, because clients
+    /// pool idle connections and race a close (reqwest's default pool idle is 90 s).
+    pub idle: Duration,
+}
+
+/// How long a new connection may stay silent: `min(request time-out, 10 s)`.
+pub fn first_byte_timeout(request_timeout: Duration) -> Duration {
+    request_timeout.min(Duration::from_secs(10))
+}
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4): hyper-util reads up to this much
+/// before it picks a protocol.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether the client sends enough to choose HTTP/1 or HTTP/2 within `limit`: a
+/// first byte that is not the HTTP/2 preface's, or the whole preface. Peeks, so
+/// hyper still reads everything.
+async fn speaks_within(stream: &tokio::net::TcpStream, limit: Duration) -> bool {
+    let decided = async {
+        let mut buf = [0u8; H2_PREFACE.len()];
+        loop {
+            let n = stream.peek(&mut buf).await?;
+            if n == 0 {
+                return Ok::<bool, std::io::Error>(false);
+            }
+            if n == buf.len() || buf[..n] != H2_PREFACE[..n] {
+                return Ok(true);
+            }
+            // A prefix of the preface: peek returns at once while those bytes sit
+            // unread, so wait a little for the rest.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    matches!(tokio::time::timeout(limit, decided).await, Ok(Ok(true)))
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting,
+/// lets every connection finish its in-flight request (graceful shutdown of HTTP/1
+/// keep-alive and HTTP/2), and returns once all connections are closed.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    timeouts: Timeouts,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    // Dropping `stop_tx` tells every connection task to drain; each connection task
+    // holds a `done_rx` clone, so `done_tx.closed()` resolves when the last one ends.
+    let (stop_tx, stop_rx) = watch::channel(());
+    let (done_tx, done_rx) = watch::channel(());
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and similar: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, error = %e, "TCP_NODELAY");
+        }
+        let service = TowerToHyperService::new(
+            router
+                .clone()
+                .map_request(|req: Request<Incoming>| req.map(axum::body::Body::new)),
+        );
+        let mut stop = stop_rx.clone();
+        let done = done_rx.clone();
+        tokio::spawn(async move {
+            // hyper's header time-out starts only once hyper-util has read enough
+            // to tell HTTP/1 from HTTP/2, which a silent client never lets it do.
+            if !speaks_within(&stream, timeouts.first_byte).await {
+                drop(done);
+                return;
+            }
+            let mut builder = Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(timeouts.idle);
+            builder.http2().timer(TokioTimer::new());
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                res = conn.as_mut() => {
+                    if let Err(e) = res {
+                        tracing::debug!(%peer, error = %e, "connection ended");
+                    }
+                }
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "connection ended while draining");
+                    }
+                }
+            }
+            drop(done);
+        });
+    }
+    drop(listener);
+    drop(stop_rx);
+    drop(stop_tx);
+    drop(done_rx);
+    done_tx.closed().await;
+}

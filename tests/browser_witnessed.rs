@@ -1,0 +1,309 @@
+//! The `/verify` page of a log with witnesses (issue 9): three
+//! `candor witness serve` processes, `candor serve --witness … --witness-quorum 2`,
+//! and headless Chromium (driven through `browser_cdp`). The page pins the
+//! log's trust policy (C2SP tlog-policy) and shows it; a genuine receipt is
+//! `valid` with the `witness_quorum` check listed; a receipt whose checkpoint
+//! carries fewer than two cosignatures, or a log whose latest checkpoint
+//! does, is `invalid`, said in plain words. Screenshots go to
+//! target/browser-screenshots/.
+
+mod browser_cdp;
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use base64::Engine as _;
+use browser_cdp::Browser;
+use candor::cosignature::witness_verifier_key;
+use candor::entry::samples;
+use candor::hash::leaf_hash;
+use candor::note::{Note, SignerKey, VerifierKey};
+use candor::policy::Policy;
+use candor::receipt::{Receipt, ReceiptLink};
+use candor::tlog_proof::TlogProof;
+use common::{CANDOR, LogServer};
+
+const COMPANY: &str = "acme.example";
+
+/// A running `candor witness serve`, killed on drop.
+struct Witness {
+    child: Child,
+    url: String,
+}
+
+impl Witness {
+    fn start(key_file: &Path, data: &Path, log: &VerifierKey) -> Witness {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let mut child = Command::new(CANDOR)
+            .args(["witness", "serve", "--key"])
+            .arg(key_file)
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--log", &log.to_string()])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn candor witness serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("listening line");
+        assert!(line.contains("listening on"), "witness said {line:?}");
+        Witness {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Witness {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_key(dir: &Path, name: &str) -> (PathBuf, SignerKey) {
+    let key = SignerKey::generate(name).expect("generate key");
+    let path = dir.join(format!("{}.key", name.replace('/', "_")));
+    std::fs::write(&path, format!("{key}\n")).expect("write key");
+    (path, key)
+}
+
+/// The note with only the log's signature and the first `keep` cosignatures.
+fn strip_cosignatures(note: &[u8], log: &VerifierKey, keep: usize) -> Vec<u8> {
+    let mut n = Note::parse(note).expect("note");
+    let mut kept = 0;
+    n.signatures.retain(|s| {
+        if log.matches(s) {
+            return true;
+        }
+        kept += 1;
+        kept <= keep
+    });
+    n.to_bytes()
+}
+
+/// The receipt with its checkpoint's cosignatures cut down to `keep`.
+fn with_cosignatures(r: &Receipt, log: &VerifierKey, keep: usize) -> String {
+    let mut proof = TlogProof::parse(r.tlog_proof.as_bytes()).expect("tlog-proof");
+    proof.checkpoint = strip_cosignatures(&proof.checkpoint, log, keep);
+    let mut r = r.clone();
+    r.tlog_proof = String::from_utf8(proof.to_bytes()).expect("tlog-proof text");
+    serde_json::to_string(&r).expect("receipt JSON")
+}
+
+/// A proxy in front of the log that serves everything as is, except that the
+/// latest checkpoint (`/checkpoint`) loses all its cosignatures.
+async fn unwitnessed_proxy(log: String, log_key: VerifierKey) -> String {
+    async fn forward(State((log, key)): State<(String, VerifierKey)>, req: Request) -> Response {
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default();
+        let r = reqwest::get(format!("{log}{path}"))
+            .await
+            .expect("upstream");
+        let status = StatusCode::from_u16(r.status().as_u16()).expect("status");
+        let mut resp = Response::builder().status(status);
+        for (k, v) in r.headers() {
+            if k != "content-length" && k != "transfer-encoding" && k != "content-encoding" {
+                resp = resp.header(k.as_str(), v.as_bytes());
+            }
+        }
+        let mut body = r.bytes().await.expect("upstream body").to_vec();
+        if path == "/checkpoint" && status == StatusCode::OK {
+            body = strip_cosignatures(&body, &key, 0);
+        }
+        resp.body(Body::from(body)).expect("response")
+    }
+    let app = Router::new().fallback(forward).with_state((log, log_key));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let addr = listener.local_addr().expect("proxy address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+/// The failed check's name and the page's text, once the page decided `invalid`.
+fn invalid(b: &mut Browser) -> (String, String) {
+    assert_eq!(b.verdict(), "invalid", "{}", b.text());
+    let failed = b
+        .eval(
+            "[...document.querySelectorAll('#checks li.fail .what')].map(e => e.textContent).join('|')",
+        )
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    (failed, b.text())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_page_applies_the_witness_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let origin = "log.example/witnessed-page";
+    let (log_key_file, log_key) = write_key(dir.path(), origin);
+    let log_vkey = log_key.verifier();
+    let mut witnesses = Vec::new();
+    let mut args: Vec<String> = vec![
+        "--key".into(),
+        log_key_file.display().to_string(),
+        "--origin".into(),
+        origin.into(),
+        "--witness-quorum".into(),
+        "2".into(),
+        "--witness-retry-ms".into(),
+        "200".into(),
+        "--witness-timeout-ms".into(),
+        "2000".into(),
+        "--witness-wait-ms".into(),
+        "5000".into(),
+    ];
+    for i in 0..3 {
+        let (kf, k) = write_key(dir.path(), &format!("witness.example/w{i}"));
+        let w = Witness::start(&kf, &dir.path().join(format!("w{i}")), &log_vkey);
+        args.push("--witness".into());
+        args.push(format!("{}={}", witness_verifier_key(&k), w.url));
+        witnesses.push(w);
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let log = LogServer::start_in(&dir.path().join("log"), "redb", &argv).await;
+
+    // A purchase and a decision citing it, each with a witnessed receipt.
+    let acme = log.register_company(COMPANY).await;
+    let purchase = log
+        .submit(&acme.sign(samples::data_purchase(COMPANY)))
+        .await;
+    let p_index = purchase["index"].as_u64().expect("purchase index");
+    let p_leaf = base64::engine::general_purpose::STANDARD
+        .decode(purchase["leaf"].as_str().expect("leaf"))
+        .expect("leaf base64");
+    let opening = samples::opening("alice@example.org", 1);
+    let decision = log
+        .submit(&acme.sign(samples::targeting_decision_from_purchase(
+            COMPANY,
+            opening.commitment(),
+            p_index,
+            leaf_hash(&p_leaf),
+        )))
+        .await;
+    let receipt = Receipt::from_json(decision.to_string().as_bytes()).expect("receipt");
+    let link = ReceiptLink {
+        index: receipt.index,
+        leaf_hash: leaf_hash(&receipt.leaf_bytes().expect("leaf")),
+        salt: Some(opening.salt.clone()),
+    };
+
+    // The policy the log serves, and pins in the page: its key and 2 of the 3.
+    let (st, body) = log.get("/verify/trust-policy").await;
+    assert_eq!(st, 200);
+    let policy_text = String::from_utf8(body).expect("policy text");
+    let policy = Policy::parse(policy_text.as_bytes()).expect("the served policy parses");
+    assert_eq!(policy.witnesses().len(), 3);
+    assert_eq!(policy.logs()[0].key, log_vkey);
+    assert!(
+        policy.describe().starts_with("2 of "),
+        "{}",
+        policy.describe()
+    );
+    policy
+        .check(&log.checkpoint().await)
+        .expect("the log's checkpoint meets its own policy");
+    let (_, html) = log.get("/verify").await;
+    let html = String::from_utf8(html).expect("page");
+    let first_witness = policy.witnesses()[0].key.to_string();
+    assert!(
+        html.contains(&format!(
+            "witness {} {first_witness}",
+            policy.witnesses()[0].name
+        )),
+        "the policy is not pinned in the page"
+    );
+
+    let genuine = link.url(&log.base);
+    let one_cosignature = with_cosignatures(&receipt, &log_vkey, 1);
+    let no_cosignature = with_cosignatures(&receipt, &log_vkey, 0);
+    let proxied = unwitnessed_proxy(log.base.clone(), log_vkey.clone()).await;
+    let via_proxy = link.url(&proxied);
+    let quorum = policy.describe();
+    tokio::task::spawn_blocking(move || {
+        let mut b = Browser::start(1000, 1600);
+
+        // A genuine receipt: valid, the witness check listed, the policy shown.
+        b.goto(&genuine);
+        assert_eq!(b.verdict(), "valid", "{}", b.text());
+        let text = b.text();
+        assert!(
+            text.contains("enough independent witnesses cosigned the tree head"),
+            "the witness check is not listed:\n{text}"
+        );
+        assert!(text.contains("cosigned by witness.example/w"), "{text}");
+        assert!(text.contains("today's tree head is cosigned by"), "{text}");
+        assert!(text.contains("The witnesses this page requires"), "{text}");
+        assert!(text.contains(&quorum), "the quorum is not shown:\n{text}");
+        assert!(text.contains(&first_witness), "the policy is not shown");
+        assert!(text.contains("1 purchase verified on the log"), "{text}");
+        b.screenshot("witnessed-valid");
+
+        // The same receipt with one cosignature left: fewer than the quorum.
+        b.goto(&log_page(&genuine));
+        b.paste("#paste", &one_cosignature);
+        let (failed, text) = invalid(&mut b);
+        assert!(
+            failed.contains("enough independent witnesses cosigned the tree head"),
+            "{failed}\n{text}"
+        );
+        assert!(
+            text.contains("not enough witnesses cosigned the checkpoint"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("the policy requires {quorum}")),
+            "{text}"
+        );
+        b.screenshot("witnessed-invalid-one-cosignature");
+
+        // With no cosignature at all.
+        b.goto(&log_page(&genuine));
+        b.paste("#paste", &no_cosignature);
+        let (failed, text) = invalid(&mut b);
+        assert!(failed.contains("witnesses cosigned"), "{failed}");
+        assert!(text.contains("no listed witness cosigned it"), "{text}");
+
+        // A log whose latest checkpoint is not witnessed: the receipt itself
+        // is fine, but the log cannot show that today's tree is witnessed.
+        b.goto(&via_proxy);
+        let (failed, text) = invalid(&mut b);
+        assert!(
+            failed.contains("the log still holds the entry today"),
+            "{failed}\n{text}"
+        );
+        assert!(
+            text.contains("the log's latest checkpoint does not satisfy the trust policy"),
+            "{text}"
+        );
+        b.screenshot("witnessed-invalid-latest-unwitnessed");
+    })
+    .await
+    .expect("browser thread");
+    drop(witnesses);
+}
+
+/// The page itself, without the link's fragment.
+fn log_page(link_url: &str) -> String {
+    link_url.split('#').next().unwrap_or(link_url).to_string()
+}
