@@ -592,9 +592,10 @@ impl Plan {
 /// recompute from the row; keeping them would cost memory per leaf.
 const CACHE_MIN_RUN: usize = 16 * HASH_SIZE;
 
-/// Default capacity of a [`StoredHashCache`], in hashes: 2^21 (about 100 MB at most),
-/// which holds every cached hash of a 10^7-leaf log (31 per full tile).
-pub const DEFAULT_HASH_CACHE: usize = 1 << 21;
+/// Default capacity of a [`StoredHashCache`], in hashes: 2^22 (about 200 MB when
+/// full). A 10^7-leaf log has about 1.25 M cacheable hashes (31 per full tile), and
+/// the two-generation eviction keeps a working set of up to half the capacity.
+pub const DEFAULT_HASH_CACHE: usize = 1 << 22;
 
 /// A bounded, shared cache of stored hashes recomputed from tile rows, by stored-hash
 /// index (Go tlog's numbering). A stored hash is the root of a complete subtree, so
