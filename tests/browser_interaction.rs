@@ -322,7 +322,7 @@ async fn paste_drop_keyboard_screen_reader_contrast() {
         let mut phone = Browser::start(360, 800);
         phone.goto(&page);
         phone.paste("#paste", &genuine);
-        assert_eq!(phone.verdict(), "valid");
+        assert_eq!(phone.verdict(), "valid", "{}", phone.text());
         assert_eq!(
             phone.eval("document.documentElement.scrollWidth <= window.innerWidth"),
             Value::Bool(true),

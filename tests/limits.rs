@@ -191,13 +191,13 @@ async fn submission_outliving_the_request_timeout_gets_503_and_is_logged_once() 
     log.stop();
 }
 
-/// Opens a connection, sends `head` (part of a request's headers, or nothing), and
-/// returns what the server sent and whether it closed the connection, waiting up to
-/// `limit`.
+/// Opens a connection, sends `head` (part of a request's headers, a whole request,
+/// or nothing), and returns what the server sent and whether it closed the
+/// connection, waiting up to `limit`.
 fn stall(addr: &str, head: &[u8], limit: Duration) -> (Vec<u8>, bool, Duration) {
     let started = Instant::now();
-    // `closed` is false if the client's own limit (20 s, ten times the header
-    // time-out) ran out first.
+    // `closed` is false if the client's own limit (here 20 s, several times the
+    // server's time-outs) ran out first.
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(limit)).expect("read timeout");
     s.write_all(head).expect("partial headers");
@@ -265,21 +265,11 @@ async fn slow_and_silent_connections_are_cut_off_after_the_header_timeout() {
     }
 
     // A keep-alive connection that goes quiet after a request is closed as well.
-    let mut s = TcpStream::connect(&addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(20)))
-        .expect("read timeout");
-    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("request");
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 1024];
-    let closed = loop {
-        match s.read(&mut chunk) {
-            Ok(0) => break true,
-            Ok(n) => got.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
-            Err(_) => break false,
-        }
-    };
+    let (got, closed, _) = stall(
+        &addr,
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        Duration::from_secs(20),
+    );
     assert!(
         String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"),
         "the request itself is served"

@@ -17,6 +17,9 @@ const base = new URL(".", document.baseURI);
 
 // What is being shown: the receipt (JSON text) and what was fetched for it.
 let current = null;
+// Whether a check began (a paste or drop can come while the module loads), so that
+// the start-up prompt does not overwrite it.
+let started = false;
 
 function el(tag, props, ...children) {
   const e = document.createElement(tag);
@@ -190,8 +193,11 @@ async function checkLink(link) {
 
 /** A receipt, header line, verify URL or fragment, pasted, dropped or from the URL. */
 async function checkText(text) {
+  started = true;
   setVerdict("unknown", "Checking…");
   delete document.body.dataset.verdict;
+  // A paste or drop can come before the WebAssembly module is ready.
+  if (!(await verifier)) return;
   const input = JSON.parse(candor.parse_input(text));
   if (input.error) return couldNotRead(input.error);
   if (input.link) return checkLink(input.link);
@@ -247,16 +253,18 @@ function showPolicy() {
   return true;
 }
 
+// The verifier, once the module is loaded and the pinned policy is usable; every
+// check waits for it.
+const verifier = init().then(showPolicy);
 async function main() {
-  await init();
-  if (!showPolicy()) return;
+  if (!(await verifier)) return;
   // The fragment never reaches a server: r= is the receipt link, and
   // subject= (for tests and tools) pre-fills the field.
   const params = new URLSearchParams(location.hash.slice(1));
   if (params.get("subject")) $("subject").value = params.get("subject");
   if (params.get("r")) {
     await checkText("r=" + params.get("r"));
-  } else {
+  } else if (!started) {
     $("verdict").className = "verdict";
     $("verdict").replaceChildren(el("span", { className: "title", textContent: "Open the link from your message, or paste a receipt below." }));
   }

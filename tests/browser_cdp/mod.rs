@@ -233,6 +233,13 @@ impl Browser {
             "Browser.grantPermissions",
             json!({ "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"] }),
         );
+        // The clipboard API needs a focused document; a headless page under load
+        // may not have the focus yet.
+        self.call("Page.bringToFront", json!({}));
+        self.call(
+            "Emulation.setFocusEmulationEnabled",
+            json!({ "enabled": true }),
+        );
         let wrote = self.eval(&format!(
             "navigator.clipboard.writeText({}).then(() => 'ok', (e) => String(e))",
             json!(text)
