@@ -42,12 +42,6 @@ pub fn canonicalize(value: &Value) -> Result<Vec<u8>, JcsError> {
     Ok(out)
 }
 
-/// Serializes `v` with serde and canonicalizes the result.
-pub fn to_canonical<T: Serialize>(v: &T) -> Result<Vec<u8>, JcsError> {
-    let value = serde_json::to_value(v).map_err(|e| JcsError::Serialize(e.to_string()))?;
-    canonicalize(&value)
-}
-
 /// True iff `bytes` are exactly the canonical form of the JSON they encode.
 pub fn is_canonical(bytes: &[u8]) -> bool {
     match serde_json::from_slice::<Value>(bytes) {
@@ -125,14 +119,14 @@ fn write_number(
     path: &str,
     strict: bool,
 ) -> Result<(), JcsError> {
-    let text = if let Some(u) = n.as_u64() {
+    if let Some(u) = n.as_u64() {
         if strict && u > MAX_SAFE_INTEGER {
             return Err(JcsError::OutOfRange {
                 path: path.to_string(),
                 value: u.to_string(),
             });
         }
-        u.to_string()
+        write_decimal(u, false, out);
     } else if let Some(i) = n.as_i64() {
         if strict && i.unsigned_abs() > MAX_SAFE_INTEGER {
             return Err(JcsError::OutOfRange {
@@ -140,15 +134,14 @@ fn write_number(
                 value: i.to_string(),
             });
         }
-        i.to_string()
+        write_decimal(i.unsigned_abs(), i < 0, out);
     } else {
         // serde_json keeps every number with a '.' or exponent as f64, even `1.0`.
         return Err(JcsError::NotInteger {
             path: path.to_string(),
             value: n.to_string(),
         });
-    };
-    out.extend_from_slice(text.as_bytes());
+    }
     Ok(())
 }
 
@@ -163,25 +156,649 @@ pub fn cmp_utf16(a: &str, b: &str) -> Ordering {
 /// including U+007F and U+2028, is written as its UTF-8 bytes.
 fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\u{8}' => out.extend_from_slice(b"\\b"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\u{c}' => out.extend_from_slice(b"\\f"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes());
+    let bytes = s.as_bytes();
+    // Copy runs of bytes that need no escape in one go: only `"`, `\` and the C0
+    // controls are escaped, and every byte of a multi-byte UTF-8 sequence is >= 0x80.
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            0x0c => b"\\f",
+            b'\r' => b"\\r",
+            0..0x20 => {
+                out.extend_from_slice(&bytes[run..i]);
+                run = i + 1;
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 15)]);
+                continue;
             }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[run..i]);
+        out.extend_from_slice(esc);
+        run = i + 1;
+    }
+    out.extend_from_slice(&bytes[run..]);
+    out.push(b'"');
+}
+
+// ---------------------------------------------------------------------------
+// Direct serialization: RFC 8785 bytes from any `Serialize` type without building a
+// `serde_json::Value` first. Objects (structs and maps) are written member by member
+// into the output, then their members are reordered in place by name (§3.2.3); the
+// bytes are exactly `canonicalize(&serde_json::to_value(v)?)` for every value whose
+// map keys are distinct (serde's derived types and `BTreeMap`s always are).
+
+/// Serializes `v` straight to its RFC 8785 canonical bytes (same result and errors as
+/// [`canonicalize`] of `serde_json::to_value(v)`, without the intermediate value).
+pub fn to_canonical<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, JcsError> {
+    let mut out = Vec::with_capacity(1024);
+    to_canonical_into(v, &mut out)?;
+    Ok(out)
+}
+
+/// [`to_canonical`] appending to `out`.
+pub fn to_canonical_into<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<(), JcsError> {
+    let mut ser = Direct {
+        out,
+        path: String::from("$"),
+    };
+    v.serialize(&mut ser)
+}
+
+/// [`canonicalize`] appending to `out` (on error `out` holds a partial write).
+pub fn canonicalize_into(value: &Value, out: &mut Vec<u8>) -> Result<(), JcsError> {
+    let mut path = String::from("$");
+    write_value(value, out, &mut path, true)
+}
+
+impl serde::ser::Error for JcsError {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        JcsError::Serialize(msg.to_string())
+    }
+}
+
+struct Direct<'o> {
+    out: &'o mut Vec<u8>,
+    /// JSONPath-like location, for error messages only.
+    path: String,
+}
+
+impl Direct<'_> {
+    fn write_u64(&mut self, u: u64) -> Result<(), JcsError> {
+        if u > MAX_SAFE_INTEGER {
+            return Err(JcsError::OutOfRange {
+                path: self.path.clone(),
+                value: u.to_string(),
+            });
+        }
+        write_decimal(u, false, self.out);
+        Ok(())
+    }
+
+    fn write_i64(&mut self, i: i64) -> Result<(), JcsError> {
+        if i.unsigned_abs() > MAX_SAFE_INTEGER {
+            return Err(JcsError::OutOfRange {
+                path: self.path.clone(),
+                value: i.to_string(),
+            });
+        }
+        write_decimal(i.unsigned_abs(), i < 0, self.out);
+        Ok(())
+    }
+
+    fn not_integer(&self, f: f64) -> JcsError {
+        JcsError::NotInteger {
+            path: self.path.clone(),
+            value: f.to_string(),
         }
     }
-    out.push(b'"');
+
+    /// `{"variant":` of an externally tagged enum variant (serde_json's encoding).
+    fn open_variant(&mut self, variant: &str) {
+        self.out.push(b'{');
+        write_string(variant, self.out);
+        self.out.push(b':');
+    }
+}
+
+/// Plain decimal of an integer, as the ECMAScript algorithm writes it (§3.2.2.3).
+fn write_decimal(mut u: u64, negative: bool, out: &mut Vec<u8>) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    if negative && buf[i..] != *b"0" {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// An array being written.
+struct Array<'s, 'o> {
+    ser: &'s mut Direct<'o>,
+    n: usize,
+    /// Closes a `{"variant":[` wrapper too.
+    wrapped: bool,
+}
+
+impl Array<'_, '_> {
+    fn element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), JcsError> {
+        if self.n > 0 {
+            self.ser.out.push(b',');
+        }
+        let len = self.ser.path.len();
+        self.ser.path.push('[');
+        self.ser.path.push_str(&self.n.to_string());
+        self.ser.path.push(']');
+        v.serialize(&mut *self.ser)?;
+        self.ser.path.truncate(len);
+        self.n += 1;
+        Ok(())
+    }
+
+    fn close(self) {
+        self.ser.out.push(b']');
+        if self.wrapped {
+            self.ser.out.push(b'}');
+        }
+    }
+}
+
+/// An object being written: each member's value is written at the end of the output
+/// as it comes; `close` reorders the members by name.
+struct Object<'s, 'o> {
+    ser: &'s mut Direct<'o>,
+    /// Where the first member starts (just after `{`).
+    start: usize,
+    /// (name, value bytes range in `out`).
+    members: Vec<(std::borrow::Cow<'static, str>, std::ops::Range<usize>)>,
+    /// A map key waiting for its value.
+    key: Option<String>,
+    /// Closes a `{"variant":{` wrapper too.
+    wrapped: bool,
+}
+
+impl Object<'_, '_> {
+    fn member<T: Serialize + ?Sized>(
+        &mut self,
+        name: std::borrow::Cow<'static, str>,
+        v: &T,
+    ) -> Result<(), JcsError> {
+        let len = self.ser.path.len();
+        self.ser.path.push('.');
+        self.ser.path.push_str(&name);
+        let from = self.ser.out.len();
+        v.serialize(&mut *self.ser)?;
+        self.ser.path.truncate(len);
+        self.members.push((name, from..self.ser.out.len()));
+        Ok(())
+    }
+
+    fn close(mut self) {
+        let values = self.ser.out.split_off(self.start);
+        let start = self.start;
+        self.members.sort_by(|a, b| cmp_utf16(&a.0, &b.0));
+        for (i, (name, range)) in self.members.iter().enumerate() {
+            if i > 0 {
+                self.ser.out.push(b',');
+            }
+            write_string(name, self.ser.out);
+            self.ser.out.push(b':');
+            self.ser
+                .out
+                .extend_from_slice(&values[range.start - start..range.end - start]);
+        }
+        self.ser.out.push(b'}');
+        if self.wrapped {
+            self.ser.out.push(b'}');
+        }
+    }
+}
+
+impl<'s, 'o> serde::Serializer for &'s mut Direct<'o> {
+    type Ok = ();
+    type Error = JcsError;
+    type SerializeSeq = Array<'s, 'o>;
+    type SerializeTuple = Array<'s, 'o>;
+    type SerializeTupleStruct = Array<'s, 'o>;
+    type SerializeTupleVariant = Array<'s, 'o>;
+    type SerializeMap = Object<'s, 'o>;
+    type SerializeStruct = Object<'s, 'o>;
+    type SerializeStructVariant = Object<'s, 'o>;
+
+    fn serialize_bool(self, v: bool) -> Result<(), JcsError> {
+        self.out
+            .extend_from_slice(if v { b"true" } else { b"false" });
+        Ok(())
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), JcsError> {
+        self.write_i64(v.into())
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), JcsError> {
+        self.write_i64(v.into())
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), JcsError> {
+        self.write_i64(v.into())
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), JcsError> {
+        self.write_i64(v)
+    }
+    fn serialize_i128(self, v: i128) -> Result<(), JcsError> {
+        match i64::try_from(v) {
+            Ok(i) => self.write_i64(i),
+            Err(_) => Err(JcsError::OutOfRange {
+                path: self.path.clone(),
+                value: v.to_string(),
+            }),
+        }
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), JcsError> {
+        self.write_u64(v.into())
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), JcsError> {
+        self.write_u64(v.into())
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), JcsError> {
+        self.write_u64(v.into())
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), JcsError> {
+        self.write_u64(v)
+    }
+    fn serialize_u128(self, v: u128) -> Result<(), JcsError> {
+        match u64::try_from(v) {
+            Ok(u) => self.write_u64(u),
+            Err(_) => Err(JcsError::OutOfRange {
+                path: self.path.clone(),
+                value: v.to_string(),
+            }),
+        }
+    }
+    fn serialize_f32(self, v: f32) -> Result<(), JcsError> {
+        self.serialize_f64(v.into())
+    }
+    fn serialize_f64(self, v: f64) -> Result<(), JcsError> {
+        // serde_json turns non-finite floats into null and keeps the rest as floats,
+        // which `canonicalize` rejects; the same here.
+        if v.is_finite() {
+            Err(self.not_integer(v))
+        } else {
+            self.out.extend_from_slice(b"null");
+            Ok(())
+        }
+    }
+    fn serialize_char(self, v: char) -> Result<(), JcsError> {
+        let mut buf = [0u8; 4];
+        write_string(v.encode_utf8(&mut buf), self.out);
+        Ok(())
+    }
+    fn serialize_str(self, v: &str) -> Result<(), JcsError> {
+        write_string(v, self.out);
+        Ok(())
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), JcsError> {
+        // serde_json writes bytes as an array of numbers.
+        self.out.push(b'[');
+        for (i, b) in v.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            write_decimal((*b).into(), false, self.out);
+        }
+        self.out.push(b']');
+        Ok(())
+    }
+    fn serialize_none(self) -> Result<(), JcsError> {
+        self.serialize_unit()
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<(), JcsError> {
+        v.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), JcsError> {
+        self.out.extend_from_slice(b"null");
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<(), JcsError> {
+        self.serialize_unit()
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<(), JcsError> {
+        self.serialize_str(variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        v: &T,
+    ) -> Result<(), JcsError> {
+        v.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        v: &T,
+    ) -> Result<(), JcsError> {
+        self.open_variant(variant);
+        v.serialize(&mut *self)?;
+        self.out.push(b'}');
+        Ok(())
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Array<'s, 'o>, JcsError> {
+        self.out.push(b'[');
+        Ok(Array {
+            ser: self,
+            n: 0,
+            wrapped: false,
+        })
+    }
+    fn serialize_tuple(self, len: usize) -> Result<Array<'s, 'o>, JcsError> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        len: usize,
+    ) -> Result<Array<'s, 'o>, JcsError> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Array<'s, 'o>, JcsError> {
+        self.open_variant(variant);
+        self.out.push(b'[');
+        Ok(Array {
+            ser: self,
+            n: 0,
+            wrapped: true,
+        })
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Object<'s, 'o>, JcsError> {
+        self.out.push(b'{');
+        let start = self.out.len();
+        Ok(Object {
+            ser: self,
+            start,
+            members: Vec::new(),
+            key: None,
+            wrapped: false,
+        })
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Object<'s, 'o>, JcsError> {
+        self.serialize_map(None)
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+        _: usize,
+    ) -> Result<Object<'s, 'o>, JcsError> {
+        self.open_variant(variant);
+        let mut o = self.serialize_map(None)?;
+        o.wrapped = true;
+        Ok(o)
+    }
+}
+
+impl serde::ser::SerializeSeq for Array<'_, '_> {
+    type Ok = ();
+    type Error = JcsError;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), JcsError> {
+        self.element(v)
+    }
+    fn end(self) -> Result<(), JcsError> {
+        self.close();
+        Ok(())
+    }
+}
+
+impl serde::ser::SerializeTuple for Array<'_, '_> {
+    type Ok = ();
+    type Error = JcsError;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), JcsError> {
+        self.element(v)
+    }
+    fn end(self) -> Result<(), JcsError> {
+        self.close();
+        Ok(())
+    }
+}
+
+impl serde::ser::SerializeTupleStruct for Array<'_, '_> {
+    type Ok = ();
+    type Error = JcsError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), JcsError> {
+        self.element(v)
+    }
+    fn end(self) -> Result<(), JcsError> {
+        self.close();
+        Ok(())
+    }
+}
+
+impl serde::ser::SerializeTupleVariant for Array<'_, '_> {
+    type Ok = ();
+    type Error = JcsError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), JcsError> {
+        self.element(v)
+    }
+    fn end(self) -> Result<(), JcsError> {
+        self.close();
+        Ok(())
+    }
+}
+
+impl serde::ser::SerializeMap for Object<'_, '_> {
+    type Ok = ();
+    type Error = JcsError;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), JcsError> {
+        self.key = Some(key.serialize(MapKey)?);
+        Ok(())
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), JcsError> {
+        let key = self
+            .key
+            .take()
+            .ok_or_else(|| JcsError::Serialize("map value without a key".into()))?;
+        self.member(key.into(), v)
+    }
+    fn end(self) -> Result<(), JcsError> {
+        self.close();
+        Ok(())
+    }
+}
+
+impl serde::ser::SerializeStruct for Object<'_, '_> {
+    type Ok = ();
+    type Error = JcsError;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        name: &'static str,
+        v: &T,
+    ) -> Result<(), JcsError> {
+        self.member(name.into(), v)
+    }
+    fn end(self) -> Result<(), JcsError> {
+        self.close();
+        Ok(())
+    }
+}
+
+impl serde::ser::SerializeStructVariant for Object<'_, '_> {
+    type Ok = ();
+    type Error = JcsError;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        name: &'static str,
+        v: &T,
+    ) -> Result<(), JcsError> {
+        self.member(name.into(), v)
+    }
+    fn end(self) -> Result<(), JcsError> {
+        self.close();
+        Ok(())
+    }
+}
+
+/// Map keys: JSON member names are strings; like serde_json, integers, booleans and
+/// chars are written as their text, anything else is refused.
+struct MapKey;
+
+fn key_error() -> JcsError {
+    JcsError::Serialize("a map key must be a string".into())
+}
+
+impl serde::Serializer for MapKey {
+    type Ok = String;
+    type Error = JcsError;
+    type SerializeSeq = serde::ser::Impossible<String, JcsError>;
+    type SerializeTuple = serde::ser::Impossible<String, JcsError>;
+    type SerializeTupleStruct = serde::ser::Impossible<String, JcsError>;
+    type SerializeTupleVariant = serde::ser::Impossible<String, JcsError>;
+    type SerializeMap = serde::ser::Impossible<String, JcsError>;
+    type SerializeStruct = serde::ser::Impossible<String, JcsError>;
+    type SerializeStructVariant = serde::ser::Impossible<String, JcsError>;
+
+    fn serialize_bool(self, v: bool) -> Result<String, JcsError> {
+        Ok(v.to_string())
+    }
+    fn serialize_i8(self, v: i8) -> Result<String, JcsError> {
+        Ok(v.to_string())
+    }
+    fn serialize_i16(self, v: i16) -> Result<String, JcsError> {
+        Ok(v.to_string())
+    }
+    fn serialize_i32(self, v: i32) -> Result<String, JcsError> {
+        Ok(v.to_string())
+    }
+    fn serialize_i64(self, v: i64) -> Result<String, JcsError> {
+        Ok(v.to_string())
+    }
+    fn serialize_u8(self, v: u8) -> Result<String, JcsError> {
+        Ok(v.to_string())
+    }
+    fn serialize_u16(self, v: u16) -> Result<String, JcsError> {
+        Ok(v.to_string())
+    }
+    fn serialize_u32(self, v: u32) -> Result<String, JcsError> {
+        Ok(v.to_string())
+    }
+    fn serialize_u64(self, v: u64) -> Result<String, JcsError> {
+        Ok(v.to_string())
+    }
+    fn serialize_f32(self, _: f32) -> Result<String, JcsError> {
+        Err(key_error())
+    }
+    fn serialize_f64(self, _: f64) -> Result<String, JcsError> {
+        Err(key_error())
+    }
+    fn serialize_char(self, v: char) -> Result<String, JcsError> {
+        Ok(v.to_string())
+    }
+    fn serialize_str(self, v: &str) -> Result<String, JcsError> {
+        Ok(v.to_string())
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<String, JcsError> {
+        Err(key_error())
+    }
+    fn serialize_none(self) -> Result<String, JcsError> {
+        Err(key_error())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<String, JcsError> {
+        Err(key_error())
+    }
+    fn serialize_unit(self) -> Result<String, JcsError> {
+        Err(key_error())
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<String, JcsError> {
+        Err(key_error())
+    }
+    fn serialize_unit_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        variant: &'static str,
+    ) -> Result<String, JcsError> {
+        Ok(variant.to_string())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        v: &T,
+    ) -> Result<String, JcsError> {
+        v.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<String, JcsError> {
+        Err(key_error())
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq, JcsError> {
+        Err(key_error())
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple, JcsError> {
+        Err(key_error())
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct, JcsError> {
+        Err(key_error())
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant, JcsError> {
+        Err(key_error())
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap, JcsError> {
+        Err(key_error())
+    }
+    fn serialize_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStruct, JcsError> {
+        Err(key_error())
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant, JcsError> {
+        Err(key_error())
+    }
 }
 
 #[cfg(test)]
@@ -293,6 +910,84 @@ mod tests {
         assert!(!is_canonical(br#"{"a":1,"a":1}"#)); // duplicate member
         assert!(!is_canonical(br#"{"a":1.0}"#)); // float
         assert!(!is_canonical(b"{\"a\":1}\n")); // trailing newline
+    }
+
+    #[test]
+    fn direct_serialization_matches_canonicalize_of_the_value() {
+        #[derive(Serialize)]
+        struct Inner {
+            z: u32,
+            a: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            skipped: Option<u8>,
+        }
+        #[derive(Serialize)]
+        #[serde(tag = "kind", rename_all = "snake_case")]
+        enum Tagged {
+            Thing { b: Vec<Inner>, a: i64 },
+        }
+        #[derive(Serialize)]
+        enum External {
+            Unit,
+            New(u8),
+            Tup(u8, String),
+            Rec { y: bool, x: char },
+        }
+        let mut map = std::collections::BTreeMap::new();
+        map.insert("\u{fb33}".to_string(), -0i64);
+        map.insert("\u{1f600}".to_string(), -5);
+        map.insert("\r".to_string(), 7);
+        let tagged = Tagged::Thing {
+            b: vec![
+                Inner {
+                    z: 1,
+                    a: None,
+                    skipped: None,
+                },
+                Inner {
+                    z: 2,
+                    a: Some("\u{0}\u{1f}\"\\/\u{7f}\u{2028}é\n".into()),
+                    skipped: Some(3),
+                },
+            ],
+            a: -(MAX_SAFE_INTEGER as i64),
+        };
+        let check = |got: Result<Vec<u8>, JcsError>, want: Value| {
+            assert_eq!(got.unwrap(), canonicalize(&want).unwrap());
+        };
+        check(
+            to_canonical(&tagged),
+            serde_json::to_value(&tagged).unwrap(),
+        );
+        check(to_canonical(&map), serde_json::to_value(&map).unwrap());
+        for e in [
+            External::Unit,
+            External::New(9),
+            External::Tup(1, "t".into()),
+            External::Rec { y: true, x: 'q' },
+        ] {
+            check(to_canonical(&e), serde_json::to_value(&e).unwrap());
+        }
+        // A Value serialized directly gives what canonicalize gives, errors included.
+        for text in [
+            r#"{"b":[1,{"z":0,"a":-5}],"a":"x","":null,"\u00f6":true}"#,
+            r#"[[],{},"\u000f",9007199254740991]"#,
+        ] {
+            let v: Value = serde_json::from_str(text).unwrap();
+            check(to_canonical(&v), v.clone());
+        }
+        assert!(matches!(
+            to_canonical(&json!({"a": [1.5]})),
+            Err(JcsError::NotInteger { path, .. }) if path == "$.a[0]"
+        ));
+        assert!(matches!(
+            to_canonical(&json!({"n": MAX_SAFE_INTEGER + 1})),
+            Err(JcsError::OutOfRange { path, .. }) if path == "$.n"
+        ));
+        assert!(matches!(
+            to_canonical(&1.0f64),
+            Err(JcsError::NotInteger { .. })
+        ));
     }
 
     #[test]

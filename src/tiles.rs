@@ -587,20 +587,123 @@ impl Plan {
     }
 }
 
+/// Smallest row run (in bytes: 16 hashes, subtree height 4 within its tile) whose
+/// hash a [`StoredHashCache`] keeps. Lower hashes cost at most 15 SHA-256 to
+/// recompute from the row; keeping them would cost memory per leaf.
+const CACHE_MIN_RUN: usize = 16 * HASH_SIZE;
+
+/// Default capacity of a [`StoredHashCache`], in hashes: 2^22 (about 200 MB when
+/// full). A 10^7-leaf log has about 1.25 M cacheable hashes (31 per full tile), and
+/// the two-generation eviction keeps a working set of up to half the capacity.
+pub const DEFAULT_HASH_CACHE: usize = 1 << 22;
+
+/// A bounded, shared cache of stored hashes recomputed from tile rows, by stored-hash
+/// index (Go tlog's numbering). A stored hash is the root of a complete subtree, so
+/// once a log holds it, it never changes and an entry never goes stale. Only hashes
+/// of subtrees at height 4 or more within their tile are kept (see `CACHE_MIN_RUN`):
+/// they are the expensive ones (up to 255 SHA-256 each).
+///
+/// Eviction is by two generations (an approximation of LRU): hashes are inserted
+/// into the young generation; when it holds half the capacity it becomes the old
+/// one and the previous old one is dropped; a hit in the old generation moves the
+/// hash back to the young one. One cache must serve one log only.
+#[derive(Debug)]
+pub struct StoredHashCache {
+    capacity: usize,
+    generations: std::sync::Mutex<Generations>,
+}
+
+#[derive(Debug, Default)]
+struct Generations {
+    young: HashMap<u64, Hash>,
+    old: HashMap<u64, Hash>,
+}
+
+impl Generations {
+    fn insert(&mut self, index: u64, hash: Hash, half: usize) {
+        self.young.insert(index, hash);
+        if self.young.len() >= half {
+            self.old = std::mem::take(&mut self.young);
+        }
+    }
+}
+
+impl StoredHashCache {
+    /// A cache of at most `capacity` hashes (at least 2).
+    pub fn new(capacity: usize) -> StoredHashCache {
+        StoredHashCache {
+            capacity: capacity.max(2),
+            generations: std::sync::Mutex::new(Generations::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Generations> {
+        // A poisoned lock still holds consistent maps (every update is one insert).
+        self.generations.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cached hash at stored-hash index `index`.
+    pub fn get(&self, index: u64) -> Option<Hash> {
+        let mut g = self.lock();
+        if let Some(h) = g.young.get(&index) {
+            return Some(*h);
+        }
+        let h = g.old.remove(&index)?;
+        g.insert(index, h, self.capacity / 2);
+        Some(h)
+    }
+
+    /// Remembers the stored hash at `index`.
+    pub fn insert(&self, index: u64, hash: Hash) {
+        self.lock().insert(index, hash, self.capacity / 2);
+    }
+
+    /// How many hashes it holds.
+    pub fn len(&self) -> usize {
+        let g = self.lock();
+        g.young.len() + g.old.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Default for StoredHashCache {
+    fn default() -> StoredHashCache {
+        StoredHashCache::new(DEFAULT_HASH_CACHE)
+    }
+}
+
 /// A [`HashReader`] for the tree of `size` leaves backed by tiles: each stored hash
 /// is recomputed from the bottom row of the tile that holds it. Every tile needed by
 /// one `read_hashes` call is read once, in a single `read_tiles` call. Tiles are
-/// trusted as read; see [`VerifiedTileHashReader`] for untrusted sources.
+/// trusted as read; see [`VerifiedTileHashReader`] for untrusted sources. With a
+/// [`StoredHashCache`] the expensive hashes are computed once per log, and a tile is
+/// read only if some wanted hash is not cached.
 #[derive(Clone, Debug)]
 pub struct TileHashReader<R> {
     size: u64,
     reader: R,
+    cache: Option<std::sync::Arc<StoredHashCache>>,
 }
 
 impl<R: TileReader> TileHashReader<R> {
     /// A reader for the tree of `size` leaves.
     pub fn new(size: u64, reader: R) -> TileHashReader<R> {
-        TileHashReader { size, reader }
+        TileHashReader {
+            size,
+            reader,
+            cache: None,
+        }
+    }
+
+    /// The same reader, keeping the hashes it computes in `cache` (which must belong
+    /// to the log whose tiles `reader` reads: trusted tiles only).
+    pub fn with_cache(mut self, cache: Option<std::sync::Arc<StoredHashCache>>) -> Self {
+        self.cache = cache;
+        self
     }
 
     /// The tree size this reader serves.
@@ -616,10 +719,37 @@ impl<R: TileReader> TileHashReader<R> {
 
 impl<R: TileReader> HashReader for TileHashReader<R> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, TreeError> {
+        let Some(cache) = &self.cache else {
+            let mut plan = Plan::new();
+            plan.locate(indexes, self.size)?;
+            let data = plan.fetch(&self.reader)?;
+            return Ok(plan.extract(&data));
+        };
+        let mut out = vec![Hash::default(); indexes.len()];
         let mut plan = Plan::new();
-        plan.locate(indexes, self.size)?;
+        // (position in `out`, stored-hash index) of each hash the plan computes.
+        let mut todo = Vec::new();
+        for (k, &x) in indexes.iter().enumerate() {
+            let (tile, range) = tile_for_stored_hash_in_tree(x, self.size)?;
+            if range.len() >= CACHE_MIN_RUN
+                && let Some(h) = cache.get(x)
+            {
+                out[k] = h;
+                continue;
+            }
+            let (pos, _) = plan.add(tile);
+            plan.slots.push((pos, range));
+            todo.push((k, x));
+        }
         let data = plan.fetch(&self.reader)?;
-        Ok(plan.extract(&data))
+        for ((k, x), (pos, range)) in todo.into_iter().zip(&plan.slots) {
+            let h = row_hash(&data[*pos][range.clone()]);
+            if range.len() >= CACHE_MIN_RUN {
+                cache.insert(x, h);
+            }
+            out[k] = h;
+        }
+        Ok(out)
     }
 }
 
@@ -1057,6 +1187,58 @@ mod tests {
         }
         // Hashes beyond the tree are refused.
         assert!(thr.read_hashes(&[stored_hash_count(600)]).is_err());
+    }
+
+    #[test]
+    fn cached_reader_matches_and_skips_tiles() {
+        for size in [1u64, 255, 256, 257, 4096, 65_536 + 300] {
+            let (tree, tiles) = build(size);
+            let cache = std::sync::Arc::new(StoredHashCache::new(64));
+            let plain = TileHashReader::new(size, &tiles);
+            let cached = TileHashReader::new(size, &tiles).with_cache(Some(cache.clone()));
+            let all: Vec<u64> = (0..stored_hash_count(size)).collect();
+            for chunk in all.chunks(97) {
+                let want = plain.read_hashes(chunk).unwrap();
+                assert_eq!(cached.read_hashes(chunk).unwrap(), want);
+                // Again, now (partly) from the cache.
+                assert_eq!(cached.read_hashes(chunk).unwrap(), want);
+            }
+            assert!(cache.len() <= 64);
+            for k in [0, size / 2, size - 1] {
+                assert_eq!(
+                    inclusion_proof(k, size, &cached).unwrap(),
+                    tree.inclusion_proof(k, size).unwrap()
+                );
+            }
+        }
+        // A hash at height >= 4 within its tile, cached, is served without a read.
+        let (_, tiles) = build(4096);
+        let cache = std::sync::Arc::new(StoredHashCache::default());
+        let counting = CountingReader {
+            tiles: &tiles,
+            calls: Cell::new(0),
+            seen: Default::default(),
+        };
+        let r = TileHashReader::new(4096, &counting).with_cache(Some(cache));
+        let x = crate::merkle::stored_hash_index(4, 3);
+        let h = r.read_hashes(&[x]).unwrap();
+        let before = counting.calls.get();
+        assert_eq!(before, 1);
+        assert_eq!(r.read_hashes(&[x]).unwrap(), h);
+        assert_eq!(counting.calls.get(), before);
+    }
+
+    #[test]
+    fn stored_hash_cache_is_bounded_and_keeps_hot_entries() {
+        let c = StoredHashCache::new(10);
+        for i in 0..100u64 {
+            c.insert(i, Hash::default());
+            // Index 0 is used all the time: it survives every turnover.
+            assert!(c.get(0).is_some(), "{i}");
+            assert!(c.len() <= 10);
+        }
+        assert!(c.get(1).is_none());
+        assert!(c.get(99).is_some());
     }
 
     #[test]

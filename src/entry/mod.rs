@@ -106,6 +106,12 @@ impl Entry {
     /// `path` is where the entry sits (`""` at top level, `"entry"` inside a
     /// submission or leaf) so nested errors read e.g. `entry.criteria[2].effect`.
     fn parse_at(v: &Value, path: &str) -> Result<Entry, EntryError> {
+        Entry::parse_into(v, path, &mut Vec::new())
+    }
+
+    /// [`Entry::parse_at`], appending the entry's canonical bytes to `out`: they are
+    /// computed once, here, and the signed message and entry hash reuse them.
+    fn parse_into(v: &Value, path: &str, out: &mut Vec<u8>) -> Result<Entry, EntryError> {
         let kind_path = join(path, "kind");
         let obj = v.as_object().ok_or_else(|| EntryError::WrongType {
             field: if path.is_empty() {
@@ -141,10 +147,20 @@ impl Entry {
                 other => return Err(EntryError::UnknownKind(other.to_string())),
             };
         // Size limit on the canonical form (spec/entries.md §6).
-        entry.canonical_bytes()?;
+        let from = out.len();
+        jcs::canonicalize_into(v, out)?;
+        let size = out.len() - from;
+        if size > MAX_ENTRY_BYTES {
+            return Err(EntryError::TooLarge {
+                field: "entry".into(),
+                size,
+                max: MAX_ENTRY_BYTES,
+            });
+        }
         // Invariant: a valid entry re-serializes to exactly the JSON it came from, so
-        // the bytes a company signed are the bytes the log re-creates.
-        if serde_json::to_value(&entry).ok().as_ref() != Some(v) {
+        // the bytes a company signed are the bytes the log re-creates. Two JSON values
+        // of Candor's integer-only profile are equal iff their RFC 8785 bytes are.
+        if jcs::to_canonical(&entry).ok().as_deref() != Some(&out[from..]) {
             return Err(invalid(
                 if path.is_empty() { "entry" } else { path },
                 "does not have a unique JSON form",
@@ -266,10 +282,26 @@ impl SignedEntry {
         SignedEntry::parse_value(&json_body(bytes, MAX_SUBMISSION_BYTES, "submission")?)
     }
 
+    /// [`SignedEntry::parse_json`] that also returns the signed message
+    /// (`ENTRY_SIGNATURE_TAG || canonical entry bytes`), canonicalising the entry only
+    /// once: what the log needs to verify the signature, hash the entry
+    /// ([`entry_hash_of_message`]) and build the leaf ([`Leaf::bytes_from_message`]).
+    pub fn parse_json_with_message(bytes: &[u8]) -> Result<(SignedEntry, Vec<u8>), EntryError> {
+        let v = json_body(bytes, MAX_SUBMISSION_BYTES, "submission")?;
+        let mut message = Vec::with_capacity(bytes.len() + ENTRY_SIGNATURE_TAG.len());
+        message.extend_from_slice(ENTRY_SIGNATURE_TAG);
+        let signed = SignedEntry::parse_value_into(&v, &mut message)?;
+        Ok((signed, message))
+    }
+
     /// Parses a submission from JSON.
     pub fn parse_value(v: &Value) -> Result<SignedEntry, EntryError> {
+        SignedEntry::parse_value_into(v, &mut Vec::new())
+    }
+
+    fn parse_value_into(v: &Value, canonical: &mut Vec<u8>) -> Result<SignedEntry, EntryError> {
         let o = Obj::new(v, "", &["entry", "key_id", "signature"])?;
-        let entry = Entry::parse_at(o.req("entry")?.v, "entry")?;
+        let entry = Entry::parse_into(o.req("entry")?.v, "entry", canonical)?;
         let key_id = o.req("key_id")?.str()?.to_string();
         decode_key_id("key_id", &key_id)?;
         let signature = o.req("signature")?.str()?.to_string();
@@ -334,6 +366,49 @@ impl Leaf {
         Ok(bytes)
     }
 
+    /// Canonical leaf bytes from a signed message (`ENTRY_SIGNATURE_TAG ||` the
+    /// entry's canonical bytes, as [`SignedEntry::parse_json_with_message`] returns
+    /// it) without re-serializing the entry: the leaf object's members sort as
+    /// `entry`, `key_id`, `logged_at`, `signature` (RFC 8785 §3.2.3), and the three
+    /// strings, once checked, hold nothing JCS escapes. Same bytes as
+    /// [`Leaf::to_bytes`] for the same (valid) entry.
+    pub fn bytes_from_message(
+        message: &[u8],
+        key_id: &str,
+        signature: &str,
+        logged_at: &str,
+    ) -> Result<Vec<u8>, EntryError> {
+        let canonical = message
+            .strip_prefix(ENTRY_SIGNATURE_TAG)
+            .ok_or_else(|| invalid("entry", "the signed message lacks its domain tag"))?;
+        decode_key_id("key_id", key_id)?;
+        decode_signature("signature", signature)?;
+        if parse_time(logged_at).is_none() {
+            return Err(EntryError::BadTime {
+                field: "logged_at".into(),
+                value: logged_at.to_string(),
+            });
+        }
+        let mut out = Vec::with_capacity(canonical.len() + signature.len() + 80);
+        out.extend_from_slice(b"{\"entry\":");
+        out.extend_from_slice(canonical);
+        out.extend_from_slice(b",\"key_id\":\"");
+        out.extend_from_slice(key_id.as_bytes());
+        out.extend_from_slice(b"\",\"logged_at\":\"");
+        out.extend_from_slice(logged_at.as_bytes());
+        out.extend_from_slice(b"\",\"signature\":\"");
+        out.extend_from_slice(signature.as_bytes());
+        out.extend_from_slice(b"\"}");
+        if out.len() > MAX_LEAF_BYTES {
+            return Err(EntryError::TooLarge {
+                field: "leaf".into(),
+                size: out.len(),
+                max: MAX_LEAF_BYTES,
+            });
+        }
+        Ok(out)
+    }
+
     /// Parses leaf bytes; they MUST be exactly canonical (RFC 8785), so each leaf
     /// has one byte form and one leaf hash.
     pub fn parse(bytes: &[u8]) -> Result<Leaf, EntryError> {
@@ -341,19 +416,32 @@ impl Leaf {
         if jcs::canonicalize(&v)? != bytes {
             return Err(EntryError::NotCanonical);
         }
-        let o = Obj::new(&v, "", &["entry", "key_id", "logged_at", "signature"])?;
-        let entry = Entry::parse_at(o.req("entry")?.v, "entry")?;
+        Leaf::parse_value_with_message(&v).map(|(leaf, _)| leaf)
+    }
+
+    /// Parses a leaf from its JSON value, returning also the entry's signed message
+    /// (`ENTRY_SIGNATURE_TAG ||` canonical entry bytes, computed once). Every rule of
+    /// [`Leaf::parse`] except that the leaf bytes are canonical, which the caller, who
+    /// holds the bytes, checks (as the monitor does before it parses).
+    pub fn parse_value_with_message(v: &Value) -> Result<(Leaf, Vec<u8>), EntryError> {
+        let mut message = Vec::with_capacity(1024);
+        message.extend_from_slice(ENTRY_SIGNATURE_TAG);
+        let o = Obj::new(v, "", &["entry", "key_id", "logged_at", "signature"])?;
+        let entry = Entry::parse_into(o.req("entry")?.v, "entry", &mut message)?;
         let key_id = o.req("key_id")?.str()?.to_string();
         decode_key_id("key_id", &key_id)?;
         let signature = o.req("signature")?.str()?.to_string();
         decode_signature("signature", &signature)?;
         let logged_at = o.req("logged_at")?.time()?;
-        Ok(Leaf {
-            entry,
-            key_id,
-            signature,
-            logged_at,
-        })
+        Ok((
+            Leaf {
+                entry,
+                key_id,
+                signature,
+                logged_at,
+            },
+            message,
+        ))
     }
 
     /// The submission this leaf records.
@@ -375,6 +463,62 @@ impl Leaf {
         let v = serde_json::to_value(self).expect("Leaf serializes to JSON");
         leaf_hash(&jcs::canonicalize_lenient(&v))
     }
+}
+
+/// The entry hash (SHA-256 of the signed message, [`Entry::entry_hash`]) of a signed
+/// message already computed.
+pub fn entry_hash_of_message(message: &[u8]) -> Hash {
+    sha256(message)
+}
+
+/// Ed25519 batch verification (`ed25519_dalek::verify_batch`) of many entry
+/// signatures, split over the machine's cores: each share is one batch equation on
+/// its own thread. Succeeds iff every share does; as with one batch, a failure says
+/// only that some signature is bad, and the caller finds it by single verification.
+pub fn verify_batch_parallel(
+    messages: &[&[u8]],
+    signatures: &[Signature],
+    keys: &[VerifyingKey],
+) -> Result<(), ed25519_dalek::SignatureError> {
+    // Below this a second thread costs more than it saves.
+    const MIN_SHARE: usize = 64;
+    if messages.len() != signatures.len() || messages.len() != keys.len() {
+        // verify_batch reports the mismatch itself.
+        return ed25519_dalek::verify_batch(messages, signatures, keys);
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let shares = cores.min(messages.len() / MIN_SHARE).max(1);
+        if shares > 1 {
+            let per = messages.len().div_ceil(shares);
+            return std::thread::scope(|scope| {
+                let mut handles = Vec::with_capacity(shares - 1);
+                let mut chunks = messages
+                    .chunks(per)
+                    .zip(signatures.chunks(per))
+                    .zip(keys.chunks(per));
+                // The first share runs on this thread, the others on their own.
+                let first = chunks.next();
+                for ((m, s), k) in chunks {
+                    handles.push(scope.spawn(move || ed25519_dalek::verify_batch(m, s, k)));
+                }
+                let mut result = match first {
+                    Some(((m, s), k)) => ed25519_dalek::verify_batch(m, s, k),
+                    None => Ok(()),
+                };
+                for h in handles {
+                    // A panicking share cannot vouch for its signatures.
+                    let r = h
+                        .join()
+                        .unwrap_or_else(|_| Err(ed25519_dalek::SignatureError::new()));
+                    result = result.and(r);
+                }
+                result
+            });
+        }
+    }
+    ed25519_dalek::verify_batch(messages, signatures, keys)
 }
 
 /// Size limit, UTF-8 and JSON syntax of a body.
@@ -503,6 +647,64 @@ mod tests {
             format_time(t + time::Duration::milliseconds(999)),
             "2026-11-29T05:31:40Z"
         );
+    }
+
+    #[test]
+    fn message_and_leaf_fast_paths_match_the_serde_paths() {
+        let key = samples::signing_key("acme");
+        let vk = key.verifying_key();
+        let entries = [
+            samples::targeting_decision("acme.example", crate::hash::sha256(b"s")),
+            samples::data_purchase("acme.example"),
+            samples::sensitive_data_purchase("acme.example"),
+            samples::company_key("acme.example", &vk, KeyAction::Register),
+            samples::load_targeting_decision("acme.example", 7),
+        ];
+        for entry in entries {
+            let signed = SignedEntry::sign(entry, &key, [1, 2, 3, 4]).unwrap();
+            let body = serde_json::to_vec(&signed).unwrap();
+            let (parsed, message) = SignedEntry::parse_json_with_message(&body).unwrap();
+            assert_eq!(parsed, signed);
+            assert_eq!(message, signed.entry.signed_message().unwrap());
+            assert_eq!(
+                entry_hash_of_message(&message),
+                signed.entry.entry_hash().unwrap()
+            );
+            let t = "2026-11-29T05:31:40Z";
+            let fast =
+                Leaf::bytes_from_message(&message, &signed.key_id, &signed.signature, t).unwrap();
+            let leaf = Leaf::new(signed.clone(), t.into());
+            assert_eq!(fast, leaf.to_bytes().unwrap());
+            assert_eq!(Leaf::parse(&fast).unwrap(), leaf);
+            assert!(Leaf::bytes_from_message(&message, "ABCD0123", &signed.signature, t).is_err());
+            assert!(Leaf::bytes_from_message(&message, &signed.key_id, "AA==", t).is_err());
+            assert!(
+                Leaf::bytes_from_message(&message, &signed.key_id, &signed.signature, "now")
+                    .is_err()
+            );
+            assert!(
+                Leaf::bytes_from_message(&message[1..], &signed.key_id, &signed.signature, t)
+                    .is_err()
+            );
+        }
+    }
+
+    #[test]
+    fn parallel_batch_verification_finds_a_bad_signature_in_any_share() {
+        let key = samples::signing_key("acme");
+        let msgs: Vec<Vec<u8>> = (0..300u32).map(|i| i.to_be_bytes().to_vec()).collect();
+        let mut sigs: Vec<Signature> = msgs.iter().map(|m| key.sign(m)).collect();
+        let keys = vec![key.verifying_key(); msgs.len()];
+        let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+        assert!(verify_batch_parallel(&refs, &sigs, &keys).is_ok());
+        for bad in [0, 150, 299] {
+            let good = sigs[bad];
+            sigs[bad] = key.sign(b"something else");
+            assert!(verify_batch_parallel(&refs, &sigs, &keys).is_err(), "{bad}");
+            sigs[bad] = good;
+        }
+        assert!(verify_batch_parallel(&refs[..10], &sigs[..10], &keys[..10]).is_ok());
+        assert!(verify_batch_parallel(&refs, &sigs[..299], &keys).is_err());
     }
 
     #[test]

@@ -57,7 +57,8 @@ impl TileReader for StoreTiles<'_> {
 
 /// A stored-hash reader for the tree of `size` leaves.
 pub fn hash_reader<'a>(tiles: StoreTiles<'a>, size: u64) -> TileHashReader<StoreTiles<'a>> {
-    TileHashReader::new(size, tiles)
+    let cache = tiles.store.hash_cache();
+    TileHashReader::new(size, tiles).with_cache(cache)
 }
 
 /// Inclusion proof of leaf `index` in the tree of `size` (RFC 9162 §2.1.3.1).

@@ -102,10 +102,17 @@ pub fn router(app: App) -> Router {
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(
             // Tiles and bundles are served byte-exact and uncompressed (static mirrors
-            // copy them verbatim); JSON, NDJSON and text are compressed on request.
-            CompressionLayer::new().compress_when(
-                SizeAbove::new(512).and(NotForContentType::const_new("application/octet-stream")),
-            ),
+            // copy them verbatim); JSON and text are compressed on request, at the
+            // fastest level. NDJSON receipts are not: they are mostly base64 of signed
+            // leaves and proof hashes (little to gain) and gzip of every batch's
+            // receipts cost the sequencing path more CPU than the rest of a receipt.
+            CompressionLayer::new()
+                .quality(tower_http::CompressionLevel::Fastest)
+                .compress_when(
+                    SizeAbove::new(512)
+                        .and(NotForContentType::const_new("application/octet-stream"))
+                        .and(NotForContentType::const_new("application/x-ndjson")),
+                ),
         )
         .layer(RequestBodyTimeoutLayer::new(
             limits.request_timeout.min(Duration::from_secs(10)),
@@ -592,19 +599,20 @@ async fn read_body(app: &AppState, req: Request) -> Result<Bytes, ApiError> {
 /// Checks one submitted entry (everything but the signature, which the sequencer
 /// batch-verifies): JSON syntax (400), the entry schema (422), the company's
 /// registration and key (403).
-fn validate(bytes: &[u8], registry: &Registry) -> Result<Validated, ApiError> {
-    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
-        .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-    // The syntax pre-check above does not bound nesting; building the JSON value
-    // does (serde_json's recursion limit), and that too is a syntax fault (400).
-    let signed = SignedEntry::parse_json(bytes).map_err(|e| match e {
+fn validate(bytes: &[u8], registry: &Registry, keys: &mut KeyMemo) -> Result<Validated, ApiError> {
+    // Syntax before size: a body over the submission limit that is not even JSON is
+    // a syntax fault (400). Below the limit the parse itself reports syntax first.
+    if bytes.len() > crate::entry::MAX_SUBMISSION_BYTES {
+        serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+            .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+    }
+    // Parsing applies every rule of spec/entries.md and canonicalises the entry once;
+    // the signed message it returns is reused for the signature, the entry hash and
+    // the leaf. Over-deep nesting is a syntax fault too (serde_json's recursion limit).
+    let (signed, message) = SignedEntry::parse_json_with_message(bytes).map_err(|e| match e {
         EntryError::Json(_) | EntryError::NotUtf8(_) => ApiError::MalformedJson(e.to_string()),
         e => ApiError::InvalidEntry(e.to_string()),
     })?;
-    signed
-        .entry
-        .validate()
-        .map_err(|e| ApiError::InvalidEntry(e.to_string()))?;
     if signed.entry.kind() == "company_key" {
         return Err(ApiError::Forbidden {
             code: "reserved_kind",
@@ -613,45 +621,74 @@ fn validate(bytes: &[u8], registry: &Registry) -> Result<Validated, ApiError> {
         });
     }
     sequencer::check_key(registry, &signed)?;
-    let record = match registry.status(signed.entry.company(), &signed.key_id) {
-        super::registry::KeyStatus::Active(rec) => rec.clone(),
-        _ => {
-            return Err(ApiError::Internal(
-                "registry changed during validation".into(),
-            ));
-        }
-    };
-    let vkey = VerifierKey::from_str(&record.verifier_key).map_err(|e| {
-        ApiError::Internal(format!(
-            "registered key {} does not parse: {e}",
-            record.key_id
-        ))
-    })?;
-    finish_validation(signed, *vkey.verifying_key(), None)
+    let key = keys.get(registry, &signed)?;
+    finish_validation(signed, message, key, None)
 }
 
+/// Registered keys already decoded in this request (decoding an Ed25519 point costs
+/// more than the rest of an entry's checks; a batch is usually one company's).
+#[derive(Default)]
+struct KeyMemo(Vec<(String, String, ed25519_dalek::VerifyingKey)>);
+
+impl KeyMemo {
+    fn get(
+        &mut self,
+        registry: &Registry,
+        signed: &SignedEntry,
+    ) -> Result<ed25519_dalek::VerifyingKey, ApiError> {
+        let company = signed.entry.company();
+        if let Some((_, _, k)) = self
+            .0
+            .iter()
+            .find(|(c, id, _)| c == company && *id == signed.key_id)
+        {
+            return Ok(*k);
+        }
+        let record = match registry.status(company, &signed.key_id) {
+            super::registry::KeyStatus::Active(rec) => rec,
+            _ => {
+                return Err(ApiError::Internal(
+                    "registry changed during validation".into(),
+                ));
+            }
+        };
+        let vkey = VerifierKey::from_str(&record.verifier_key).map_err(|e| {
+            ApiError::Internal(format!(
+                "registered key {} does not parse: {e}",
+                record.key_id
+            ))
+        })?;
+        let key = *vkey.verifying_key();
+        self.0
+            .push((company.to_string(), signed.key_id.clone(), key));
+        Ok(key)
+    }
+}
+
+/// The rest of an entry's checks, given its signed message (`candor-entry/v1\n ‖
+/// JCS(entry)`): the signature's form (the sequencer batch-verifies it) and the
+/// entry hash, SHA-256 of that same message.
 fn finish_validation(
     signed: SignedEntry,
+    message: Vec<u8>,
     key: ed25519_dalek::VerifyingKey,
     change: Option<Change>,
 ) -> Result<Validated, ApiError> {
-    let sig_bytes = B64
-        .decode(&signed.signature)
-        .map_err(|e| ApiError::BadSignature(format!("signature is not base64: {e}")))?;
-    let sig_arr: [u8; 64] = sig_bytes.as_slice().try_into().map_err(|_| {
-        ApiError::BadSignature(format!(
-            "signature is {} bytes, an Ed25519 signature is 64",
-            sig_bytes.len()
-        ))
-    })?;
-    let message = signed
-        .entry
-        .signed_message()
-        .map_err(|e| ApiError::InvalidEntry(e.to_string()))?;
-    let entry_hash = signed
-        .entry
-        .entry_hash()
-        .map_err(|e| ApiError::InvalidEntry(e.to_string()))?;
+    let mut sig_arr = [0u8; 64];
+    match B64.decode_slice(&signed.signature, &mut sig_arr) {
+        Ok(64) => {}
+        Ok(n) => {
+            return Err(ApiError::BadSignature(format!(
+                "signature is {n} bytes, an Ed25519 signature is 64"
+            )));
+        }
+        Err(e) => {
+            return Err(ApiError::BadSignature(format!(
+                "signature is not base64 of 64 bytes: {e}"
+            )));
+        }
+    }
+    let entry_hash = crate::entry::entry_hash_of_message(&message);
     Ok(Validated {
         signed,
         entry_hash,
@@ -782,7 +819,7 @@ async fn post_entries(State(app): State<App>, req: Request) -> Result<Response, 
                     app.limits.max_entry_body_bytes
                 )));
             }
-            let v = validate(&body, &registry)?;
+            let v = validate(&body, &registry, &mut KeyMemo::default())?;
             let receipts = app.enqueue(vec![v], true).await?;
             let mut receipts = match witnessing::settle(&app, receipts).await? {
                 Ok(r) => r,
@@ -797,6 +834,7 @@ async fn post_entries(State(app): State<App>, req: Request) -> Result<Response, 
             let limits = app.limits.clone();
             let items = blocking(move || {
                 let mut items = Vec::new();
+                let mut keys = KeyMemo::default();
                 for (i, line) in body.split(|&b| b == b'\n').enumerate() {
                     let line_no = i + 1;
                     let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -817,7 +855,8 @@ async fn post_entries(State(app): State<App>, req: Request) -> Result<Response, 
                         ))
                         .at_line(line_no));
                     }
-                    let mut v = validate(line, &registry).map_err(|e| e.at_line(line_no))?;
+                    let mut v =
+                        validate(line, &registry, &mut keys).map_err(|e| e.at_line(line_no))?;
                     v.line = Some(line_no);
                     items.push(v);
                 }
@@ -925,7 +964,11 @@ async fn post_companies(State(app): State<App>, req: Request) -> Result<Response
     let log_vkey = app.log_key.verifier();
     let signed = SignedEntry::sign(entry, app.log_key.signing_key(), log_vkey.key_id())
         .map_err(|e| ApiError::Internal(format!("signing the company_key entry: {e}")))?;
-    let v = finish_validation(signed, *log_vkey.verifying_key(), Some(change))?;
+    let message = signed
+        .entry
+        .signed_message()
+        .map_err(|e| ApiError::InvalidEntry(e.to_string()))?;
+    let v = finish_validation(signed, message, *log_vkey.verifying_key(), Some(change))?;
     let receipts = app.enqueue(vec![v], false).await?;
     let mut receipts = match witnessing::settle(&app, receipts).await? {
         Ok(r) => r,

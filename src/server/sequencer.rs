@@ -626,32 +626,61 @@ impl Core {
             .enumerate()
             .map(|(i, l)| (base + i as u64, l))
             .collect();
+        // Who signed each new leaf, from its submission (no need to parse the leaf).
+        let mut signers: HashMap<u64, LeafSigner<'_>> = HashMap::new();
+        for (s, p) in subs.iter().zip(&placed) {
+            if let Ok(indices) = p {
+                for (item, &i) in s.items.iter().zip(indices) {
+                    if i >= base {
+                        signers.entry(i).or_insert(LeafSigner {
+                            company: item.signed.entry.company(),
+                            key_id: &item.signed.key_id,
+                            company_key: item.change.is_some()
+                                || item.signed.entry.kind() == "company_key",
+                        });
+                    }
+                }
+            }
+        }
         let registry = self.shared.registry();
         // One memo for the whole batch: every receipt is against the same checkpoint.
         let cache = ReceiptCache::default();
-        for (s, p) in subs.into_iter().zip(placed) {
-            let reply = p.and_then(|indices| {
-                indices
-                    .iter()
-                    .map(|&i| {
-                        let leaf = match new_leaf_map.get(&i) {
-                            Some(l) => (*l).clone(),
-                            None => reader::read_leaf(&*self.store, Some(&written.bundles), i)
-                                .map_err(|e| ApiError::Internal(e.to_string()))?,
-                        };
-                        build_receipt_cached(
-                            &*self.store,
-                            Some(&written.tiles),
-                            Some(&written.bundles),
-                            &published,
-                            &registry,
-                            i,
-                            leaf,
-                            &cache,
-                        )
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-            });
+        let replies: Vec<Reply> = subs
+            .iter()
+            .zip(placed)
+            .map(|(_, p)| {
+                p.and_then(|indices| {
+                    indices
+                        .iter()
+                        .map(|&i| {
+                            let stored;
+                            let leaf: &[u8] = match new_leaf_map.get(&i) {
+                                Some(l) => l,
+                                None => {
+                                    stored =
+                                        reader::read_leaf(&*self.store, Some(&written.bundles), i)
+                                            .map_err(|e| ApiError::Internal(e.to_string()))?;
+                                    &stored
+                                }
+                            };
+                            build_receipt_cached(
+                                &*self.store,
+                                Some(&written.tiles),
+                                Some(&written.bundles),
+                                &published,
+                                &registry,
+                                i,
+                                leaf,
+                                signers.get(&i).copied(),
+                                &cache,
+                            )
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+            })
+            .collect();
+        drop(signers);
+        for (s, reply) in subs.into_iter().zip(replies) {
             answer(&metrics, s, reply);
         }
     }
@@ -689,15 +718,15 @@ impl Core {
                 }
             }
         }
-        let leaf = Leaf {
-            entry: item.signed.entry.clone(),
-            key_id: item.signed.key_id.clone(),
-            signature: item.signed.signature.clone(),
-            logged_at: logged_at.to_string(),
-        };
-        let bytes = leaf
-            .to_bytes()
-            .map_err(|e| ApiError::InvalidEntry(format!("building the leaf: {e}")))?;
+        // The entry was validated and canonicalised at submission; its canonical bytes
+        // are the tail of the signed message, so the leaf is assembled around them.
+        let bytes = Leaf::bytes_from_message(
+            &item.message,
+            &item.signed.key_id,
+            &item.signed.signature,
+            logged_at,
+        )
+        .map_err(|e| ApiError::InvalidEntry(format!("building the leaf: {e}")))?;
         if bytes.len() > u16::MAX as usize {
             return Err(ApiError::TooLarge(format!(
                 "the leaf would be {} bytes; an entry bundle holds at most 65535 (C2SP tlog-tiles)",
@@ -773,7 +802,7 @@ fn verify_signatures(subs: &[Submission]) -> HashMap<usize, (usize, String)> {
         }
     }
     let mut bad = HashMap::new();
-    if messages.is_empty() || ed25519_dalek::verify_batch(&messages, &sigs, &keys).is_ok() {
+    if messages.is_empty() || crate::entry::verify_batch_parallel(&messages, &sigs, &keys).is_ok() {
         return bad;
     }
     for (si, s) in subs.iter().enumerate() {
@@ -815,9 +844,20 @@ pub fn build_receipt(
         published,
         registry,
         index,
-        leaf,
+        &leaf,
+        None,
         &cache,
     )
+}
+
+/// Who signed a leaf, when the caller knows it already (the sequencer does, from the
+/// submission), so that building its receipt need not parse the leaf again.
+#[derive(Debug, Clone, Copy)]
+pub struct LeafSigner<'a> {
+    pub company: &'a str,
+    pub key_id: &'a str,
+    /// A `company_key` entry (signed by the log; its receipt has no `company_key`).
+    pub company_key: bool,
 }
 
 /// What the receipts of one batch share: they are all against the same published
@@ -915,7 +955,8 @@ pub fn build_receipt_cached(
     published: &Published,
     registry: &Registry,
     index: u64,
-    leaf: Vec<u8>,
+    leaf: &[u8],
+    signer: Option<LeafSigner<'_>>,
     cache: &ReceiptCache,
 ) -> Result<Receipt, ApiError> {
     let size = published.checkpoint.size;
@@ -934,7 +975,8 @@ pub fn build_receipt_cached(
                 },
                 cache,
             },
-        ),
+        )
+        .with_cache(store.hash_cache()),
         memo: &cache.hashes,
     };
     let proof = crate::merkle::inclusion_proof(index, size, &hashes())
@@ -947,16 +989,28 @@ pub fn build_receipt_cached(
     };
     let tlog_proof = String::from_utf8(tlog_proof.to_bytes())
         .map_err(|e| ApiError::Internal(format!("tlog-proof is not UTF-8: {e}")))?;
-    let parsed = Leaf::parse(&leaf)
-        .map_err(|e| ApiError::Internal(format!("stored leaf {index} does not parse: {e}")))?;
-    let company_key = if parsed.entry.kind() == "company_key" {
+    let parsed;
+    let signer = match signer {
+        Some(s) => s,
+        None => {
+            parsed = Leaf::parse(leaf).map_err(|e| {
+                ApiError::Internal(format!("stored leaf {index} does not parse: {e}"))
+            })?;
+            LeafSigner {
+                company: parsed.entry.company(),
+                key_id: &parsed.key_id,
+                company_key: parsed.entry.kind() == "company_key",
+            }
+        }
+    };
+    let company_key = if signer.company_key {
         None
     } else {
-        match registry.status(parsed.entry.company(), &parsed.key_id) {
+        match registry.status(signer.company, signer.key_id) {
             KeyStatus::Active(rec) => Some(rec.registered_index),
             KeyStatus::Revoked(_) => registry
-                .company(parsed.entry.company())
-                .and_then(|keys| keys.into_iter().find(|k| k.key_id == parsed.key_id))
+                .company(signer.company)
+                .and_then(|keys| keys.into_iter().find(|k| k.key_id == signer.key_id))
                 .map(|k| k.registered_index),
             _ => None,
         }
@@ -981,8 +1035,8 @@ pub fn build_receipt_cached(
     Ok(Receipt {
         log: published.checkpoint.origin.clone(),
         index,
-        leaf_hash: leaf_hash(&leaf).to_hex(),
-        leaf: B64.encode(&leaf),
+        leaf_hash: leaf_hash(leaf).to_hex(),
+        leaf: B64.encode(leaf),
         tlog_proof,
         company_key,
     })

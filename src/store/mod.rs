@@ -347,6 +347,12 @@ pub trait Store: Send + Sync + 'static {
     fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError>;
     /// Which backend this is.
     fn kind(&self) -> StoreKind;
+    /// This store's cache of stored hashes recomputed from its tiles (proofs and
+    /// receipts read through it), if it keeps one. Valid for the life of the store:
+    /// stored hashes never change.
+    fn hash_cache(&self) -> Option<Arc<crate::tiles::StoredHashCache>> {
+        None
+    }
 }
 
 /// Exclusive hold on a data directory; released when dropped (the OS releases the lock

@@ -3,11 +3,13 @@
 
 use super::{Batch, DirLock, Store, StoreError, StoreKind, TileId, TreeState};
 use crate::hash::Hash;
+use crate::tiles::StoredHashCache;
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
     TableError,
 };
 use std::path::Path;
+use std::sync::Arc;
 
 /// Single row "tree": the encoded [`TreeState`].
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
@@ -31,6 +33,7 @@ const CHECKPOINT_KEY: &str = "latest";
 pub(crate) struct RedbStore {
     // Field order matters: the database is closed before the directory lock is released.
     db: Database,
+    hashes: Arc<StoredHashCache>,
     _lock: DirLock,
 }
 
@@ -75,7 +78,11 @@ impl RedbStore {
             txn.open_table(CHECKPOINT).map_err(map_err)?;
         }
         txn.commit().map_err(map_err)?;
-        Ok(RedbStore { db, _lock: lock })
+        Ok(RedbStore {
+            db,
+            hashes: Arc::default(),
+            _lock: lock,
+        })
     }
 
     fn read_txn(&self) -> Result<ReadTransaction, StoreError> {
@@ -234,5 +241,9 @@ impl Store for RedbStore {
 
     fn kind(&self) -> StoreKind {
         StoreKind::Redb
+    }
+
+    fn hash_cache(&self) -> Option<Arc<StoredHashCache>> {
+        Some(self.hashes.clone())
     }
 }

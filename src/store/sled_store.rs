@@ -5,10 +5,11 @@ use super::{
     Batch, DirLock, Store, StoreError, StoreKind, TileId, TreeState, decode_meta_key, decode_u64,
 };
 use crate::hash::Hash;
+use crate::tiles::StoredHashCache;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sled::{Db, Tree};
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 const STATE_KEY: &[u8] = b"tree";
 const CHECKPOINT_KEY: &[u8] = b"latest";
@@ -28,6 +29,7 @@ pub(crate) struct SledStore {
     /// Serializes appends, so that the size check and the write cannot interleave with
     /// another append even if sled's optimistic transactions would allow it.
     append_lock: Mutex<()>,
+    hashes: Arc<StoredHashCache>,
     _lock: DirLock,
 }
 
@@ -61,6 +63,7 @@ impl SledStore {
             checkpoint: tree("checkpoint")?,
             db,
             append_lock: Mutex::new(()),
+            hashes: Arc::default(),
             _lock: lock,
         })
     }
@@ -204,5 +207,9 @@ impl Store for SledStore {
 
     fn kind(&self) -> StoreKind {
         StoreKind::Sled
+    }
+
+    fn hash_cache(&self) -> Option<Arc<StoredHashCache>> {
+        Some(self.hashes.clone())
     }
 }
