@@ -427,6 +427,10 @@ impl Checker<'_> {
                 None
             } else if let Some(p) = local.get(&cited) {
                 Some(p.clone())
+            } else if let Ok(at) = out.purchases.binary_search_by_key(&cited, |p| p.0) {
+                // Audited since the last durable save: not in the index yet.
+                let (_, h, c) = &out.purchases[at];
+                Some((*h, c.clone()))
             } else {
                 self.state.purchase(cited)?
             };
