@@ -122,6 +122,9 @@ struct Company {
     name: String,
     key: SigningKey,
     key_id: [u8; 4],
+    /// A data purchase of this company already on the log (index, leaf hash), for its
+    /// decisions to cite; logged before the clock starts.
+    purchase: Option<(u64, candor::hash::Hash)>,
 }
 
 impl Company {
@@ -131,6 +134,7 @@ impl Company {
             name: s.name().to_string(),
             key: s.signing_key().clone(),
             key_id: v.key_id(),
+            purchase: None,
         }
     }
 }
@@ -242,22 +246,21 @@ fn start_server(args: &Args) -> anyhow::Result<Server> {
 }
 
 /// The `n`-th load entry of `company`: mostly targeting decisions over every channel,
-/// some decisions citing a purchase, some data purchases (a few with special-category
-/// data). All distinct, so none is deduplicated.
-fn load_entry(company: &str, n: u64) -> Entry {
-    match n % 100 {
-        0..=89 => samples::load_targeting_decision(company, n),
-        90..=94 => {
+/// some decisions citing the company's purchase on the log, some data purchases (a
+/// few with special-category data). All distinct, so none is deduplicated, and dated
+/// within the day before `now` (Unix seconds), so that a monitor auditing the load
+/// flags only what a real log of this mix would show (the special-category purchases)
+/// and no entry dated in the future or long before it was logged.
+fn load_entry(company: &Company, n: u64, now: i64) -> Entry {
+    let when = format_unix(now - 60 - (n % 86_400) as i64);
+    let mut e = match (n % 100, company.purchase) {
+        (0..=89, _) | (90..=94, None) => samples::load_targeting_decision(&company.name, n),
+        (90..=94, Some((index, leaf))) => {
             let subject = samples::opening(&format!("prospect{n}@example.org"), n).commitment();
-            samples::targeting_decision_from_purchase(
-                company,
-                subject,
-                n / 100,
-                sha256(format!("purchase {n}").as_bytes()),
-            )
+            samples::targeting_decision_from_purchase(&company.name, subject, index, leaf)
         }
-        95..=98 => {
-            let mut e = samples::data_purchase(company);
+        (95..=98, _) => {
+            let mut e = samples::data_purchase(&company.name);
             if let Entry::DataPurchase(DataPurchase {
                 records,
                 contract_hash,
@@ -265,22 +268,79 @@ fn load_entry(company: &str, n: u64) -> Entry {
             }) = &mut e
             {
                 *records = 1_000 + n;
-                *contract_hash = Some(sha256(format!("contract {company} {n}").as_bytes()));
+                *contract_hash = Some(sha256(format!("contract {} {n}", company.name).as_bytes()));
             }
             e
         }
         _ => {
-            let mut e = samples::sensitive_data_purchase(company);
+            let mut e = samples::sensitive_data_purchase(&company.name);
             if let Entry::DataPurchase(DataPurchase { records, .. }) = &mut e {
                 *records = 10 + n;
             }
             e
         }
+    };
+    match &mut e {
+        Entry::TargetingDecision(td) => td.decided_at = when,
+        Entry::DataPurchase(dp) => dp.purchased_at = when,
+        _ => {}
     }
+    e
+}
+
+/// RFC 3339 UTC time of `unix` seconds (as entries carry it).
+fn format_unix(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map(candor::entry::format_time)
+        .unwrap_or_else(|_| "2026-01-01T00:00:00Z".into())
+}
+
+/// Logs one ordinary data purchase of `company` (before the clock starts) and
+/// returns its index and leaf hash from the receipt, for load entries to cite.
+async fn log_setup_purchase(
+    http: &reqwest::Client,
+    base: &str,
+    company: &Company,
+    now: i64,
+) -> anyhow::Result<(u64, candor::hash::Hash)> {
+    let mut e = samples::data_purchase(&company.name);
+    if let Entry::DataPurchase(dp) = &mut e {
+        dp.purchased_at = format_unix(now - 7 * 86_400);
+        dp.contract_hash = Some(sha256(format!("setup {} {now}", company.name).as_bytes()));
+    }
+    let signed = SignedEntry::sign(e, &company.key, company.key_id)
+        .map_err(|e| anyhow!("signing the setup purchase: {e}"))?;
+    let r = http
+        .post(format!("{base}/v1/entries"))
+        .json(&signed)
+        .send()
+        .await
+        .context("POST the setup purchase")?;
+    let st = r.status();
+    let body: serde_json::Value = r.json().await.context("the setup purchase's receipt")?;
+    if !st.is_success() {
+        bail!(
+            "logging the setup purchase of {}: {st}: {body}",
+            company.name
+        );
+    }
+    let index = body["index"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("the setup purchase's receipt has no index: {body}"))?;
+    let leaf = body["leaf_hash"]
+        .as_str()
+        .and_then(candor::hash::Hash::from_hex)
+        .ok_or_else(|| anyhow!("the setup purchase's receipt has no leaf_hash: {body}"))?;
+    Ok((index, leaf))
 }
 
 /// Signs every entry on all cores and serializes the NDJSON request bodies.
-fn presign(companies: &[Company], n: usize, batch: usize) -> anyhow::Result<Vec<(Bytes, usize)>> {
+fn presign(
+    companies: &[Company],
+    n: usize,
+    batch: usize,
+    now: i64,
+) -> anyhow::Result<Vec<(Bytes, usize)>> {
     let batches = n.div_ceil(batch);
     let threads = std::thread::available_parallelism().map_or(2, |p| p.get());
     let next = AtomicUsize::new(0);
@@ -300,7 +360,7 @@ fn presign(companies: &[Company], n: usize, batch: usize) -> anyhow::Result<Vec<
                         let mut body = Vec::with_capacity((hi - lo) * 1400);
                         for i in lo..hi {
                             let c = &companies[i % companies.len()];
-                            let e = load_entry(&c.name, i as u64);
+                            let e = load_entry(c, i as u64, now);
                             let signed = SignedEntry::sign(e, &c.key, c.key_id)
                                 .map_err(|e| anyhow!("signing entry {i}: {e}"))?;
                             serde_json::to_writer(&mut body, &signed)?;
@@ -557,9 +617,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         (None, None) => bail!("--log needs --key"),
     };
 
+    // Each company's decisions cite a purchase it logged beforehand, as in real use.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut companies = companies;
+    for c in &mut companies {
+        c.purchase = Some(rt.block_on(log_setup_purchase(&http, &base, c, now))?);
+    }
+
     // 2. Pre-sign everything before the clock starts.
     let t = Instant::now();
-    let bodies = presign(&companies, args.entries, args.batch)?;
+    let bodies = presign(&companies, args.entries, args.batch, now)?;
     let presign_secs = t.elapsed().as_secs_f64();
     eprintln!(
         "pre-signed {} entries in {} requests in {presign_secs:.1} s",

@@ -25,8 +25,9 @@ fn loadgen_runs_end_to_end_and_reports_json() {
     let last = stdout.lines().last().expect("a report line");
     let v: serde_json::Value = serde_json::from_str(last).expect("the last line is JSON");
     assert_eq!(v["entries"], 2000);
-    // The log holds the load plus one company_key entry per registered company.
-    assert_eq!(v["log_size"], 2004);
+    // The log holds the load plus, per registered company, its company_key entry and
+    // the data purchase its decisions cite.
+    assert_eq!(v["log_size"], 2008);
     for k in [
         "seconds",
         "entries_per_sec",
@@ -43,4 +44,11 @@ fn loadgen_runs_end_to_end_and_reports_json() {
     // On disk there is at least every leaf once.
     assert!(v["bytes_per_entry"].as_f64() >= v["leaf_bytes_per_entry"].as_f64());
     assert!(stderr.contains("all 2000 receipts verify"), "{stderr}");
+    // The load is what a real log of this mix holds: the monitor flags only the 1 %
+    // special-category purchases (20 of 2,000), nothing dated in the future, back-dated
+    // or citing a missing purchase.
+    assert!(
+        stderr.contains("20 finding(s) so far"),
+        "the monitor found more than the special-category purchases: {stderr}"
+    );
 }
