@@ -56,6 +56,12 @@ fn map_err(err: impl Into<redb::Error>) -> StoreError {
     }
 }
 
+/// redb's page cache. Its default (1 GiB) made the server's memory grow with the log
+/// up to that size (BENCHMARKS.md, 10^6 entries: 1.4 GB); the hot pages are the
+/// partial tiles and bundles at the right edge and the upper tile levels, which fit
+/// in far less.
+const REDB_CACHE_BYTES: usize = 128 * 1024 * 1024;
+
 impl RedbStore {
     /// Opens or creates the database file and makes sure every table exists.
     pub(crate) fn open(path: &Path, lock: DirLock) -> Result<RedbStore, StoreError> {
@@ -64,6 +70,7 @@ impl RedbStore {
         // the whole file once per start, which a log server can afford.
         let db = Database::builder()
             .set_check_integrity_on_open(true)
+            .set_cache_size(REDB_CACHE_BYTES)
             .create(path)
             .map_err(map_err)?;
         // Creating the tables up front lets readers open them without special cases.
