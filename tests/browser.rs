@@ -145,22 +145,11 @@ async fn verify_page_in_headless_chromium() {
     // A log with a company, a data purchase, and a decision citing it.
     let log = LogServer::start("redb", &[]).await;
     let acme = log.register_company(COMPANY).await;
-    let purchase = log
-        .submit(&acme.sign(samples::data_purchase(COMPANY)))
+    let opening = samples::opening(ALICE, 1);
+    let (purchase, decision) = log
+        .submit_decision_citing_new_purchase(&acme, &opening)
         .await;
     let p_index = purchase["index"].as_u64().expect("purchase index");
-    let p_leaf = base64::engine::general_purpose::STANDARD
-        .decode(purchase["leaf"].as_str().expect("purchase leaf"))
-        .expect("leaf base64");
-    let opening = samples::opening(ALICE, 1);
-    let decision = log
-        .submit(&acme.sign(samples::targeting_decision_from_purchase(
-            COMPANY,
-            opening.commitment(),
-            p_index,
-            leaf_hash(&p_leaf),
-        )))
-        .await;
     let d_index = decision["index"].as_u64().expect("decision index");
     let d_leaf = base64::engine::general_purpose::STANDARD
         .decode(decision["leaf"].as_str().expect("decision leaf"))

@@ -13,7 +13,6 @@ mod common;
 use base64::Engine as _;
 use browser_cdp::{AxTree, Browser, contrast, name, parse_rgb, property, role};
 use candor::entry::samples;
-use candor::hash::leaf_hash;
 use candor::receipt::Receipt;
 use common::LogServer;
 use serde_json::Value;
@@ -176,21 +175,9 @@ async fn paste_drop_keyboard_screen_reader_contrast() {
     // A log with a company, a data purchase and a decision citing it.
     let log = LogServer::start("redb", &[]).await;
     let acme = log.register_company(COMPANY).await;
-    let purchase = log
-        .submit(&acme.sign(samples::data_purchase(COMPANY)))
-        .await;
-    let p_index = purchase["index"].as_u64().expect("purchase index");
-    let p_leaf = base64::engine::general_purpose::STANDARD
-        .decode(purchase["leaf"].as_str().expect("leaf"))
-        .expect("leaf base64");
     let opening = samples::opening(ALICE, 1);
-    let decision = log
-        .submit(&acme.sign(samples::targeting_decision_from_purchase(
-            COMPANY,
-            opening.commitment(),
-            p_index,
-            leaf_hash(&p_leaf),
-        )))
+    let (_, decision) = log
+        .submit_decision_citing_new_purchase(&acme, &opening)
         .await;
     // The company's receipt for Alice: the log's receipt and her subject opening.
     let receipt = Receipt::from_json(decision.to_string().as_bytes())

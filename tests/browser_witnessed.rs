@@ -19,7 +19,6 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use base64::Engine as _;
 use browser_cdp::Browser;
 use candor::cosignature::witness_verifier_key;
 use candor::entry::samples;
@@ -185,21 +184,9 @@ async fn verify_page_applies_the_witness_policy() {
 
     // A purchase and a decision citing it, each with a witnessed receipt.
     let acme = log.register_company(COMPANY).await;
-    let purchase = log
-        .submit(&acme.sign(samples::data_purchase(COMPANY)))
-        .await;
-    let p_index = purchase["index"].as_u64().expect("purchase index");
-    let p_leaf = base64::engine::general_purpose::STANDARD
-        .decode(purchase["leaf"].as_str().expect("leaf"))
-        .expect("leaf base64");
     let opening = samples::opening("alice@example.org", 1);
-    let decision = log
-        .submit(&acme.sign(samples::targeting_decision_from_purchase(
-            COMPANY,
-            opening.commitment(),
-            p_index,
-            leaf_hash(&p_leaf),
-        )))
+    let (_, decision) = log
+        .submit_decision_citing_new_purchase(&acme, &opening)
         .await;
     let receipt = Receipt::from_json(decision.to_string().as_bytes()).expect("receipt");
     let link = ReceiptLink {

@@ -184,6 +184,32 @@ impl LogServer {
             .collect()
     }
 
+    /// Logs a data purchase by `company`, then a targeting decision about the subject
+    /// behind `opening` that cites it; returns both receipts (purchase, decision).
+    pub async fn submit_decision_citing_new_purchase(
+        &self,
+        company: &Company,
+        opening: &candor::subject::Opening,
+    ) -> (Value, Value) {
+        use base64::Engine as _;
+        let purchase = self
+            .submit(&company.sign(samples::data_purchase(&company.name)))
+            .await;
+        let index = purchase["index"].as_u64().expect("purchase index");
+        let leaf = base64::engine::general_purpose::STANDARD
+            .decode(purchase["leaf"].as_str().expect("purchase leaf"))
+            .expect("leaf base64");
+        let decision = self
+            .submit(&company.sign(samples::targeting_decision_from_purchase(
+                &company.name,
+                opening.commitment(),
+                index,
+                candor::hash::leaf_hash(&leaf),
+            )))
+            .await;
+        (purchase, decision)
+    }
+
     /// `POST /v1/companies` with the admin token → (status, body).
     pub async fn company_request(&self, name: &str, vkey: &str, action: &str) -> (u16, Value) {
         let r = self
