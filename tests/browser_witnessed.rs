@@ -158,27 +158,14 @@ async fn verify_page_applies_the_witness_policy() {
     let (log_key_file, log_key) = write_key(dir.path(), origin);
     let log_vkey = log_key.verifier();
     let mut witnesses = Vec::new();
-    let mut args: Vec<String> = vec![
-        "--key".into(),
-        log_key_file.display().to_string(),
-        "--origin".into(),
-        origin.into(),
-        "--witness-quorum".into(),
-        "2".into(),
-        "--witness-retry-ms".into(),
-        "200".into(),
-        "--witness-timeout-ms".into(),
-        "2000".into(),
-        "--witness-wait-ms".into(),
-        "5000".into(),
-    ];
+    let mut endpoints = Vec::new();
     for i in 0..3 {
         let (kf, k) = write_key(dir.path(), &format!("witness.example/w{i}"));
         let w = Witness::start(&kf, &dir.path().join(format!("w{i}")), &log_vkey);
-        args.push("--witness".into());
-        args.push(format!("{}={}", witness_verifier_key(&k), w.url));
+        endpoints.push((witness_verifier_key(&k).to_string(), w.url.clone()));
         witnesses.push(w);
     }
+    let args = common::witnessed_log_args(&log_key_file, origin, 2, 5000, &endpoints);
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let log = LogServer::start_in(&dir.path().join("log"), "redb", &argv).await;
 

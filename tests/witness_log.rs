@@ -189,24 +189,12 @@ async fn three_witnesses_quorum_two() {
     let policy_file = dir.path().join("policy.txt");
     std::fs::write(&policy_file, &policy_text).expect("write policy");
 
-    let mut args: Vec<String> = vec![
-        "--key".into(),
-        log_key_file.display().to_string(),
-        "--origin".into(),
-        origin.into(),
-        "--witness-quorum".into(),
-        "2".into(),
-        "--witness-retry-ms".into(),
-        "200".into(),
-        "--witness-timeout-ms".into(),
-        "2000".into(),
-        "--witness-wait-ms".into(),
-        "1500".into(),
-    ];
-    for (w, (_, vk)) in witnesses.iter().zip(&wkeys) {
-        args.push("--witness".into());
-        args.push(format!("{vk}={}", w.url()));
-    }
+    let endpoints: Vec<(String, String)> = witnesses
+        .iter()
+        .zip(&wkeys)
+        .map(|(w, (_, vk))| (vk.to_string(), w.url()))
+        .collect();
+    let args = common::witnessed_log_args(&log_key_file, origin, 2, 1500, &endpoints);
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let data = dir.path().join("log");
     let mut log = LogServer::start_in(&data, "redb", &argv).await;
@@ -449,24 +437,12 @@ async fn standby_takes_over_with_witnesses() {
     }
     let policy =
         Policy::parse(Policy::threshold_text(&log_vkey, &wkeys, 2).as_bytes()).expect("policy");
-    let mut args: Vec<String> = vec![
-        "--key".into(),
-        log_key_file.display().to_string(),
-        "--origin".into(),
-        origin.into(),
-        "--witness-quorum".into(),
-        "2".into(),
-        "--witness-retry-ms".into(),
-        "200".into(),
-        "--witness-timeout-ms".into(),
-        "2000".into(),
-        "--witness-wait-ms".into(),
-        "1000".into(),
-    ];
-    for (w, (_, vk)) in witnesses.iter().zip(&wkeys) {
-        args.push("--witness".into());
-        args.push(format!("{vk}={}", w.url()));
-    }
+    let endpoints: Vec<(String, String)> = witnesses
+        .iter()
+        .zip(&wkeys)
+        .map(|(w, (_, vk))| (vk.to_string(), w.url()))
+        .collect();
+    let args = common::witnessed_log_args(&log_key_file, origin, 2, 1000, &endpoints);
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut first = LogServer::start_in(&dir.path().join("a"), &url, &argv).await;
     let company = first.register_company("acme.example").await;

@@ -244,6 +244,38 @@ impl Drop for LogServer {
     }
 }
 
+/// `candor serve` flags for a log with its key in `key_file` and `origin`, that
+/// publishes a checkpoint once `quorum` of `witnesses` (cosignature vkey, URL) cosigned
+/// it; quick retries and time-outs for tests, and receipts wait up to `wait_ms` for a
+/// witnessed checkpoint (spec/api.md §8).
+pub fn witnessed_log_args(
+    key_file: &Path,
+    origin: &str,
+    quorum: usize,
+    wait_ms: u64,
+    witnesses: &[(String, String)],
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--key".into(),
+        key_file.display().to_string(),
+        "--origin".into(),
+        origin.into(),
+        "--witness-quorum".into(),
+        quorum.to_string(),
+        "--witness-retry-ms".into(),
+        "200".into(),
+        "--witness-timeout-ms".into(),
+        "2000".into(),
+        "--witness-wait-ms".into(),
+        wait_ms.to_string(),
+    ];
+    for (vkey, url) in witnesses {
+        args.push("--witness".into());
+        args.push(format!("{vkey}={url}"));
+    }
+    args
+}
+
 /// Spawns `candor serve` and reads its banner: (child, base URL, origin, verifier key).
 fn spawn(data: &Path, store: &str, extra: &[String]) -> (Child, String, String, String) {
     let mut child = Command::new(CANDOR)
