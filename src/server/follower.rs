@@ -7,7 +7,7 @@
 //! sequencer stores a checkpoint only after the state it commits to is durable, so every
 //! tile and bundle it needs is readable when it is seen (spec/api.md §1).
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use crate::checkpoint;
 use crate::note::VerifierKey;
@@ -88,18 +88,10 @@ pub fn shared(
     metrics: Arc<Metrics>,
     witnessing: Option<Arc<Witnessing>>,
 ) -> Arc<Shared> {
-    let Some(w) = witnessing else {
-        return Shared::new(published, registry, metrics);
-    };
-    w.follow(&published);
-    let shared = Arc::new(Shared {
-        published: RwLock::new(Arc::new(published.clone())),
-        registry: RwLock::new(Arc::new(registry)),
-        metrics,
-        witnessing: Some(w),
-    });
-    shared.publish(published);
-    shared
+    if let Some(w) = &witnessing {
+        w.follow(&published);
+    }
+    Shared::new(published, registry, metrics, witnessing)
 }
 
 /// Re-reads the stored checkpoint and publishes it into `shared` if it is new and not

@@ -135,15 +135,20 @@ impl Shared {
             .clone()
     }
 
-    /// State for a log whose latest checkpoint is `published`, without witnessing:
-    /// read-only front ends and standbys follow the store with it, and a standby's
-    /// sequencer adopts it on promotion ([`Core::open_shared`]).
-    pub fn new(published: Published, registry: Registry, metrics: Arc<Metrics>) -> Arc<Shared> {
+    /// State for a log whose latest checkpoint is `published`: the sequencer's, and
+    /// the one read-only front ends and standbys follow the store with (a standby's
+    /// sequencer adopts it on promotion, [`Core::open_shared`]).
+    pub fn new(
+        published: Published,
+        registry: Registry,
+        metrics: Arc<Metrics>,
+        witnessing: Option<Arc<Witnessing>>,
+    ) -> Arc<Shared> {
         let shared = Arc::new(Shared {
             published: RwLock::new(Arc::new(published.clone())),
             registry: RwLock::new(Arc::new(registry)),
             metrics,
-            witnessing: None,
+            witnessing,
         });
         shared.publish(published);
         shared
@@ -259,18 +264,9 @@ impl Core {
         metrics: Arc<Metrics>,
         witnessing: Option<Arc<Witnessing>>,
     ) -> Result<Core, StartError> {
-        let (edge, registry, published) = Self::load(&*store, &key, &origin, witnessing.is_some())?;
-        if let Some(w) = &witnessing {
-            w.start_with(&published);
-            w.offer(sign(&key, &origin, edge.size(), edge.root()).map_err(StartError::Sign)?);
-        }
-        let shared = Arc::new(Shared {
-            published: RwLock::new(Arc::new(published.clone())),
-            registry: RwLock::new(Arc::new(registry.clone())),
-            metrics,
-            witnessing,
-        });
-        shared.publish(published);
+        let (edge, registry, published) =
+            Self::load_and_offer(&*store, &key, &origin, witnessing.as_ref())?;
+        let shared = Shared::new(published, registry.clone(), metrics, witnessing);
         Ok(Core {
             store,
             key,
@@ -292,12 +288,8 @@ impl Core {
         origin: String,
         shared: Arc<Shared>,
     ) -> Result<Core, StartError> {
-        let witnessing = shared.witnessing.clone();
-        let (edge, registry, published) = Self::load(&*store, &key, &origin, witnessing.is_some())?;
-        if let Some(w) = &witnessing {
-            w.start_with(&published);
-            w.offer(sign(&key, &origin, edge.size(), edge.root()).map_err(StartError::Sign)?);
-        }
+        let (edge, registry, published) =
+            Self::load_and_offer(&*store, &key, &origin, shared.witnessing.as_ref())?;
         shared.publish_registry(registry.clone());
         shared.publish(published);
         Ok(Core {
@@ -309,6 +301,22 @@ impl Core {
             shared,
             healthy: true,
         })
+    }
+
+    /// Loads the durable state; with witnesses, starts cosigning from the stored (last
+    /// witnessed) checkpoint and offers them the durable tree's checkpoint.
+    fn load_and_offer(
+        store: &dyn Store,
+        key: &SignerKey,
+        origin: &str,
+        witnessing: Option<&Arc<Witnessing>>,
+    ) -> Result<(Edge, Registry, Published), StartError> {
+        let (edge, registry, published) = Self::load(store, key, origin, witnessing.is_some())?;
+        if let Some(w) = witnessing {
+            w.start_with(&published);
+            w.offer(sign(key, origin, edge.size(), edge.root()).map_err(StartError::Sign)?);
+        }
+        Ok((edge, registry, published))
     }
 
     /// State shared with the HTTP handlers.
