@@ -135,6 +135,25 @@ fn monitor_once(log: &str, key: &str, state: &Path, extra: &[&str]) -> Run {
     finish(out)
 }
 
+/// Starts `candor monitor --once` on `log` with `concurrency` fetches in flight,
+/// stdout piped (findings) and stderr discarded, for tests that kill it.
+fn spawn_monitor_once(
+    log: &str,
+    vkey: &str,
+    state: &Path,
+    concurrency: u32,
+) -> std::process::Child {
+    candor()
+        .args(["monitor", "--once", "--concurrency"])
+        .arg(concurrency.to_string())
+        .args(["--log", log, "--log-key", vkey, "--state"])
+        .arg(state)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
 fn kinds(r: &Run) -> Vec<String> {
     r.findings
         .iter()
@@ -410,23 +429,7 @@ fn sigkill_mid_audit_then_resume_clean() {
     let state = tmp.path().join("state");
     let mut kills = 0;
     for _ in 0..3 {
-        let mut child = candor()
-            .args([
-                "monitor",
-                "--once",
-                "--concurrency",
-                "2",
-                "--log",
-                &srv.url,
-                "--log-key",
-                &vkey,
-                "--state",
-            ])
-            .arg(&state)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_monitor_once(&srv.url, &vkey, &state, 2);
         // Wait until the audit is under way, then SIGKILL it.
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut killed = false;
@@ -1101,23 +1104,7 @@ async fn real_log_clean_audit_then_sigkill_and_resume() {
     // More entries; kill the monitor mid-audit, then resume.
     fill(&log, &acme, 6000, 2).await;
     let size = log.get_json("/v1/log").await["size"].as_u64().unwrap();
-    let mut child = candor()
-        .args([
-            "monitor",
-            "--once",
-            "--concurrency",
-            "1",
-            "--log",
-            &log.base,
-            "--log-key",
-            &vkey,
-            "--state",
-        ])
-        .arg(&state)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_monitor_once(&log.base, &vkey, &state, 1);
     let before = st["verified"]["size"].as_u64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut killed = false;
@@ -1194,23 +1181,7 @@ async fn monitor_killed_at_random_moments_resumes_without_loss_or_false_alarm() 
     };
     let (mut kills, mut last) = (0, 0);
     while kills < 12 {
-        let mut child = candor()
-            .args([
-                "monitor",
-                "--once",
-                "--concurrency",
-                "2",
-                "--log",
-                &log.base,
-                "--log-key",
-                &vkey,
-                "--state",
-            ])
-            .arg(&state)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_monitor_once(&log.base, &vkey, &state, 2);
         let delay = next_delay();
         let finished = tokio::task::block_in_place(|| {
             std::thread::sleep(delay);
