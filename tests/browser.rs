@@ -4,9 +4,10 @@
 //! is checked through `document.body.dataset` in the dumped DOM and kept as a
 //! screenshot under target/browser-screenshots/.
 
+mod browser_cdp;
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use axum::Router;
@@ -15,39 +16,21 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine as _;
+use browser_cdp::{CHROMIUM, HEADLESS_FLAGS, screenshot_dir};
 use candor::entry::samples;
 use candor::hash::{Hash, leaf_hash};
 use candor::receipt::ReceiptLink;
 use common::LogServer;
 
-const CHROMIUM: &str = "/usr/bin/chromium";
 const COMPANY: &str = "acme.example";
 const ALICE: &str = "alice@example.org";
-
-fn screenshot_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/browser-screenshots");
-    std::fs::create_dir_all(&dir).expect("create target/browser-screenshots");
-    dir
-}
 
 /// Runs headless Chromium once on `url` with a fresh profile; returns stdout.
 fn chromium(url: &str, width: u32, extra: &[String]) -> String {
     let profile = tempfile::tempdir().expect("profile dir");
     let out = Command::new(CHROMIUM)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--hide-scrollbars",
-            "--virtual-time-budget=15000",
-        ])
+        .args(HEADLESS_FLAGS)
+        .arg("--virtual-time-budget=15000")
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(format!("--window-size={width},1800"))
         .args(extra)
