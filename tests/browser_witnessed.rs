@@ -10,10 +10,6 @@
 mod browser_cdp;
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -23,63 +19,14 @@ use browser_cdp::Browser;
 use candor::cosignature::witness_verifier_key;
 use candor::entry::samples;
 use candor::hash::leaf_hash;
-use candor::note::{Note, SignerKey, VerifierKey};
+use candor::note::{Note, VerifierKey};
 use candor::policy::Policy;
 use candor::receipt::{Receipt, ReceiptLink};
 use candor::tlog_proof::TlogProof;
-use common::{CANDOR, LogServer};
+use common::LogServer;
+use common::witness::{Witness, write_key};
 
 const COMPANY: &str = "acme.example";
-
-/// A running `candor witness serve`, killed on drop.
-struct Witness {
-    child: Child,
-    url: String,
-}
-
-impl Witness {
-    fn start(key_file: &Path, data: &Path, log: &VerifierKey) -> Witness {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let mut child = Command::new(CANDOR)
-            .args(["witness", "serve", "--key"])
-            .arg(key_file)
-            .arg("--data")
-            .arg(data)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--log", &log.to_string()])
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn candor witness serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("listening line");
-        assert!(line.contains("listening on"), "witness said {line:?}");
-        Witness {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for Witness {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn write_key(dir: &Path, name: &str) -> (PathBuf, SignerKey) {
-    let key = SignerKey::generate(name).expect("generate key");
-    let path = dir.join(format!("{}.key", name.replace('/', "_")));
-    std::fs::write(&path, format!("{key}\n")).expect("write key");
-    (path, key)
-}
 
 /// The note with only the log's signature and the first `keep` cosignatures.
 fn strip_cosignatures(note: &[u8], log: &VerifierKey, keep: usize) -> Vec<u8> {
@@ -161,8 +108,8 @@ async fn verify_page_applies_the_witness_policy() {
     let mut endpoints = Vec::new();
     for i in 0..3 {
         let (kf, k) = write_key(dir.path(), &format!("witness.example/w{i}"));
-        let w = Witness::start(&kf, &dir.path().join(format!("w{i}")), &log_vkey);
-        endpoints.push((witness_verifier_key(&k).to_string(), w.url.clone()));
+        let w = Witness::start(kf, dir.path().join(format!("w{i}")), log_vkey.clone());
+        endpoints.push((witness_verifier_key(&k).to_string(), w.url()));
         witnesses.push(w);
     }
     let args = common::witnessed_log_args(&log_key_file, origin, 2, 5000, &endpoints);

@@ -11,9 +11,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,81 +24,9 @@ use candor::merkle::verify_consistency;
 use candor::note::{Note, SignerKey, VerifierKey};
 use candor::policy::Policy;
 use candor::tlog_proof::TlogProof;
+use common::witness::{Witness, write_key};
 use common::{CANDOR, LogServer};
 use serde_json::Value;
-
-/// A running `candor witness serve` on a fixed port (so it can come back on the
-/// same URL), killed on drop.
-struct Witness {
-    key_file: PathBuf,
-    data: PathBuf,
-    port: u16,
-    log: VerifierKey,
-    child: Option<Child>,
-}
-
-impl Witness {
-    fn start(key_file: PathBuf, data: PathBuf, log: VerifierKey) -> Witness {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let mut w = Witness {
-            key_file,
-            data,
-            port,
-            log,
-            child: None,
-        };
-        w.up();
-        w
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn up(&mut self) {
-        let mut child = Command::new(CANDOR)
-            .args(["witness", "serve", "--key"])
-            .arg(&self.key_file)
-            .arg("--data")
-            .arg(&self.data)
-            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
-            .args(["--log", &self.log.to_string()])
-            .env("RUST_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn candor witness serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("listening line");
-        assert!(line.contains("listening on"), "witness said {line:?}");
-        self.child = Some(child);
-    }
-
-    fn down(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().expect("kill witness");
-            c.wait().expect("reap witness");
-        }
-    }
-}
-
-impl Drop for Witness {
-    fn drop(&mut self) {
-        self.down();
-    }
-}
-
-fn write_key(dir: &Path, name: &str) -> (PathBuf, SignerKey) {
-    let key = SignerKey::generate(name).expect("generate key");
-    let path = dir.join(format!("{}.key", name.replace('/', "_")));
-    std::fs::write(&path, format!("{key}\n")).expect("write key");
-    (path, key)
-}
 
 /// Polls until `f` holds (at most 20 s).
 async fn eventually<F, Fut>(what: &str, mut f: F)

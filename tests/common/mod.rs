@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod witness;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
