@@ -70,7 +70,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send,
 ) {
     // Dropping `stop_tx` tells every connection task to drain; each connection task
-    // holds a `done_rx` clone, so `done_tx.closed()` resolves when the last one ends.
+    // holds a `done_rx` clone until it ends, so `done_tx.closed()` resolves when the
+    // last one has.
     let (stop_tx, stop_rx) = watch::channel(());
     let (done_tx, done_rx) = watch::channel(());
     tokio::pin!(shutdown);
@@ -98,10 +99,16 @@ pub async fn serve(
         let mut stop = stop_rx.clone();
         let done = done_rx.clone();
         tokio::spawn(async move {
+            // Held until the connection ends: shutdown waits for every one.
+            let _done = done;
             // hyper's header time-out starts only once hyper-util has read enough
             // to tell HTTP/1 from HTTP/2, which a silent client never lets it do.
-            if !speaks_within(&stream, timeouts.first_byte).await {
-                drop(done);
+            // A silent connection is also dropped at once on shutdown.
+            let spoke = tokio::select! {
+                spoke = speaks_within(&stream, timeouts.first_byte) => spoke,
+                _ = stop.changed() => false,
+            };
+            if !spoke {
                 return;
             }
             let mut builder = Builder::new(TokioExecutor::new());
@@ -125,7 +132,6 @@ pub async fn serve(
                     }
                 }
             }
-            drop(done);
         });
     }
     drop(listener);
