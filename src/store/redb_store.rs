@@ -225,6 +225,12 @@ impl Store for RedbStore {
                 meta.insert(key.as_str(), value.as_slice())
                     .map_err(map_err)?;
             }
+            if let Some(note) = &batch.checkpoint {
+                let mut table = txn.open_table(CHECKPOINT).map_err(map_err)?;
+                table
+                    .insert(CHECKPOINT_KEY, note.as_slice())
+                    .map_err(map_err)?;
+            }
         }
         // With Durability::Immediate, commit() fsyncs before returning.
         txn.commit().map_err(map_err)
