@@ -323,7 +323,12 @@ where
     } else {
         data.chunks(PART_BYTES).collect()
     };
-    let too_many = || StoreError::InvalidBatch(format!("a value of {} bytes", data.len()));
+    let too_many = || {
+        StoreError::InvalidBatch(format!(
+            "a value of {} bytes needs more than 2^32 parts of {PART_BYTES} bytes",
+            data.len()
+        ))
+    };
     for (part, chunk) in chunks.iter().enumerate() {
         let k = key(u32::try_from(part).map_err(|_| too_many())?);
         let same = table
