@@ -1125,9 +1125,12 @@ pub async fn run(
             refuse(&metrics, first);
             continue;
         }
+        // The window counts from when the oldest submission was accepted, not from now:
+        // submissions that queued while the previous batch was sequenced have waited
+        // already, and waiting a full window more would add it to every latency.
+        let deadline = tokio::time::Instant::from_std(first.accepted) + cfg.delay;
         let mut n = first.items.len();
         let mut subs = vec![first];
-        let deadline = tokio::time::Instant::now() + cfg.delay;
         while n < cfg.max_entries {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(s)) => {
