@@ -3,7 +3,8 @@
 //!
 //! The sequencer hands the store one [`Batch`] per sequencing round: the new tree state,
 //! every hash tile and entry bundle that changed (full latest contents), the new index
-//! rows and a few metadata rows. [`Store::append`] applies the batch atomically, checks
+//! rows, a few metadata rows and (without witnesses) the signed checkpoint of the new
+//! state, so one durable commit covers entries and checkpoint. [`Store::append`] applies the batch atomically, checks
 //! inside the same transaction that the stored size still equals [`Batch::old_size`]
 //! (so two writers can never both extend the same tree), and makes the batch durable
 //! before it returns.
