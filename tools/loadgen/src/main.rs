@@ -1,20 +1,35 @@
 //! `candor-loadgen`: measures a Candor log under load (spec/api.md §4, issue 7).
 //!
 //! Without `--log` it starts a real log server (`candor serve`'s own code, in a child
-//! process) on a fresh temporary data directory, registers companies, pre-signs N
-//! realistic entries of mixed kinds *before the clock starts*, submits them over HTTP
-//! in NDJSON requests, and afterwards checks that every receipt verifies offline
-//! (spec/receipts.md §3). With `--audit` it then runs `candor monitor --once` against
-//! the log and reports the audit rate. The last line of output is one JSON object.
+//! process) on a fresh temporary data directory, registers companies, and submits N
+//! realistic entries of mixed kinds over HTTP in NDJSON requests. With `--audit` it
+//! then runs `candor monitor --once` against the log and reports the audit rate. The
+//! last line of output is one JSON object.
+//!
+//! Memory stays bounded for any N (10^7 included): the load runs in chunks of
+//! `--chunk` entries. For each chunk the tool, *with the clock paused*, signs the
+//! chunk's entries on all cores (`presign_seconds` is the sum over chunks); then, with
+//! the clock running, submits them (each request body is freed once answered); then,
+//! with the clock paused again, verifies every receipt of the chunk offline on all
+//! cores (spec/receipts.md §3) and drops them. `seconds` and `entries_per_sec` count
+//! submission time only. A request never spans two chunks. With `--rate` the open-loop
+//! schedule restarts at each chunk. Latency percentiles are exact: one
+//! (latency, entries) pair is kept per request (16 bytes), and every entry of a
+//! request has that request's latency.
+//!
+//! The server's resident memory is sampled every 250 ms during the whole run
+//! (`server_rss_sampled_max_mb`) and read at the end of each chunk's submission
+//! (`server_rss_mb_by_chunk`); `server_peak_rss_mb` is the kernel's high-water mark.
 //!
 //! The Ed25519 batch-verification limit is measured in the same run, on all cores,
 //! with the server idle, so `fraction_of_limit` compares like with like.
 
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
@@ -29,11 +44,25 @@ use serde_json::json;
 
 /// Command-line flags.
 #[derive(Parser, Debug)]
-#[command(name = "candor-loadgen", version, about)]
+#[command(
+    name = "candor-loadgen",
+    version,
+    about,
+    after_help = "Timing: entries are signed and receipts verified in chunks of --chunk \
+entries with the clock paused; `seconds` and `entries_per_sec` measure submission only \
+(`presign_seconds` and `receipts_verify_seconds` are reported apart). Latency \
+percentiles are exact (one latency per request, shared by its entries)."
+)]
 struct Args {
     /// Entries to submit.
     #[arg(long, default_value_t = 10_000)]
     entries: usize,
+    /// Entries per chunk: signed (clock paused), submitted (clock running), then their
+    /// receipts verified and dropped (clock paused). Bounds this tool's memory to about
+    /// 3.7 KB per chunk entry plus ~45 MB (request bodies, then receipts): measured
+    /// peak 373 MB at the default, 136 MB with --chunk 25000.
+    #[arg(long, default_value_t = 100_000)]
+    chunk: usize,
     /// Requests in flight at once (closed loop; ignored with --rate, which is open loop).
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -334,13 +363,16 @@ async fn log_setup_purchase(
     Ok((index, leaf))
 }
 
-/// Signs every entry on all cores and serializes the NDJSON request bodies.
+/// Signs entries `lo..hi` on all cores and serializes them as NDJSON request bodies
+/// of at most `batch` entries each.
 fn presign(
     companies: &[Company],
-    n: usize,
+    lo: usize,
+    hi: usize,
     batch: usize,
     now: i64,
 ) -> anyhow::Result<Vec<(Bytes, usize)>> {
+    let n = hi - lo;
     let batches = n.div_ceil(batch);
     let threads = std::thread::available_parallelism().map_or(2, |p| p.get());
     let next = AtomicUsize::new(0);
@@ -355,10 +387,10 @@ fn presign(
                         if b >= batches {
                             return Ok(mine);
                         }
-                        let lo = b * batch;
-                        let hi = (lo + batch).min(n);
-                        let mut body = Vec::with_capacity((hi - lo) * 1400);
-                        for i in lo..hi {
+                        let first = lo + b * batch;
+                        let end = (first + batch).min(hi);
+                        let mut body = Vec::with_capacity((end - first) * 1400);
+                        for i in first..end {
                             let c = &companies[i % companies.len()];
                             let e = load_entry(c, i as u64, now);
                             let signed = SignedEntry::sign(e, &c.key, c.key_id)
@@ -366,7 +398,7 @@ fn presign(
                             serde_json::to_writer(&mut body, &signed)?;
                             body.push(b'\n');
                         }
-                        mine.push((b, Bytes::from(body), hi - lo));
+                        mine.push((b, Bytes::from(body), end - first));
                     }
                 })
             })
@@ -439,12 +471,61 @@ fn rss_mb(pid: u32) -> Option<(f64, f64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
+/// The exact `p`-quantile of per-entry latencies given as (latency ms, entries)
+/// pairs sorted by latency: the value at rank round((N-1)·p) of the N entries, the
+/// same as sorting one latency per entry.
+fn percentile(sorted: &[(f64, u64)], p: f64) -> f64 {
+    let n: u64 = sorted.iter().map(|&(_, k)| k).sum();
+    if n == 0 {
         return 0.0;
     }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
+    let rank = ((n as f64 - 1.0) * p).round() as u64;
+    let mut seen = 0u64;
+    for &(ms, k) in sorted {
+        seen += k;
+        if seen > rank {
+            return ms;
+        }
+    }
+    sorted.last().map_or(0.0, |&(ms, _)| ms)
+}
+
+/// Samples a process's resident memory every 250 ms on a thread of its own, so a
+/// peak between the end-of-chunk readings is seen (the kernel's VmHWM should agree).
+struct RssSampler {
+    max_kb: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> RssSampler {
+        let max_kb = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, st) = (max_kb.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                if let Some((now, _)) = rss_mb(pid) {
+                    m.fetch_max((now * 1024.0) as u64, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(250));
+            }
+        });
+        RssSampler {
+            max_kb,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops sampling; the largest RSS seen, in MB.
+    fn finish(mut self) -> f64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.max_kb.load(Ordering::Relaxed) as f64 / 1024.0
+    }
 }
 
 /// One answered request: its latency and its NDJSON receipts.
@@ -558,9 +639,64 @@ fn verify_all(answers: &[Answer], log_key: &VerifierKey) -> anyhow::Result<(usiz
     Ok((lines.len(), total))
 }
 
+/// Submits one chunk's request bodies (closed loop with `--concurrency` requests in
+/// flight, or open loop at `--rate` from `start`) and returns every answer. Each body
+/// is dropped once its request was answered.
+async fn submit(
+    http: &reqwest::Client,
+    url: &str,
+    bodies: Vec<(Bytes, usize)>,
+    args: &Args,
+    start: Instant,
+) -> anyhow::Result<Vec<Answer>> {
+    let mut handles = Vec::new();
+    if let Some(rate) = args.rate {
+        // Open loop: request k leaves at start + k·batch/rate.
+        let per = Duration::from_secs_f64(args.batch as f64 / rate);
+        for (k, (body, n)) in bodies.into_iter().enumerate() {
+            let at = start + per * k as u32;
+            tokio::time::sleep_until(at.into()).await;
+            let http = http.clone();
+            let url = url.to_owned();
+            handles.push(tokio::spawn(async move {
+                post(&http, &url, body, n, at).await.map(|a| vec![a])
+            }));
+        }
+    } else {
+        let queue = Arc::new(Mutex::new(VecDeque::from(bodies)));
+        for _ in 0..args.concurrency {
+            let (queue, http, url) = (queue.clone(), http.clone(), url.to_owned());
+            handles.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    // A poisoned lock means another submitter panicked; its join error
+                    // is reported below, so this one just stops.
+                    let next = match queue.lock() {
+                        Ok(mut q) => q.pop_front(),
+                        Err(_) => None,
+                    };
+                    let Some((body, n)) = next else {
+                        break;
+                    };
+                    mine.push(post(&http, &url, body, n, Instant::now()).await?);
+                }
+                anyhow::Ok(mine)
+            }));
+        }
+    }
+    let mut out = Vec::new();
+    for h in handles {
+        out.extend(
+            h.await
+                .map_err(|e| anyhow!("a submitter task failed: {e}"))??,
+        );
+    }
+    Ok(out)
+}
+
 fn run(args: Args) -> anyhow::Result<()> {
-    if args.entries == 0 || args.batch == 0 || args.concurrency == 0 {
-        bail!("--entries, --batch and --concurrency must be at least 1");
+    if args.entries == 0 || args.batch == 0 || args.concurrency == 0 || args.chunk == 0 {
+        bail!("--entries, --chunk, --batch and --concurrency must be at least 1");
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -624,70 +760,73 @@ fn run(args: Args) -> anyhow::Result<()> {
         c.purchase = Some(rt.block_on(log_setup_purchase(&http, &base, c, now))?);
     }
 
-    // 2. Pre-sign everything before the clock starts.
-    let t = Instant::now();
-    let bodies = presign(&companies, args.entries, args.batch, now)?;
-    let presign_secs = t.elapsed().as_secs_f64();
-    eprintln!(
-        "pre-signed {} entries in {} requests in {presign_secs:.1} s",
-        args.entries,
-        bodies.len()
-    );
-
-    // 3. The verification limit, same machine, same run, server idle.
+    // 2. The verification limit, same machine, same run, server idle.
     let limit = verify_limit(args.limit_secs);
     eprintln!("Ed25519 verify_batch limit on all cores: {limit:.0} signatures/s");
 
-    // 4. The load.
+    // 3. The load, chunk by chunk: sign (clock paused), submit (clock running),
+    // verify the receipts and drop them (clock paused).
     let url = format!("{base}/v1/entries");
-    let start = Instant::now();
-    let answers: Vec<Answer> = rt.block_on(async {
-        let bodies = Arc::new(bodies);
-        let mut handles = Vec::new();
-        if let Some(rate) = args.rate {
-            // Open loop: request k leaves at start + k·batch/rate.
-            let per = Duration::from_secs_f64(args.batch as f64 / rate);
-            for k in 0..bodies.len() {
-                let at = start + per * k as u32;
-                tokio::time::sleep_until(at.into()).await;
-                let (body, n) = bodies[k].clone();
-                let http = http.clone();
-                let url = url.clone();
-                handles.push(tokio::spawn(async move {
-                    post(&http, &url, body, n, at).await.map(|a| vec![a])
-                }));
-            }
-        } else {
-            let next = Arc::new(AtomicUsize::new(0));
-            for _ in 0..args.concurrency {
-                let (bodies, next, http, url) =
-                    (bodies.clone(), next.clone(), http.clone(), url.clone());
-                handles.push(tokio::spawn(async move {
-                    let mut mine = Vec::new();
-                    loop {
-                        let k = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((body, n)) = bodies.get(k).cloned() else {
-                            break;
-                        };
-                        mine.push(post(&http, &url, body, n, Instant::now()).await?);
-                    }
-                    anyhow::Ok(mine)
-                }));
-            }
+    let sampler = server.as_ref().map(|s| RssSampler::start(s.child.id()));
+    let mut seconds = 0.0f64;
+    let mut presign_secs = 0.0f64;
+    let mut verify_secs = 0.0f64;
+    let mut receipts = 0usize;
+    let mut leaf_bytes = 0u64;
+    let mut lat: Vec<(f64, u64)> = Vec::new();
+    let mut rss_by_chunk: Vec<f64> = Vec::new();
+    let chunks = args.entries.div_ceil(args.chunk);
+    for c in 0..chunks {
+        let lo = c * args.chunk;
+        let hi = (lo + args.chunk).min(args.entries);
+        let t = Instant::now();
+        let bodies = presign(&companies, lo, hi, args.batch, now)?;
+        presign_secs += t.elapsed().as_secs_f64();
+
+        let start = Instant::now();
+        let answers = rt.block_on(submit(&http, &url, bodies, &args, start))?;
+        seconds += start.elapsed().as_secs_f64();
+        if let Some(s) = &server
+            && let Some((now_mb, _)) = rss_mb(s.child.id())
+        {
+            rss_by_chunk.push(round(now_mb, 1));
         }
-        let mut out = Vec::new();
-        for h in handles {
-            out.extend(
-                h.await
-                    .map_err(|e| anyhow!("a submitter task failed: {e}"))??,
+
+        let t = Instant::now();
+        let (n, bytes) = verify_all(&answers, &log_vkey)?;
+        verify_secs += t.elapsed().as_secs_f64();
+        if n != hi - lo {
+            bail!("{n} receipts for the {} entries {lo}..{hi}", hi - lo);
+        }
+        receipts += n;
+        leaf_bytes += bytes;
+        // Every entry of a request waits for the request's answer.
+        lat.extend(
+            answers
+                .iter()
+                .map(|a| (a.latency.as_secs_f64() * 1e3, a.entries as u64)),
+        );
+        if chunks > 1 {
+            eprintln!(
+                "chunk {}/{chunks}: entries {lo}..{hi} submitted, receipts verify ({:.0} entries/s so far)",
+                c + 1,
+                hi as f64 / seconds
             );
         }
-        anyhow::Ok(out)
-    })?;
-    let seconds = start.elapsed().as_secs_f64();
+    }
+    let sampled_max = sampler.map(RssSampler::finish);
+    eprintln!(
+        "pre-signed {} entries in {chunks} chunk(s) in {presign_secs:.1} s",
+        args.entries
+    );
 
-    // 5. Figures about the server, then the offline checks (not timed).
+    // 4. Figures about the server.
     let rss = server.as_ref().and_then(|s| rss_mb(s.child.id()));
+    if let (Some(m), Some((_, peak))) = (sampled_max, rss)
+        && m > peak + 1.0
+    {
+        eprintln!("warning: sampled server RSS {m:.1} MB exceeds its reported peak {peak:.1} MB");
+    }
     let size_after = rt.block_on(async {
         let r = http.get(format!("{base}/v1/log")).send().await?;
         let v: serde_json::Value = r.json().await?;
@@ -696,24 +835,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     let disk = server
         .as_ref()
         .and_then(|s| candor::store::dir_size(&s.data).ok());
-    let t = Instant::now();
-    let (receipts, leaf_bytes) = verify_all(&answers, &log_vkey)?;
     if receipts != args.entries {
         bail!("{} receipts for {} entries", receipts, args.entries);
     }
-    eprintln!(
-        "all {receipts} receipts verify ({:.1} s)",
-        t.elapsed().as_secs_f64()
-    );
-    let mut lat: Vec<f64> = Vec::with_capacity(args.entries);
-    for a in &answers {
-        // Every entry of a request waits for the request's answer.
-        lat.extend(std::iter::repeat_n(
-            a.latency.as_secs_f64() * 1e3,
-            a.entries,
-        ));
-    }
-    lat.sort_by(f64::total_cmp);
+    eprintln!("all {receipts} receipts verify ({verify_secs:.1} s)");
+    lat.sort_by(|a, b| a.0.total_cmp(&b.0));
     let eps = args.entries as f64 / seconds;
 
     // 6. Optionally, the monitor's full audit of the log.
@@ -742,6 +868,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         "log_size": size_after,
         "log_size_before": size_before,
         "presign_seconds": round(presign_secs, 2),
+        "receipts_verify_seconds": round(verify_secs, 2),
+        "chunk": args.chunk,
+        "chunks": chunks,
+        "latency_percentiles": "exact",
+        "server_rss_sampled_max_mb": sampled_max.map(|m| round(m, 1)),
+        "server_rss_mb_by_chunk": if server.is_some() { json!(rss_by_chunk) } else { serde_json::Value::Null },
+        "loadgen_peak_rss_mb": rss_mb(std::process::id()).map(|r| round(r.1, 1)),
         "load_average": load_average(),
     });
     if let (Some((secs, rate)), Some(obj)) = (audit, report.as_object_mut()) {
@@ -791,4 +924,25 @@ fn run_audit(
     }
     eprintln!("monitor audited {size} entries in {secs:.2} s");
     Ok((secs, size as f64 / secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percentile;
+
+    /// The per-request percentile equals the percentile of one latency per entry.
+    #[test]
+    fn weighted_percentile_equals_per_entry_percentile() {
+        let pairs = [(1.0, 3u64), (2.5, 1), (4.0, 10), (9.0, 2), (30.0, 1)];
+        let mut flat: Vec<f64> = pairs
+            .iter()
+            .flat_map(|&(ms, k)| std::iter::repeat_n(ms, k as usize))
+            .collect();
+        flat.sort_by(f64::total_cmp);
+        for p in [0.0, 0.1, 0.2, 0.5, 0.8, 0.9, 0.99, 1.0] {
+            let i = ((flat.len() as f64 - 1.0) * p).round() as usize;
+            assert_eq!(percentile(&pairs, p), flat[i], "p = {p}");
+        }
+        assert_eq!(percentile(&[], 0.5), 0.0);
+    }
 }

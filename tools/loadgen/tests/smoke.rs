@@ -52,3 +52,60 @@ fn loadgen_runs_end_to_end_and_reports_json() {
         "the monitor found more than the special-category purchases: {stderr}"
     );
 }
+
+/// A load split into chunks smaller than the run (2,000 entries in chunks of 700:
+/// 700, 700, 600; requests of 250 never span two chunks) logs every entry once and
+/// every receipt verifies.
+#[test]
+fn loadgen_in_chunks_logs_and_verifies_every_entry() {
+    let out = Command::new(env!("CARGO_BIN_EXE_candor-loadgen"))
+        .args([
+            "--entries",
+            "2000",
+            "--chunk",
+            "700",
+            "--batch",
+            "250",
+            "--concurrency",
+            "4",
+            "--companies",
+            "3",
+            "--limit-secs",
+            "0.2",
+        ])
+        .output()
+        .expect("run candor-loadgen");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "loadgen failed: {stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout.lines().last().expect("a report line");
+    let v: serde_json::Value = serde_json::from_str(last).expect("the last line is JSON");
+    assert_eq!(v["entries"], 2000);
+    assert_eq!(v["chunks"], 3);
+    // The load plus, per company, its company_key entry and its setup purchase: no
+    // entry lost or logged twice across chunk boundaries.
+    assert_eq!(v["log_size"], 2006);
+    assert!(stderr.contains("all 2000 receipts verify"), "{stderr}");
+    for c in 1..=3 {
+        assert!(
+            stderr.contains(&format!("chunk {c}/3:")),
+            "chunk {c} not reported: {stderr}"
+        );
+    }
+    // One server RSS reading per chunk, none above the kernel's high-water mark.
+    let peak = v["server_peak_rss_mb"].as_f64().expect("a peak RSS");
+    let by_chunk = v["server_rss_mb_by_chunk"]
+        .as_array()
+        .expect("RSS by chunk");
+    assert_eq!(by_chunk.len(), 3, "{last}");
+    for r in by_chunk {
+        let r = r.as_f64().expect("an RSS figure");
+        assert!(r > 0.0 && r <= peak + 1.0, "{r} vs peak {peak}");
+    }
+    let sampled = v["server_rss_sampled_max_mb"]
+        .as_f64()
+        .expect("sampled RSS");
+    assert!(sampled > 0.0 && sampled <= peak + 1.0, "{last}");
+    assert!(v["presign_seconds"].as_f64().is_some_and(|x| x > 0.0));
+    assert_eq!(v["latency_percentiles"], "exact");
+}
