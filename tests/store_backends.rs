@@ -32,6 +32,16 @@ fn h(n: u64) -> Hash {
     sha256(&n.to_be_bytes())
 }
 
+/// A checkpoint-shaped note for a tree of `size` (the PostgreSQL backend reads the size
+/// from its second line, C2SP tlog-checkpoint).
+fn note(size: u64) -> Vec<u8> {
+    format!(
+        "example.com/log\n{size}\n{}\n\n\u{2014} example.com/log AAAA\n",
+        sha256(&size.to_be_bytes()).to_base64()
+    )
+    .into_bytes()
+}
+
 /// Where one suite test keeps its store: a temporary data directory for the embedded
 /// backends, a fresh database on the test server for PostgreSQL.
 struct Place {
@@ -134,8 +144,11 @@ fn appends_and_reads_back(kind: StoreKind) {
     b2.leaf_index.push((leaf_hash(b"x"), 299));
     b2.entry_index.push((h(399), 299));
     b2.meta.push(("company/beta".into(), b"B".to_vec()));
+    b2.checkpoint = Some(note(300));
     store.append(&b2).unwrap();
     assert_eq!(store.state().unwrap(), Some(state(300, 2)));
+    // The checkpoint in a batch is stored with it, as the latest checkpoint.
+    assert_eq!(store.checkpoint().unwrap(), Some(note(300)));
 
     assert_eq!(
         store.read_tile(TileId { level: 0, index: 0 }).unwrap(),
@@ -247,6 +260,7 @@ fn conflict_leaves_store_unchanged(kind: StoreKind) {
 
     let mut ok = Batch::new(0, state(5, 1));
     ok.tiles.push((TileId { level: 0, index: 0 }, vec![1; 160]));
+    ok.checkpoint = Some(note(5));
     store.append(&ok).unwrap();
 
     let mut stale = Batch::new(3, state(9, 2));
@@ -260,6 +274,7 @@ fn conflict_leaves_store_unchanged(kind: StoreKind) {
     stale.leaf_index.push((h(1), 8));
     stale.entry_index.push((h(2), 8));
     stale.meta.push(("stale".into(), b"yes".to_vec()));
+    stale.checkpoint = Some(note(9));
     let err = store.append(&stale).unwrap_err();
     assert!(
         matches!(
@@ -286,6 +301,8 @@ fn conflict_leaves_store_unchanged(kind: StoreKind) {
     assert_eq!(store.lookup_leaf(&h(1)).unwrap(), None);
     assert_eq!(store.lookup_entry(&h(2)).unwrap(), None);
     assert_eq!(store.get_meta("stale").unwrap(), None);
+    // The refused batch's checkpoint was not stored either.
+    assert_eq!(store.checkpoint().unwrap(), Some(note(5)));
 
     // The right old size still works afterwards.
     store.append(&Batch::new(5, state(6, 3))).unwrap();

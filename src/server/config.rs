@@ -76,7 +76,8 @@ pub struct ServeArgs {
     /// Maximum entries per sequenced batch [default: 1024].
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
-    /// Milliseconds the sequencer waits to fill a batch [default: 20].
+    /// Milliseconds the sequencer waits to fill a batch, counted from when the oldest
+    /// waiting submission was accepted [default: 20].
     #[arg(long, value_name = "MS")]
     pub batch_delay_ms: Option<u64>,
     /// Maximum entries waiting to be sequenced before 429 [default: 100000].

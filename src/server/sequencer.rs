@@ -11,14 +11,19 @@
 //!    submission was accepted) and each registry change against the registry;
 //! 3. deduplicates by entry hash, within the batch and against the store;
 //! 4. assigns indices, builds the leaves (setting `logged_at`), the new tiles and bundles;
-//! 5. appends everything, registry records included, in ONE atomic, fsync'd store batch;
-//! 6. only then signs the checkpoint for the new, durable size, stores it, publishes it,
-//!    and answers every waiting submitter with its receipt.
+//! 5. signs the checkpoint of the new tree and appends everything, registry records and
+//!    that checkpoint included, in ONE atomic, fsync'd store batch (with witnesses the
+//!    checkpoint is signed only after this commit and stored once cosigned:
+//!    witnessing.rs);
+//! 6. only then publishes the checkpoint and answers every waiting submitter with its
+//!    receipt.
 //!
 //! A submission (one JSON entry, or one NDJSON request) is all-or-nothing: if any of its
-//! entries is refused, none of them is logged. A checkpoint is never signed for a state
-//! that is not durable, and never for a size below one already signed, so two signed
-//! checkpoints can never be inconsistent (C2SP tlog-checkpoint).
+//! entries is refused, none of them is logged. A checkpoint leaves the sequencer (to
+//! readers, receipts or witnesses) only once it and its tree are durable, and never for
+//! a size below one already published, so two published checkpoints can never be
+//! inconsistent (C2SP tlog-checkpoint). A note signed for a batch whose commit fails is
+//! dropped unseen: the store then holds neither the batch nor that note.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -550,30 +555,50 @@ impl Core {
             let mut edge = self.edge.clone();
             let appended = edge.append(&new_leaves);
             let outcome = appended.map_err(|e| e.to_string()).and_then(|w| {
+                let new_state = TreeState {
+                    size: edge.size(),
+                    root: edge.root(),
+                };
+                // Without witnesses the checkpoint of the new size is signed now and
+                // committed with the batch: one fsync'd commit makes both durable. It
+                // leaves this function only once that commit succeeded (spec/api.md §1).
+                let signed = match self.shared.witnessing {
+                    Some(_) => None,
+                    None => Some(sign(
+                        &self.key,
+                        &self.origin,
+                        new_state.size,
+                        new_state.root,
+                    )?),
+                };
                 let batch = Batch {
                     old_size: base,
-                    new_state: TreeState {
-                        size: edge.size(),
-                        root: edge.root(),
-                    },
+                    new_state,
                     tiles: Edge::tile_list(&w),
                     bundles: w.bundles.iter().map(|(k, v)| (*k, v.clone())).collect(),
                     leaf_index: leaf_index.clone(),
                     entry_index: entry_index.clone(),
                     meta: meta.clone(),
+                    checkpoint: signed.as_ref().map(|p| p.note.to_vec()),
                 };
                 self.store
                     .append(&batch)
-                    .map(|()| w)
+                    .map(|()| (w, signed))
                     .map_err(|e| format!("appending batch of {} entries: {e}", new_leaves.len()))
             });
             match outcome {
-                Ok(w) => {
+                Ok((w, signed)) => {
                     written = w;
                     self.edge = edge;
                     if registry_changed {
                         self.registry = registry.clone();
                         self.shared.publish_registry(registry);
+                    }
+                    // Published after the registry, as before the checkpoint moved into
+                    // the batch: a reader never sees a checkpoint ahead of the keys.
+                    if let Some(p) = signed {
+                        metrics.checkpoints_total.fetch_add(1, Ordering::Relaxed);
+                        self.shared.publish(p);
                     }
                     metrics
                         .entries_total
@@ -598,7 +623,7 @@ impl Core {
                     return;
                 }
             }
-            // Durable: now, and only now, sign the new size.
+            // With witnesses: durable, so now sign the new size and offer it to them.
             if let Err(e) = self.catch_up() {
                 tracing::error!("{e}");
                 metrics.store_errors_total.fetch_add(1, Ordering::Relaxed);
@@ -1100,9 +1125,12 @@ pub async fn run(
             refuse(&metrics, first);
             continue;
         }
+        // The window counts from when the oldest submission was accepted, not from now:
+        // submissions that queued while the previous batch was sequenced have waited
+        // already, and waiting a full window more would add it to every latency.
+        let deadline = tokio::time::Instant::from_std(first.accepted) + cfg.delay;
         let mut n = first.items.len();
         let mut subs = vec![first];
-        let deadline = tokio::time::Instant::now() + cfg.delay;
         while n < cfg.max_entries {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(s)) => {

@@ -173,6 +173,10 @@ pub struct Batch {
     pub entry_index: Vec<(Hash, u64)>,
     /// Small key/values written in the same transaction (company registry, ...).
     pub meta: Vec<(String, Vec<u8>)>,
+    /// The signed checkpoint of `new_state`, stored in the same transaction as the
+    /// latest checkpoint (as [`Store::put_checkpoint`] would), so the batch and its
+    /// checkpoint become durable together, with one commit.
+    pub checkpoint: Option<Vec<u8>>,
 }
 
 impl Batch {
@@ -186,6 +190,7 @@ impl Batch {
             leaf_index: Vec::new(),
             entry_index: Vec::new(),
             meta: Vec::new(),
+            checkpoint: None,
         }
     }
 

@@ -37,7 +37,7 @@
 
 use super::{Batch, Store, StoreError, StoreKind, TileId, TreeState};
 use crate::hash::Hash;
-use postgres::{Client, NoTls};
+use postgres::{Client, GenericClient, NoTls};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -354,8 +354,36 @@ fn apply(c: &mut Client, batch: &Batch) -> Result<(), StoreError> {
         )
         .map_err(|e| pg_err("writing metadata", &e))?;
     }
+    if let Some(note) = &batch.checkpoint {
+        upsert_checkpoint(&mut txn, note)?;
+    }
     // synchronous_commit = on: returns once the commit is flushed to the WAL.
     txn.commit().map_err(|e| pg_err("committing the batch", &e))
+}
+
+/// Stores `note` as the latest checkpoint unless the stored one is for a larger tree
+/// ([`StoreError::StaleCheckpoint`]): a deposed sequencer cannot roll it back.
+fn upsert_checkpoint(c: &mut impl GenericClient, note: &[u8]) -> Result<(), StoreError> {
+    let size = to_i64(note_size(note), "checkpoint size")?;
+    let n = c
+        .execute(
+            "INSERT INTO candor_checkpoint (id, size, note) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO UPDATE SET size = EXCLUDED.size, note = EXCLUDED.note \
+             WHERE candor_checkpoint.size <= EXCLUDED.size",
+            &[&size, &note],
+        )
+        .map_err(|e| pg_err("storing the checkpoint", &e))?;
+    if n == 0 {
+        let stored: i64 = c
+            .query_one("SELECT size FROM candor_checkpoint WHERE id = 1", &[])
+            .map_err(|e| pg_err("reading the checkpoint size", &e))?
+            .get(0);
+        return Err(StoreError::StaleCheckpoint {
+            size: to_u64(size, "checkpoint size")?,
+            stored: to_u64(stored, "checkpoint size")?,
+        });
+    }
+    Ok(())
 }
 
 /// The tree size a checkpoint note commits to (its second line, C2SP
@@ -487,30 +515,8 @@ impl Store for PostgresStore {
     }
 
     fn put_checkpoint(&self, note: &[u8]) -> Result<(), StoreError> {
-        let size = to_i64(note_size(note), "checkpoint size")?;
         let note = note.to_vec();
-        self.run(move |c| {
-            // Insert, or replace a checkpoint of the same or a smaller size only.
-            let n = c
-                .execute(
-                    "INSERT INTO candor_checkpoint (id, size, note) VALUES (1, $1, $2) \
-                     ON CONFLICT (id) DO UPDATE SET size = EXCLUDED.size, note = EXCLUDED.note \
-                     WHERE candor_checkpoint.size <= EXCLUDED.size",
-                    &[&size, &note],
-                )
-                .map_err(|e| pg_err("storing the checkpoint", &e))?;
-            if n == 0 {
-                let stored: i64 = c
-                    .query_one("SELECT size FROM candor_checkpoint WHERE id = 1", &[])
-                    .map_err(|e| pg_err("reading the checkpoint size", &e))?
-                    .get(0);
-                return Err(StoreError::StaleCheckpoint {
-                    size: to_u64(size, "checkpoint size")?,
-                    stored: to_u64(stored, "checkpoint size")?,
-                });
-            }
-            Ok(())
-        })
+        self.run(move |c| upsert_checkpoint(c, &note))
     }
 
     fn checkpoint(&self) -> Result<Option<Vec<u8>>, StoreError> {

@@ -1,30 +1,58 @@
 //! redb backend: one database file, one write transaction per batch, committed with
 //! `Durability::Immediate` (fsync before `commit()` returns).
+//!
+//! # Layout (version 2)
+//!
+//! Tiles and entry bundles are stored in parts of at most [`PART_BYTES`] bytes, one
+//! row per part. redb gives a value that does not fit a 4 KiB page its own run of
+//! pages rounded up to a power of two, so a 270 KB bundle stored whole took 512 KB
+//! and a full 8 KiB tile took 16 KiB (BENCHMARKS.md, "Disk"). A part fits one page
+//! exactly, and a batch that extends a partial bundle rewrites only the parts whose
+//! bytes changed, not the whole bundle. Tile parts are keyed (level, part, index) so
+//! the short last parts of full tiles sit next to each other and share pages.
+//! Hash indexes use fixed-width 32-byte keys (no per-row length fields).
+//!
+//! A file written with the first layout (whole tiles and bundles, variable-width
+//! index keys) is converted in place, in one transaction, when it is opened.
 
 use super::{Batch, DirLock, Store, StoreError, StoreKind, TileId, TreeState};
 use crate::hash::Hash;
 use crate::tiles::StoredHashCache;
 use redb::{
-    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
-    TableError,
+    Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
+    TableError, TableHandle, WriteTransaction,
 };
 use std::path::Path;
 use std::sync::Arc;
 
 /// Single row "tree": the encoded [`TreeState`].
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
-/// 9-byte [`TileId::to_key`] -> tile bytes.
-const TILES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tiles");
-/// Bundle index -> bundle bytes.
-const BUNDLES: TableDefinition<u64, &[u8]> = TableDefinition::new("bundles");
-/// 32-byte leaf hash -> leaf index.
-const LEAF_INDEX: TableDefinition<&[u8], u64> = TableDefinition::new("leaf_index");
-/// 32-byte entry hash -> leaf index.
-const ENTRY_INDEX: TableDefinition<&[u8], u64> = TableDefinition::new("entry_index");
+/// (level, part, index) -> part of a hash tile's bytes.
+const TILE_PARTS: TableDefinition<(u8, u32, u64), &[u8]> = TableDefinition::new("tile_parts");
+/// (bundle index, part) -> part of an entry bundle's bytes.
+const BUNDLE_PARTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("bundle_parts");
+/// Leaf hash -> leaf index.
+const LEAF_INDEX: TableDefinition<[u8; 32], u64> = TableDefinition::new("leaf_hash_index");
+/// Entry hash -> leaf index.
+const ENTRY_INDEX: TableDefinition<[u8; 32], u64> = TableDefinition::new("entry_hash_index");
 /// Metadata key -> value.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Single row "latest": the latest checkpoint note.
 const CHECKPOINT: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoint");
+
+/// Bytes per stored part of a tile or bundle: with its key and redb's per-page header
+/// a part fills one 4 KiB page (measured: 4,076 still fits, 4,084 does not), and 4,064
+/// is a whole number of hashes (127).
+const PART_BYTES: usize = 4064;
+
+/// The first layout's tables, read only to convert an old file ([`migrate_v1`]).
+mod v1 {
+    use redb::TableDefinition;
+    pub(super) const TILES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("tiles");
+    pub(super) const BUNDLES: TableDefinition<u64, &[u8]> = TableDefinition::new("bundles");
+    pub(super) const LEAF_INDEX: TableDefinition<&[u8], u64> = TableDefinition::new("leaf_index");
+    pub(super) const ENTRY_INDEX: TableDefinition<&[u8], u64> = TableDefinition::new("entry_index");
+}
 
 const STATE_KEY: &str = "tree";
 const CHECKPOINT_KEY: &str = "latest";
@@ -68,23 +96,28 @@ impl RedbStore {
         // Verify every page checksum on open: a file damaged outside redb is then refused
         // with an error instead of being trusted (a plain open may panic on it). This reads
         // the whole file once per start, which a log server can afford.
-        let db = Database::builder()
+        let mut db = Database::builder()
             .set_check_integrity_on_open(true)
             .set_cache_size(REDB_CACHE_BYTES)
             .create(path)
             .map_err(map_err)?;
         // Creating the tables up front lets readers open them without special cases.
         let txn = db.begin_write().map_err(map_err)?;
+        let migrated = migrate_v1(&txn)?;
         {
             txn.open_table(STATE).map_err(map_err)?;
-            txn.open_table(TILES).map_err(map_err)?;
-            txn.open_table(BUNDLES).map_err(map_err)?;
+            txn.open_table(TILE_PARTS).map_err(map_err)?;
+            txn.open_table(BUNDLE_PARTS).map_err(map_err)?;
             txn.open_table(LEAF_INDEX).map_err(map_err)?;
             txn.open_table(ENTRY_INDEX).map_err(map_err)?;
             txn.open_table(META).map_err(map_err)?;
             txn.open_table(CHECKPOINT).map_err(map_err)?;
         }
         txn.commit().map_err(map_err)?;
+        if migrated {
+            // Give the old layout's pages back to the file system once.
+            db.compact().map_err(map_err)?;
+        }
         Ok(RedbStore {
             db,
             hashes: Arc::default(),
@@ -113,7 +146,7 @@ impl RedbStore {
 
     fn get_index(
         &self,
-        table: TableDefinition<&'static [u8], u64>,
+        table: TableDefinition<[u8; 32], u64>,
         hash: &Hash,
     ) -> Result<Option<u64>, StoreError> {
         let txn = self.read_txn()?;
@@ -123,9 +156,27 @@ impl RedbStore {
             Err(e) => return Err(map_err(e)),
         };
         Ok(table
-            .get(hash.as_bytes().as_slice())
+            .get(hash.as_bytes())
             .map_err(map_err)?
             .map(|v| v.value()))
+    }
+
+    /// Reads a tile or bundle stored in parts; a missing table reads as missing parts.
+    fn get_parts<K>(
+        &self,
+        table: TableDefinition<K, &'static [u8]>,
+        key: impl Fn(u32) -> K,
+    ) -> Result<Option<Vec<u8>>, StoreError>
+    where
+        K: redb::Key + for<'a> redb::Value<SelfType<'a> = K> + 'static,
+    {
+        let txn = self.read_txn()?;
+        let table = match txn.open_table(table) {
+            Ok(t) => t,
+            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(map_err(e)),
+        };
+        read_parts(&table, key)
     }
 }
 
@@ -153,31 +204,31 @@ impl Store for RedbStore {
                 .insert(STATE_KEY, batch.new_state.encode().as_slice())
                 .map_err(map_err)?;
 
-            let mut tiles = txn.open_table(TILES).map_err(map_err)?;
+            let mut tiles = txn.open_table(TILE_PARTS).map_err(map_err)?;
             for (id, data) in &batch.tiles {
-                tiles
-                    .insert(id.to_key().as_slice(), data.as_slice())
-                    .map_err(map_err)?;
+                write_parts(&mut tiles, |p| (id.level, p, id.index), data)?;
             }
-            let mut bundles = txn.open_table(BUNDLES).map_err(map_err)?;
+            let mut bundles = txn.open_table(BUNDLE_PARTS).map_err(map_err)?;
             for (index, data) in &batch.bundles {
-                bundles.insert(*index, data.as_slice()).map_err(map_err)?;
+                write_parts(&mut bundles, |p| (*index, p), data)?;
             }
             let mut leaves = txn.open_table(LEAF_INDEX).map_err(map_err)?;
             for (hash, index) in &batch.leaf_index {
-                leaves
-                    .insert(hash.as_bytes().as_slice(), *index)
-                    .map_err(map_err)?;
+                leaves.insert(hash.as_bytes(), *index).map_err(map_err)?;
             }
             let mut entries = txn.open_table(ENTRY_INDEX).map_err(map_err)?;
             for (hash, index) in &batch.entry_index {
-                entries
-                    .insert(hash.as_bytes().as_slice(), *index)
-                    .map_err(map_err)?;
+                entries.insert(hash.as_bytes(), *index).map_err(map_err)?;
             }
             let mut meta = txn.open_table(META).map_err(map_err)?;
             for (key, value) in &batch.meta {
                 meta.insert(key.as_str(), value.as_slice())
+                    .map_err(map_err)?;
+            }
+            if let Some(note) = &batch.checkpoint {
+                let mut table = txn.open_table(CHECKPOINT).map_err(map_err)?;
+                table
+                    .insert(CHECKPOINT_KEY, note.as_slice())
                     .map_err(map_err)?;
             }
         }
@@ -192,11 +243,11 @@ impl Store for RedbStore {
     }
 
     fn read_tile(&self, id: TileId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.get_bytes(TILES, id.to_key().as_slice())
+        self.get_parts(TILE_PARTS, |p| (id.level, p, id.index))
     }
 
     fn read_bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.get_bytes(BUNDLES, index)
+        self.get_parts(BUNDLE_PARTS, |p| (index, p))
     }
 
     fn lookup_leaf(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError> {
@@ -252,5 +303,230 @@ impl Store for RedbStore {
 
     fn hash_cache(&self) -> Option<Arc<StoredHashCache>> {
         Some(self.hashes.clone())
+    }
+}
+
+/// Stores `data` as parts `key(0)`, `key(1)`, ... of at most [`PART_BYTES`] each,
+/// replacing the previous version. Parts whose bytes did not change are not rewritten:
+/// a partial bundle or tile that grew changes only its last part and adds new ones.
+/// Empty data is one empty part, so it reads back as present.
+fn write_parts<K>(
+    table: &mut Table<K, &'static [u8]>,
+    key: impl Fn(u32) -> K,
+    data: &[u8],
+) -> Result<(), StoreError>
+where
+    K: redb::Key + for<'a> redb::Value<SelfType<'a> = K> + 'static,
+{
+    let chunks: Vec<&[u8]> = if data.is_empty() {
+        vec![data]
+    } else {
+        data.chunks(PART_BYTES).collect()
+    };
+    let too_many = || {
+        StoreError::InvalidBatch(format!(
+            "a value of {} bytes needs more than 2^32 parts of {PART_BYTES} bytes",
+            data.len()
+        ))
+    };
+    for (part, chunk) in chunks.iter().enumerate() {
+        let k = key(u32::try_from(part).map_err(|_| too_many())?);
+        let same = table
+            .get(&k)
+            .map_err(map_err)?
+            .is_some_and(|old| old.value() == *chunk);
+        if !same {
+            table.insert(&k, *chunk).map_err(map_err)?;
+        }
+    }
+    // A shorter version leaves parts past its end (the log itself only grows values).
+    let mut part = u32::try_from(chunks.len()).map_err(|_| too_many())?;
+    while table.remove(key(part)).map_err(map_err)?.is_some() {
+        part = part.checked_add(1).ok_or_else(too_many)?;
+    }
+    Ok(())
+}
+
+/// Reads a value stored by [`write_parts`]: its parts concatenated, `None` if it has none.
+fn read_parts<K, T>(table: &T, key: impl Fn(u32) -> K) -> Result<Option<Vec<u8>>, StoreError>
+where
+    K: redb::Key + for<'a> redb::Value<SelfType<'a> = K> + 'static,
+    T: ReadableTable<K, &'static [u8]>,
+{
+    let Some(first) = table.get(key(0)).map_err(map_err)? else {
+        return Ok(None);
+    };
+    let mut out = first.value().to_vec();
+    drop(first);
+    // Only the last part of a value may be shorter than PART_BYTES.
+    let mut last = out.len();
+    let mut part = 1u32;
+    while last == PART_BYTES {
+        let Some(v) = table.get(key(part)).map_err(map_err)? else {
+            break;
+        };
+        let v = v.value();
+        last = v.len();
+        out.extend_from_slice(v);
+        part = part
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Corrupt("a stored value has too many parts".into()))?;
+    }
+    Ok(Some(out))
+}
+
+/// Converts a file written with the first layout (whole tiles and bundles, variable-
+/// width index keys): copies every row into the current tables and deletes the old
+/// ones, in the caller's transaction, so a crash leaves either layout complete.
+/// Returns whether there was anything to convert.
+fn migrate_v1(txn: &WriteTransaction) -> Result<bool, StoreError> {
+    let names: Vec<String> = txn
+        .list_tables()
+        .map_err(map_err)?
+        .map(|t| t.name().to_string())
+        .collect();
+    let has = |t: &str| names.iter().any(|n| n == t);
+    if !has(v1::TILES.name()) && !has(v1::BUNDLES.name()) {
+        return Ok(false);
+    }
+    let key32 = |k: &[u8]| {
+        <[u8; 32]>::try_from(k).map_err(|_| {
+            StoreError::Corrupt(format!("stored hash key is {} bytes, expected 32", k.len()))
+        })
+    };
+    {
+        let old = txn.open_table(v1::TILES).map_err(map_err)?;
+        let mut new = txn.open_table(TILE_PARTS).map_err(map_err)?;
+        for row in old.iter().map_err(map_err)? {
+            let (k, v) = row.map_err(map_err)?;
+            let id = TileId::from_key(k.value())?;
+            write_parts(&mut new, |p| (id.level, p, id.index), v.value())?;
+        }
+        let old = txn.open_table(v1::BUNDLES).map_err(map_err)?;
+        let mut new = txn.open_table(BUNDLE_PARTS).map_err(map_err)?;
+        for row in old.iter().map_err(map_err)? {
+            let (k, v) = row.map_err(map_err)?;
+            let index = k.value();
+            write_parts(&mut new, |p| (index, p), v.value())?;
+        }
+        for (old, new) in [(v1::LEAF_INDEX, LEAF_INDEX), (v1::ENTRY_INDEX, ENTRY_INDEX)] {
+            let old = txn.open_table(old).map_err(map_err)?;
+            let mut new = txn.open_table(new).map_err(map_err)?;
+            for row in old.iter().map_err(map_err)? {
+                let (k, v) = row.map_err(map_err)?;
+                new.insert(key32(k.value())?, v.value()).map_err(map_err)?;
+            }
+        }
+    }
+    txn.delete_table(v1::TILES).map_err(map_err)?;
+    txn.delete_table(v1::BUNDLES).map_err(map_err)?;
+    txn.delete_table(v1::LEAF_INDEX).map_err(map_err)?;
+    txn.delete_table(v1::ENTRY_INDEX).map_err(map_err)?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hash::sha256;
+
+    fn bytes(n: usize, seed: u8) -> Vec<u8> {
+        (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect()
+    }
+
+    #[test]
+    fn parts_round_trip_grow_and_shrink() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::store::REDB_FILE);
+        let store = RedbStore::open(&path, DirLock::acquire(dir.path()).unwrap()).unwrap();
+        // Sizes around the part boundary, growing as the log's values do, then shrinking
+        // as only a direct user of the store could make them.
+        let sizes = [
+            0,
+            1,
+            PART_BYTES - 1,
+            PART_BYTES,
+            PART_BYTES + 1,
+            3 * PART_BYTES + 5,
+            7,
+        ];
+        for (round, &n) in sizes.iter().enumerate() {
+            let value = bytes(n, round as u8);
+            let mut batch = Batch::new(
+                0,
+                TreeState {
+                    size: 0,
+                    root: sha256(b""),
+                },
+            );
+            batch.bundles.push((3, value.clone()));
+            batch
+                .tiles
+                .push((TileId { level: 1, index: 2 }, value.clone()));
+            store.append(&batch).unwrap();
+            assert_eq!(
+                store.read_bundle(3).unwrap(),
+                Some(value.clone()),
+                "bundle of {n} bytes"
+            );
+            let tile = store.read_tile(TileId { level: 1, index: 2 }).unwrap();
+            assert_eq!(tile, Some(value), "tile of {n} bytes");
+        }
+        assert_eq!(store.read_bundle(2).unwrap(), None);
+        assert_eq!(
+            store.read_tile(TileId { level: 0, index: 2 }).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn first_layout_is_converted_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::store::REDB_FILE);
+        let state = TreeState {
+            size: 300,
+            root: sha256(b"root"),
+        };
+        let tile_id = TileId { level: 0, index: 1 };
+        let tile = bytes(8192, 1);
+        let bundle = bytes(3 * PART_BYTES + 100, 2);
+        let (leaf, entry) = (sha256(b"leaf"), sha256(b"entry"));
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut t = txn.open_table(STATE).unwrap();
+                t.insert(STATE_KEY, state.encode().as_slice()).unwrap();
+                let mut t = txn.open_table(v1::TILES).unwrap();
+                t.insert(tile_id.to_key().as_slice(), tile.as_slice())
+                    .unwrap();
+                let mut t = txn.open_table(v1::BUNDLES).unwrap();
+                t.insert(1, bundle.as_slice()).unwrap();
+                let mut t = txn.open_table(v1::LEAF_INDEX).unwrap();
+                t.insert(leaf.as_bytes().as_slice(), 7).unwrap();
+                let mut t = txn.open_table(v1::ENTRY_INDEX).unwrap();
+                t.insert(entry.as_bytes().as_slice(), 9).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        for _ in 0..2 {
+            // The second open finds the converted file and has nothing to do.
+            let store = RedbStore::open(&path, DirLock::acquire(dir.path()).unwrap()).unwrap();
+            assert_eq!(store.state().unwrap(), Some(state));
+            assert_eq!(store.read_tile(tile_id).unwrap(), Some(tile.clone()));
+            assert_eq!(store.read_bundle(1).unwrap(), Some(bundle.clone()));
+            assert_eq!(store.lookup_leaf(&leaf).unwrap(), Some(7));
+            assert_eq!(store.lookup_entry(&entry).unwrap(), Some(9));
+            assert_eq!(store.lookup_entry(&leaf).unwrap(), None);
+            let txn = store.db.begin_read().unwrap();
+            let names: Vec<String> = txn
+                .list_tables()
+                .unwrap()
+                .map(|t| t.name().to_string())
+                .collect();
+            for old in ["tiles", "bundles", "leaf_index", "entry_index"] {
+                assert!(!names.iter().any(|n| n == old), "{old} still in {names:?}");
+            }
+        }
     }
 }

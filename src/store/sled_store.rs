@@ -96,8 +96,9 @@ impl Store for SledStore {
             &self.leaf_index,
             &self.entry_index,
             &self.meta,
+            &self.checkpoint,
         );
-        let result = trees.transaction(|(state, tiles, bundles, leaves, entries, meta)| {
+        let result = trees.transaction(|(state, tiles, bundles, leaves, entries, meta, cp)| {
             let found = match state.get(STATE_KEY)? {
                 Some(v) => {
                     TreeState::decode(&v)
@@ -127,6 +128,9 @@ impl Store for SledStore {
             }
             for (key, value) in &batch.meta {
                 meta.insert(key.as_bytes(), value.as_slice())?;
+            }
+            if let Some(note) = &batch.checkpoint {
+                cp.insert(CHECKPOINT_KEY, note.as_slice())?;
             }
             Ok(())
         });

@@ -128,6 +128,7 @@ fn append(c: &mut Criterion) {
                                 .map(|(i, l)| (sha256(l), base + i as u64))
                                 .collect(),
                             meta: Vec::new(),
+                            checkpoint: None,
                         };
                         assert!(store.append(&batch).is_ok());
                     }
