@@ -417,7 +417,7 @@ impl Auditor {
         let end = cp.size.div_ceil(TILE_WIDTH);
         let size = cp.size;
         let client = self.client.clone();
-        let mut fetches = futures::stream::iter(first..end)
+        let fetches = futures::stream::iter(first..end)
             .map(move |b| {
                 let client = client.clone();
                 async move {
@@ -442,12 +442,25 @@ impl Auditor {
                 }
             })
             .buffered(self.concurrency.max(1));
+        // The fetches run in a task of their own, so the next bundles arrive while
+        // this one is audited (the audit blocks its thread on the entry checks). They
+        // are handed over in bundle order through a bounded channel; the task stops
+        // when the audit ends, also on an early return (the guard aborts it).
+        let (tx, mut fetched) = tokio::sync::mpsc::channel(self.concurrency.max(1));
+        let fetcher = AbortOnDrop(tokio::spawn(async move {
+            let mut fetches = std::pin::pin!(fetches);
+            while let Some(item) = fetches.next().await {
+                if tx.send(item).await.is_err() {
+                    break;
+                }
+            }
+        }));
 
         let mut aborted = false;
         // Index rows and findings of the bundles audited since the last save.
         let mut batch = IndexBatch::default();
         let mut unsaved = 0;
-        while let Some((bundle, tile, bd, td)) = fetches.next().await {
+        while let Some((bundle, tile, bd, td)) = fetched.recv().await {
             let (bd, td) = (bd?, td?);
             let ok = self
                 .audit_bundle(&mut prog, &cp, bundle, tile, &bd, &td, &mut batch)
@@ -466,7 +479,8 @@ impl Auditor {
         if unsaved > 0 {
             self.save_progress(&mut batch, &prog).await?;
         }
-        drop(fetches);
+        drop(fetched);
+        drop(fetcher);
         bar.finish_and_clear();
         if !aborted {
             self.check_upper_partials(&mut prog).await?;
@@ -556,7 +570,8 @@ impl Auditor {
             }
         };
         let leaf_hashes: Vec<Hash> = match (&entries, &tile_hashes) {
-            (Some(e), _) => e.iter().map(|x| leaf_hash(x)).collect(),
+            // SHA-256 of each leaf on all cores (RFC 6962 §2.1 leaf hash).
+            (Some(e), _) => super::par::map(e, 64, |x| leaf_hash(x)),
             // Without entries the tile's hashes stand in; the root check still
             // proves them, but the entries themselves are unchecked (reported above).
             (None, Some(t)) => t.clone(),
@@ -871,6 +886,15 @@ impl Auditor {
         self.dir.save(&self.state)?;
         self.sink.emit(fresh).await;
         Ok(())
+    }
+}
+
+/// Aborts a task when dropped (a `JoinHandle` alone lets it run on).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

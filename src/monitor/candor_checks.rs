@@ -2,6 +2,13 @@
 //! schema, the company's signature under a key the log registered for it before
 //! the entry and had not revoked, cited purchases, plausible times, and the policy
 //! checks. Leaves that are not Candor leaves are audited as opaque bytes only.
+//!
+//! A chunk is checked in two passes. The first ([`Checker::prepare`]) does the work
+//! that depends on one entry alone (JSON parse, the RFC 8785 check, the schema, the
+//! signed message, the signature's encoding, time and content policy findings, the
+//! summary) and runs on all cores. The second, in index order on one thread, does
+//! what depends on the entries before it (the key registry, cited purchases, volume
+//! counts) and emits every finding in the same order as a one-pass check would.
 
 use super::findings::{Finding, Kind, Severity};
 use super::policy::{EntryContext, Policy};
@@ -64,6 +71,33 @@ pub struct Checker<'a> {
     pub now: OffsetDateTime,
 }
 
+/// The part of one leaf's checks that depends on that leaf alone.
+pub enum Prepared {
+    /// Not a Candor leaf: audited as opaque bytes only.
+    Opaque,
+    /// A Candor leaf rejected before the stateful checks (its bytes are not
+    /// canonical, or it is not a valid entry): its one finding.
+    Rejected(Box<Finding>),
+    /// A valid Candor leaf, ready for the stateful checks.
+    Leaf(Box<PreparedLeaf>),
+}
+
+/// A valid Candor leaf with everything computed from it alone.
+pub struct PreparedLeaf {
+    leaf: Leaf,
+    /// The signed message (`ENTRY_SIGNATURE_TAG ||` canonical entry).
+    message: Vec<u8>,
+    /// `None` if the signature is not a 64-byte Ed25519 signature.
+    signature: Option<Signature>,
+    /// Purchases the entry cites, (index, leaf hash), in the entry's order.
+    cited: Vec<(u64, Hash)>,
+    /// The time findings, then the content policy findings.
+    own_findings: Vec<Finding>,
+    /// Day of `logged_at` since the epoch, for the volume counts.
+    day: Option<i64>,
+    summary: EntrySummary,
+}
+
 /// A signature to verify at the end of the chunk (batched).
 struct Pending {
     index: u64,
@@ -103,73 +137,134 @@ impl Checker<'_> {
 
     /// Checks the leaves of one chunk, in index order, updating the key registry
     /// and volume counts in `point` and adding index rows and findings to `out`.
+    /// The per-leaf work runs on all cores; the result is that of checking the
+    /// leaves one after another.
     pub fn check_chunk(
         &self,
         point: &mut AuditPoint,
         leaves: &[(u64, &[u8], Hash)],
         out: &mut IndexBatch,
     ) -> Result<(), StateError> {
+        // Below this many leaves per core a second thread costs more than it saves.
+        const MIN_SHARE: usize = 16;
+        let prepared = super::par::map(leaves, MIN_SHARE, |&(index, bytes, _)| {
+            self.prepare(index, bytes)
+        });
         // Purchases of this chunk, not yet in the index database.
         let mut local: HashMap<u64, (Hash, String)> = HashMap::new();
         let mut pending: Vec<Pending> = Vec::new();
-        for &(index, bytes, leaf_hash) in leaves {
-            let Some(value) = looks_like_candor_leaf(bytes) else {
-                continue;
-            };
-            let company_hint = value["entry"]
-                .get("company")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            let logged_hint = value
-                .get("logged_at")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned();
-            match crate::jcs::canonicalize(&value) {
-                Ok(c) if c == bytes => {}
-                _ => {
-                    out.findings.push(self.entry_finding(
-                        Kind::NonCanonicalEntry,
-                        Severity::High,
-                        index,
-                        &company_hint,
-                        &logged_hint,
-                        format!("Entry {index} is a Candor leaf but its bytes are not the canonical (RFC 8785) form."),
-                    ));
-                    continue;
-                }
+        // Registered keys decoded in this chunk (a decode is a base64 decode, a
+        // SHA-256 and an Ed25519 point decompression; one company signs many entries).
+        let mut keys: HashMap<String, VerifyingKey> = HashMap::new();
+        for (&(index, _, leaf_hash), p) in leaves.iter().zip(prepared) {
+            match p {
+                Prepared::Opaque => {}
+                Prepared::Rejected(f) => out.findings.push(*f),
+                Prepared::Leaf(p) => self.check_leaf(
+                    point,
+                    index,
+                    *p,
+                    leaf_hash,
+                    &mut local,
+                    &mut pending,
+                    &mut keys,
+                    out,
+                )?,
             }
-            // The bytes were just checked to be canonical: parse the value already
-            // in hand, getting the signed message with it (no second parse or JCS).
-            let (leaf, message) = match Leaf::parse_value_with_message(&value) {
-                Ok(l) => l,
-                Err(e) => {
-                    out.findings.push(self.entry_finding(
-                        Kind::InvalidEntry,
-                        Severity::High,
-                        index,
-                        &company_hint,
-                        &logged_hint,
-                        format!("Entry {index} is not a valid Candor entry: {e}."),
-                    ));
-                    continue;
-                }
-            };
-            self.check_leaf(
-                point,
-                index,
-                &leaf,
-                message,
-                &value["entry"],
-                leaf_hash,
-                &mut local,
-                &mut pending,
-                out,
-            )?;
         }
         self.verify_pending(pending, out);
         Ok(())
+    }
+
+    /// The checks of the leaf at `index` that depend on its bytes alone.
+    pub fn prepare(&self, index: u64, bytes: &[u8]) -> Prepared {
+        let Some(value) = looks_like_candor_leaf(bytes) else {
+            return Prepared::Opaque;
+        };
+        let hint = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_owned();
+        match crate::jcs::canonicalize(&value) {
+            Ok(c) if c == bytes => {}
+            _ => {
+                return Prepared::Rejected(Box::new(self.entry_finding(
+                    Kind::NonCanonicalEntry,
+                    Severity::High,
+                    index,
+                    &hint(value["entry"].get("company")),
+                    &hint(value.get("logged_at")),
+                    format!("Entry {index} is a Candor leaf but its bytes are not the canonical (RFC 8785) form."),
+                )));
+            }
+        }
+        // The bytes were just checked to be canonical: parse the value already in
+        // hand, getting the signed message with it (no second parse or JCS).
+        let (leaf, message) = match Leaf::parse_value_with_message(&value) {
+            Ok(l) => l,
+            Err(e) => {
+                return Prepared::Rejected(Box::new(self.entry_finding(
+                    Kind::InvalidEntry,
+                    Severity::High,
+                    index,
+                    &hint(value["entry"].get("company")),
+                    &hint(value.get("logged_at")),
+                    format!("Entry {index} is not a valid Candor entry: {e}."),
+                )));
+            }
+        };
+        let entry_json = &value["entry"];
+        let company = leaf.entry.company();
+        let logged_at = leaf.logged_at.as_str();
+        let signature = base64::engine::general_purpose::STANDARD
+            .decode(&leaf.signature)
+            .ok()
+            .and_then(|b| Signature::from_slice(&b).ok());
+        let mut own_findings = Vec::new();
+        self.check_times(index, company, &leaf.entry, logged_at, &mut own_findings);
+        let ctx = EntryContext {
+            origin: self.origin,
+            index,
+            logged_at,
+        };
+        own_findings.extend(self.policy.check_content(entry_json, &ctx));
+        let s = |name: &str| {
+            entry_json
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let summary = EntrySummary {
+            company: company.to_owned(),
+            kind: leaf.entry.kind().to_owned(),
+            logged_at: logged_at.to_owned(),
+            channel: s("channel"),
+            legal_basis: s("legal_basis"),
+            seller: entry_json
+                .get("seller")
+                .and_then(|x| x.get("name"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            categories: entry_json
+                .get("categories")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            records: entry_json.get("records").and_then(Value::as_u64),
+        };
+        let day = parse_time(logged_at).map(days_since_epoch);
+        let cited = cited_purchases(entry_json);
+        Prepared::Leaf(Box::new(PreparedLeaf {
+            leaf,
+            message,
+            signature,
+            cited,
+            own_findings,
+            day,
+            summary,
+        }))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -177,25 +272,29 @@ impl Checker<'_> {
         &self,
         point: &mut AuditPoint,
         index: u64,
-        leaf: &Leaf,
-        message: Vec<u8>,
-        entry_json: &Value,
+        prepared: PreparedLeaf,
         leaf_hash: Hash,
         local: &mut HashMap<u64, (Hash, String)>,
         pending: &mut Vec<Pending>,
+        keys: &mut HashMap<String, VerifyingKey>,
         out: &mut IndexBatch,
     ) -> Result<(), StateError> {
-        let company = leaf.entry.company().to_owned();
+        let PreparedLeaf {
+            leaf,
+            message,
+            signature,
+            cited,
+            own_findings,
+            day,
+            summary,
+        } = prepared;
+        let company = summary.company.clone();
         let logged_at = leaf.logged_at.as_str();
         let ctx = EntryContext {
             origin: self.origin,
             index,
             logged_at,
         };
-        let signature = base64::engine::general_purpose::STANDARD
-            .decode(&leaf.signature)
-            .ok()
-            .and_then(|b| Signature::from_slice(&b).ok());
         let Some(signature) = signature else {
             out.findings.push(self.entry_finding(
                 Kind::BadSignature,
@@ -321,14 +420,14 @@ impl Checker<'_> {
                         k.revoked_at.unwrap_or_default()
                     ),
                 )),
-                Some(k) => match k.verifier_key.parse::<VerifierKey>() {
-                    Ok(vk) => pending.push(Pending {
+                Some(k) => match decode_key(keys, &k.verifier_key) {
+                    Ok(key) => pending.push(Pending {
                         index,
                         company: company.clone(),
                         logged_at: logged_at.to_owned(),
                         message,
                         signature,
-                        key: *vk.verifying_key(),
+                        key,
                     }),
                     Err(e) => out.findings.push(self.entry_finding(
                         Kind::InvalidEntry,
@@ -342,58 +441,21 @@ impl Checker<'_> {
             }
         }
 
-        self.check_purchases(index, &company, logged_at, entry_json, local, out)?;
-        self.check_times(index, &company, &leaf.entry, logged_at, out);
-        out.findings
-            .extend(self.policy.check_content(entry_json, &ctx));
-        if let Some(t) = parse_time(logged_at)
-            && let Some(f) = point.volume.record(
-                &self.policy.volume_jump,
-                &company,
-                days_since_epoch(t),
-                &ctx,
-            )
+        self.check_purchases(index, &company, logged_at, &cited, local, out)?;
+        out.findings.extend(own_findings);
+        if let Some(day) = day
+            && let Some(f) = point
+                .volume
+                .record(&self.policy.volume_jump, &company, day, &ctx)
         {
             out.findings.push(f);
         }
 
-        let kind = leaf.entry.kind();
-        if kind == "data_purchase" {
+        if summary.kind == "data_purchase" {
             local.insert(index, (leaf_hash, company.clone()));
-            out.purchases.push((index, leaf_hash, company.clone()));
+            out.purchases.push((index, leaf_hash, company));
         }
-        let s = |name: &str| {
-            entry_json
-                .get(name)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        out.entries.push((
-            index,
-            EntrySummary {
-                company,
-                kind: kind.to_owned(),
-                logged_at: logged_at.to_owned(),
-                channel: s("channel"),
-                legal_basis: s("legal_basis"),
-                seller: entry_json
-                    .get("seller")
-                    .and_then(|x| x.get("name"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                categories: entry_json
-                    .get("categories")
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_owned)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                records: entry_json.get("records").and_then(Value::as_u64),
-            },
-        ));
+        out.entries.push((index, summary));
         Ok(())
     }
 
@@ -404,25 +466,11 @@ impl Checker<'_> {
         index: u64,
         company: &str,
         logged_at: &str,
-        entry_json: &Value,
+        cited_purchases: &[(u64, Hash)],
         local: &HashMap<u64, (Hash, String)>,
         out: &mut IndexBatch,
     ) -> Result<(), StateError> {
-        let Some(sources) = entry_json.get("data_sources").and_then(Value::as_array) else {
-            return Ok(());
-        };
-        for src in sources {
-            let Some(r) = src.get("purchase") else {
-                continue;
-            };
-            let (Some(cited), Some(hash)) = (
-                r.get("index").and_then(Value::as_u64),
-                r.get("leaf_hash")
-                    .and_then(Value::as_str)
-                    .and_then(Hash::from_hex),
-            ) else {
-                continue; // the schema check already reported a malformed reference
-            };
+        for &(cited, hash) in cited_purchases {
             let found = if cited >= index {
                 None
             } else if let Some(p) = local.get(&cited) {
@@ -482,15 +530,15 @@ impl Checker<'_> {
         company: &str,
         entry: &Entry,
         logged_at: &str,
-        out: &mut IndexBatch,
+        out: &mut Vec<Finding>,
     ) {
-        let t = self.policy.time.clone();
+        let t = &self.policy.time;
         let (Some(logged), Some(own)) = (parse_time(logged_at), parse_time(entry.time())) else {
             return;
         };
         let slack = time::Duration::seconds(t.max_future_secs);
         if own > logged + slack {
-            out.findings.push(self.entry_finding(
+            out.push(self.entry_finding(
                 Kind::FutureTime,
                 t.future_severity,
                 index,
@@ -500,7 +548,7 @@ impl Checker<'_> {
             ));
         }
         if logged > self.now + slack {
-            out.findings.push(self.entry_finding(
+            out.push(self.entry_finding(
                 Kind::FutureTime,
                 t.future_severity,
                 index,
@@ -510,7 +558,7 @@ impl Checker<'_> {
             ));
         }
         if t.backdate_enabled && logged - own > time::Duration::days(t.max_backdate_days) {
-            out.findings.push(self.entry_finding(
+            out.push(self.entry_finding(
                 Kind::Backdated,
                 t.backdate_severity,
                 index,
@@ -554,4 +602,37 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// The purchases an entry cites under `data_sources[].purchase`, (index, leaf hash),
+/// in order. A malformed reference is skipped: the schema check reported it.
+fn cited_purchases(entry_json: &Value) -> Vec<(u64, Hash)> {
+    let Some(sources) = entry_json.get("data_sources").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    sources
+        .iter()
+        .filter_map(|src| {
+            let r = src.get("purchase")?;
+            Some((
+                r.get("index").and_then(Value::as_u64)?,
+                r.get("leaf_hash")
+                    .and_then(Value::as_str)
+                    .and_then(Hash::from_hex)?,
+            ))
+        })
+        .collect()
+}
+
+/// A registered verifier key's Ed25519 key, decoded once per chunk.
+fn decode_key(
+    cache: &mut HashMap<String, VerifyingKey>,
+    text: &str,
+) -> Result<VerifyingKey, crate::note::NoteError> {
+    if let Some(k) = cache.get(text) {
+        return Ok(*k);
+    }
+    let k = *text.parse::<VerifierKey>()?.verifying_key();
+    cache.insert(text.to_owned(), k);
+    Ok(k)
 }

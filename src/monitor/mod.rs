@@ -8,6 +8,7 @@ pub mod candor_checks;
 pub mod cli;
 pub mod client;
 pub mod findings;
+mod par;
 pub mod policy;
 pub mod report;
 pub mod serve;
