@@ -12,6 +12,7 @@ pub mod hash;
 pub mod jcs;
 pub mod merkle;
 pub mod note;
+pub mod par;
 pub mod policy;
 pub mod receipt;
 pub mod subject;

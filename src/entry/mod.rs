@@ -486,39 +486,21 @@ pub fn verify_batch_parallel(
         // verify_batch reports the mismatch itself.
         return ed25519_dalek::verify_batch(messages, signatures, keys);
     }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let shares = cores.min(messages.len() / MIN_SHARE).max(1);
-        if shares > 1 {
-            let per = messages.len().div_ceil(shares);
-            return std::thread::scope(|scope| {
-                let mut handles = Vec::with_capacity(shares - 1);
-                let mut chunks = messages
-                    .chunks(per)
-                    .zip(signatures.chunks(per))
-                    .zip(keys.chunks(per));
-                // The first share runs on this thread, the others on their own.
-                let first = chunks.next();
-                for ((m, s), k) in chunks {
-                    handles.push(scope.spawn(move || ed25519_dalek::verify_batch(m, s, k)));
-                }
-                let mut result = match first {
-                    Some(((m, s), k)) => ed25519_dalek::verify_batch(m, s, k),
-                    None => Ok(()),
-                };
-                for h in handles {
-                    // A panicking share cannot vouch for its signatures.
-                    let r = h
-                        .join()
-                        .unwrap_or_else(|_| Err(ed25519_dalek::SignatureError::new()));
-                    result = result.and(r);
-                }
-                result
-            });
-        }
-    }
-    ed25519_dalek::verify_batch(messages, signatures, keys)
+    // One batch equation per core: split into contiguous shares, each verified on
+    // its own thread by `par::map` (one share per item, so `min_share` is 1).
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let shares = cores.min(messages.len() / MIN_SHARE).max(1);
+    let per = messages.len().div_ceil(shares).max(1);
+    let parts: Vec<_> = messages
+        .chunks(per)
+        .zip(signatures.chunks(per))
+        .zip(keys.chunks(per))
+        .collect();
+    crate::par::map(&parts, 1, |&((m, s), k)| {
+        ed25519_dalek::verify_batch(m, s, k)
+    })
+    .into_iter()
+    .collect()
 }
 
 /// Size limit, UTF-8 and JSON syntax of a body.

@@ -571,7 +571,7 @@ impl Auditor {
         };
         let leaf_hashes: Vec<Hash> = match (&entries, &tile_hashes) {
             // SHA-256 of each leaf on all cores (RFC 6962 §2.1 leaf hash).
-            (Some(e), _) => super::par::map(e, 64, |x| leaf_hash(x)),
+            (Some(e), _) => crate::par::map(e, 64, |x| leaf_hash(x)),
             // Without entries the tile's hashes stand in; the root check still
             // proves them, but the entries themselves are unchecked (reported above).
             (None, Some(t)) => t.clone(),

@@ -147,7 +147,7 @@ impl Checker<'_> {
     ) -> Result<(), StateError> {
         // Below this many leaves per core a second thread costs more than it saves.
         const MIN_SHARE: usize = 16;
-        let prepared = super::par::map(leaves, MIN_SHARE, |&(index, bytes, _)| {
+        let prepared = crate::par::map(leaves, MIN_SHARE, |&(index, bytes, _)| {
             self.prepare(index, bytes)
         });
         // Purchases of this chunk, not yet in the index database.

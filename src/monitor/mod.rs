@@ -8,7 +8,6 @@ pub mod candor_checks;
 pub mod cli;
 pub mod client;
 pub mod findings;
-mod par;
 pub mod policy;
 pub mod report;
 pub mod serve;
