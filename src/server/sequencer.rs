@@ -611,15 +611,8 @@ impl Core {
                     // Nothing of this batch was published; re-read what is durable.
                     // A failure here is logged and retried before the next batch.
                     let _ = self.recover();
-                    for (s, p) in subs.into_iter().zip(placed) {
-                        let reply = match p {
-                            Ok(_) => Err(ApiError::Unavailable(format!(
-                                "the log could not store this batch; retry: {e}"
-                            ))),
-                            Err(client) => Err(client),
-                        };
-                        answer(&metrics, s, reply);
-                    }
+                    let why = format!("the log could not store this batch; retry: {e}");
+                    answer_unavailable(&metrics, subs, placed, &why);
                     return;
                 }
             }
@@ -627,15 +620,10 @@ impl Core {
             if let Err(e) = self.catch_up() {
                 tracing::error!("{e}");
                 metrics.store_errors_total.fetch_add(1, Ordering::Relaxed);
-                for (s, p) in subs.into_iter().zip(placed) {
-                    let reply = match p {
-                        Ok(_) => Err(ApiError::Unavailable(format!(
-                            "the entries are stored but their checkpoint could not be; resubmit to get a receipt: {e}"
-                        ))),
-                        Err(client) => Err(client),
-                    };
-                    answer(&metrics, s, reply);
-                }
+                let why = format!(
+                    "the entries are stored but their checkpoint could not be; resubmit to get a receipt: {e}"
+                );
+                answer_unavailable(&metrics, subs, placed, &why);
                 return;
             }
         }
@@ -810,6 +798,20 @@ pub fn check_key(registry: &Registry, signed: &SignedEntry) -> Result<(), ApiErr
                 signed.key_id
             ),
         }),
+    }
+}
+
+/// Answers a batch that was not (fully) logged: `503` with `why` for every submission
+/// that was placed, its own client error for every submission that was refused.
+fn answer_unavailable(
+    metrics: &Metrics,
+    subs: Vec<Submission>,
+    placed: Vec<Result<Vec<u64>, ApiError>>,
+    why: &str,
+) {
+    for (s, p) in subs.into_iter().zip(placed) {
+        let reply = p.and_then(|_| Err(ApiError::Unavailable(why.to_string())));
+        answer(metrics, s, reply);
     }
 }
 
