@@ -181,18 +181,28 @@ impl Checker<'_> {
         let Some(value) = looks_like_candor_leaf(bytes) else {
             return Prepared::Opaque;
         };
-        let hint = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_owned();
+        // A leaf refused before it parses: name its company and time as far as the
+        // raw JSON tells them.
+        let reject = |kind: Kind, message: String| {
+            let hint = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_owned();
+            Prepared::Rejected(Box::new(self.entry_finding(
+                kind,
+                Severity::High,
+                index,
+                &hint(value["entry"].get("company")),
+                &hint(value.get("logged_at")),
+                message,
+            )))
+        };
         match crate::jcs::canonicalize(&value) {
             Ok(c) if c == bytes => {}
             _ => {
-                return Prepared::Rejected(Box::new(self.entry_finding(
+                return reject(
                     Kind::NonCanonicalEntry,
-                    Severity::High,
-                    index,
-                    &hint(value["entry"].get("company")),
-                    &hint(value.get("logged_at")),
-                    format!("Entry {index} is a Candor leaf but its bytes are not the canonical (RFC 8785) form."),
-                )));
+                    format!(
+                        "Entry {index} is a Candor leaf but its bytes are not the canonical (RFC 8785) form."
+                    ),
+                );
             }
         }
         // The bytes were just checked to be canonical: parse the value already in
@@ -200,14 +210,10 @@ impl Checker<'_> {
         let (leaf, message) = match Leaf::parse_value_with_message(&value) {
             Ok(l) => l,
             Err(e) => {
-                return Prepared::Rejected(Box::new(self.entry_finding(
+                return reject(
                     Kind::InvalidEntry,
-                    Severity::High,
-                    index,
-                    &hint(value["entry"].get("company")),
-                    &hint(value.get("logged_at")),
                     format!("Entry {index} is not a valid Candor entry: {e}."),
-                )));
+                );
             }
         };
         let entry_json = &value["entry"];
