@@ -3,27 +3,34 @@
 
 use std::process::Command;
 
-#[test]
-fn loadgen_runs_end_to_end_and_reports_json() {
+/// Runs the load generator with `args`; returns its standard error and the JSON report
+/// (its last line of standard output), failing the test if it did not succeed.
+fn run_loadgen(args: &[&str]) -> (String, serde_json::Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_candor-loadgen"))
-        .args([
-            "--entries",
-            "2000",
-            "--batch",
-            "250",
-            "--concurrency",
-            "4",
-            "--limit-secs",
-            "0.2",
-            "--audit",
-        ])
+        .args(args)
         .output()
         .expect("run candor-loadgen");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "loadgen failed: {stderr}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().expect("a report line");
-    let v: serde_json::Value = serde_json::from_str(last).expect("the last line is JSON");
+    let last = stdout.lines().last().expect("a report line").to_string();
+    let v: serde_json::Value = serde_json::from_str(&last).expect("the last line is JSON");
+    (stderr, v, last)
+}
+
+#[test]
+fn loadgen_runs_end_to_end_and_reports_json() {
+    let (stderr, v, last) = run_loadgen(&[
+        "--entries",
+        "2000",
+        "--batch",
+        "250",
+        "--concurrency",
+        "4",
+        "--limit-secs",
+        "0.2",
+        "--audit",
+    ]);
     assert_eq!(v["entries"], 2000);
     // The log holds the load plus, per registered company, its company_key entry and
     // the data purchase its decisions cite.
@@ -58,28 +65,20 @@ fn loadgen_runs_end_to_end_and_reports_json() {
 /// every receipt verifies.
 #[test]
 fn loadgen_in_chunks_logs_and_verifies_every_entry() {
-    let out = Command::new(env!("CARGO_BIN_EXE_candor-loadgen"))
-        .args([
-            "--entries",
-            "2000",
-            "--chunk",
-            "700",
-            "--batch",
-            "250",
-            "--concurrency",
-            "4",
-            "--companies",
-            "3",
-            "--limit-secs",
-            "0.2",
-        ])
-        .output()
-        .expect("run candor-loadgen");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "loadgen failed: {stderr}");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let last = stdout.lines().last().expect("a report line");
-    let v: serde_json::Value = serde_json::from_str(last).expect("the last line is JSON");
+    let (stderr, v, last) = run_loadgen(&[
+        "--entries",
+        "2000",
+        "--chunk",
+        "700",
+        "--batch",
+        "250",
+        "--concurrency",
+        "4",
+        "--companies",
+        "3",
+        "--limit-secs",
+        "0.2",
+    ]);
     assert_eq!(v["entries"], 2000);
     assert_eq!(v["chunks"], 3);
     // The load plus, per company, its company_key entry and its setup purchase: no
