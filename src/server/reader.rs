@@ -101,22 +101,15 @@ pub enum LeafError {
 }
 
 /// The leaf bytes at `index`, from the stored bundles (or `overlay`, fresher).
-pub fn read_leaf(
-    store: &dyn Store,
-    overlay: Option<&BTreeMap<u64, Vec<u8>>>,
-    index: u64,
-) -> Result<Vec<u8>, LeafError> {
+pub fn read_leaf(store: &dyn Store, index: u64) -> Result<Vec<u8>, LeafError> {
     let bundle = index / tiles::TILE_WIDTH;
-    let bytes = match overlay.and_then(|o| o.get(&bundle)) {
-        Some(b) => b.clone(),
-        None => store
-            .read_bundle(bundle)
-            .map_err(|e| LeafError::Store {
-                index: bundle,
-                detail: e.to_string(),
-            })?
-            .ok_or(LeafError::Missing(bundle))?,
-    };
+    let bytes = store
+        .read_bundle(bundle)
+        .map_err(|e| LeafError::Store {
+            index: bundle,
+            detail: e.to_string(),
+        })?
+        .ok_or(LeafError::Missing(bundle))?;
     let mut entries = tiles::decode_bundle(&bytes).map_err(|e| LeafError::Corrupt {
         index: bundle,
         detail: e.to_string(),

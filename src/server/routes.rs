@@ -371,7 +371,7 @@ async fn entry_json(app: &App, index: u64) -> Result<Response, ApiError> {
     }
     let store = app.store.clone();
     let leaf = blocking(move || {
-        reader::read_leaf(&*store, None, index).map_err(|e| ApiError::Internal(e.to_string()))
+        reader::read_leaf(&*store, index).map_err(|e| ApiError::Internal(e.to_string()))
     })
     .await?;
     let parsed: Value = serde_json::from_slice(&leaf)
@@ -526,9 +526,9 @@ async fn get_receipt(
     let store = app.store.clone();
     let registry = app.shared.registry();
     let receipt = blocking(move || {
-        let leaf = reader::read_leaf(&*store, None, index)
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        sequencer::build_receipt(&*store, None, None, &published, &registry, index, leaf)
+        let leaf =
+            reader::read_leaf(&*store, index).map_err(|e| ApiError::Internal(e.to_string()))?;
+        sequencer::build_receipt(&*store, None, &published, &registry, index, leaf)
     })
     .await?;
     Ok(with_cache(Json(receipt).into_response(), NO_STORE))

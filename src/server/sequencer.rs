@@ -554,7 +554,7 @@ impl Core {
         if !new_leaves.is_empty() {
             let mut edge = self.edge.clone();
             let appended = edge.append(&new_leaves);
-            let outcome = appended.map_err(|e| e.to_string()).and_then(|w| {
+            let outcome = appended.map_err(|e| e.to_string()).and_then(|mut w| {
                 let new_state = TreeState {
                     size: edge.size(),
                     root: edge.root(),
@@ -575,7 +575,9 @@ impl Core {
                     old_size: base,
                     new_state,
                     tiles: Edge::tile_list(&w),
-                    bundles: w.bundles.iter().map(|(k, v)| (*k, v.clone())).collect(),
+                    // Moved, not copied: once the batch is durable the store serves
+                    // these bundles, so the receipts below read leaves from it.
+                    bundles: std::mem::take(&mut w.bundles).into_iter().collect(),
                     leaf_index: leaf_index.clone(),
                     entry_index: entry_index.clone(),
                     meta: meta.clone(),
@@ -678,16 +680,14 @@ impl Core {
                             let leaf: &[u8] = match new_leaf_map.get(&i) {
                                 Some(l) => l,
                                 None => {
-                                    stored =
-                                        reader::read_leaf(&*self.store, Some(&written.bundles), i)
-                                            .map_err(|e| ApiError::Internal(e.to_string()))?;
+                                    stored = reader::read_leaf(&*self.store, i)
+                                        .map_err(|e| ApiError::Internal(e.to_string()))?;
                                     &stored
                                 }
                             };
                             build_receipt_cached(
                                 &*self.store,
                                 Some(&written.tiles),
-                                Some(&written.bundles),
                                 &published,
                                 &registry,
                                 i,
@@ -865,7 +865,6 @@ fn verify_signatures(subs: &[Submission]) -> HashMap<usize, (usize, String)> {
 pub fn build_receipt(
     store: &dyn Store,
     tile_overlay: Option<&BTreeMap<(u8, u64), Vec<u8>>>,
-    bundle_overlay: Option<&BTreeMap<u64, Vec<u8>>>,
     published: &Published,
     registry: &Registry,
     index: u64,
@@ -875,7 +874,6 @@ pub fn build_receipt(
     build_receipt_cached(
         store,
         tile_overlay,
-        bundle_overlay,
         published,
         registry,
         index,
@@ -986,7 +984,6 @@ impl TileReader for CachedTiles<'_> {
 pub fn build_receipt_cached(
     store: &dyn Store,
     tile_overlay: Option<&BTreeMap<(u8, u64), Vec<u8>>>,
-    bundle_overlay: Option<&BTreeMap<u64, Vec<u8>>>,
     published: &Published,
     registry: &Registry,
     index: u64,
@@ -1053,7 +1050,7 @@ pub fn build_receipt_cached(
             if let Some(p) = cache.company_keys.borrow().get(&reg_index) {
                 return Ok(p.clone());
             }
-            let reg_leaf = reader::read_leaf(store, bundle_overlay, reg_index)
+            let reg_leaf = reader::read_leaf(store, reg_index)
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             let proof = crate::merkle::inclusion_proof(reg_index, size, &hashes())
                 .map_err(|e| ApiError::Internal(format!("inclusion proof of {reg_index}: {e}")))?;

@@ -343,9 +343,7 @@ impl Witnessing {
                     let leaf = B64.decode(&r.leaf).map_err(|e| {
                         ApiError::Internal(format!("receipt {} leaf is not base64: {e}", r.index))
                     })?;
-                    sequencer::build_receipt(
-                        &*store, None, None, &published, &registry, r.index, leaf,
-                    )
+                    sequencer::build_receipt(&*store, None, &published, &registry, r.index, leaf)
                 })
                 .collect::<Result<Vec<_>, ApiError>>()
         })
