@@ -144,49 +144,18 @@ async fn standby_takes_over_when_the_sequencer_is_killed() {
     // Load: 4 clients submit distinct entries, to the first server and, once it is
     // gone, to the second; every 200 is an acknowledgement.
     let acked: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let company = Arc::new(company);
-    let bases = Arc::new(Mutex::new(vec![first.base.clone(), second.base.clone()]));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for c in 0..4u64 {
-        let (acked, company, bases, stop) =
-            (acked.clone(), company.clone(), bases.clone(), stop.clone());
-        clients.push(tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap();
-            // Client c submits entries 1 + c, 5 + c, 9 + c, …: distinct, small numbers
-            // (the sample entries' dates grow with n).
-            let mut n = 1 + c;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let body = common::signed_json(&company.entry(n));
-                let targets = bases.lock().unwrap().clone();
-                let mut done = false;
-                for base in targets {
-                    let r = http
-                        .post(format!("{base}/v1/entries"))
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await;
-                    if let Ok(r) = r
-                        && r.status() == 200
-                    {
-                        let receipt = r.json::<Value>().await.unwrap();
-                        acked.lock().unwrap().push(receipt);
-                        done = true;
-                        break;
-                    }
-                }
-                if done {
-                    n += 4;
-                } else {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+    let load = {
+        let acked = acked.clone();
+        let bases = vec![first.base.clone(), second.base.clone()];
+        common::FailoverLoad::start(Arc::new(company), bases, move |(_, status, body)| {
+            if status != 200 {
+                return false;
             }
-        }));
-    }
+            let receipt: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+            acked.lock().unwrap().push(receipt);
+            true
+        })
+    };
     eventually("acknowledgements from the first sequencer", || async {
         (acked.lock().unwrap().len() >= 60).then_some(())
     })
@@ -204,10 +173,7 @@ async fn standby_takes_over_when_the_sequencer_is_killed() {
         (acked.lock().unwrap().len() >= before_kill + 60).then_some(())
     })
     .await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for c in clients {
-        c.await.unwrap();
-    }
+    load.stop().await;
 
     // Nothing acknowledged is lost, and every checkpoint any receipt carried is a prefix
     // of the surviving log.

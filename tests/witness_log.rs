@@ -13,7 +13,6 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -394,59 +393,27 @@ async fn standby_takes_over_with_witnesses() {
     let acked: Arc<Mutex<Vec<Value>>> = Arc::default();
     let pending: Arc<Mutex<Vec<(u64, u64)>>> = Arc::default();
     let company = Arc::new(company);
-    let bases = vec![first.base.clone(), second.base.clone()];
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut clients = Vec::new();
-    for c in 0..4u64 {
-        let (acked, pending, company, bases, stop) = (
-            acked.clone(),
-            pending.clone(),
-            company.clone(),
-            bases.clone(),
-            stop.clone(),
-        );
-        clients.push(tokio::spawn(async move {
-            let http = reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .expect("client");
-            let mut n = 1 + c;
-            while !stop.load(Ordering::Relaxed) {
-                let body = common::signed_json(&company.entry(n));
-                let mut done = false;
-                for base in &bases {
-                    let Ok(r) = http
-                        .post(format!("{base}/v1/entries"))
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                    else {
-                        continue;
-                    };
-                    let st = r.status().as_u16();
-                    let Ok(v) = r.json::<Value>().await else {
-                        continue;
-                    };
-                    if st == 200 {
-                        acked.lock().unwrap().push(v);
-                    } else if st == 202 {
-                        let index = v["indices"][0].as_u64().expect("pending index");
-                        pending.lock().unwrap().push((n, index));
-                    } else {
-                        continue;
-                    }
-                    done = true;
-                    break;
-                }
-                if done {
-                    n += 4;
-                } else {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
+    let load = {
+        let (acked, pending) = (acked.clone(), pending.clone());
+        let bases = vec![first.base.clone(), second.base.clone()];
+        common::FailoverLoad::start(company.clone(), bases, move |(n, status, body)| {
+            let Some(v) = body
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            else {
+                return false;
+            };
+            if status == 200 {
+                acked.lock().unwrap().push(v);
+            } else if status == 202 {
+                let index = v["indices"][0].as_u64().expect("pending index");
+                pending.lock().unwrap().push((n, index));
+            } else {
+                return false;
             }
-        }));
-    }
+            true
+        })
+    };
     eventually("acknowledgements from the first sequencer", || async {
         acked.lock().unwrap().len() >= 40
     })
@@ -505,10 +472,7 @@ async fn standby_takes_over_with_witnesses() {
         acked.lock().unwrap().len() >= before.len() + 40
     })
     .await;
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.await.expect("client task");
-    }
+    load.stop().await;
 
     // Every witness cosigns the new sequencer's checkpoints: it learnt each witness's
     // size from a 409 and proved consistency from there.

@@ -389,6 +389,81 @@ pub fn signed_json(e: &SignedEntry) -> String {
     serde_json::to_string(e).expect("signed entry serializes")
 }
 
+/// Load that survives a fail-over: four clients submit distinct entries of a company
+/// (client c: entries 1 + c, 5 + c, 9 + c, …; small numbers, since the sample entries'
+/// dates grow with n) to the first of several servers whose answer is taken; an entry
+/// no server took is tried again after 20 ms. Runs until [`FailoverLoad::stop`].
+pub struct FailoverLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    clients: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// What [`FailoverLoad`] hands its judge for each answer: the entry number, the HTTP
+/// status and the body as read.
+pub type Answer = (u64, u16, reqwest::Result<bytes::Bytes>);
+
+impl FailoverLoad {
+    /// Starts the clients. `take` judges each answer: true if the entry is done, false
+    /// to try the next server. A request that fails to send also tries the next one.
+    pub fn start(
+        company: std::sync::Arc<Company>,
+        bases: Vec<String>,
+        take: impl Fn(Answer) -> bool + Send + Sync + 'static,
+    ) -> FailoverLoad {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let (bases, take) = (Arc::new(bases), Arc::new(take));
+        let clients = (0..4u64)
+            .map(|c| {
+                let (company, bases, take, stop) =
+                    (company.clone(), bases.clone(), take.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let http = reqwest::Client::builder()
+                        .timeout(Duration::from_secs(10))
+                        .build()
+                        .expect("client");
+                    let mut n = 1 + c;
+                    while !stop.load(Ordering::Relaxed) {
+                        let body = signed_json(&company.entry(n));
+                        let mut done = false;
+                        for base in bases.iter() {
+                            let Ok(r) = http
+                                .post(format!("{base}/v1/entries"))
+                                .header("content-type", "application/json")
+                                .body(body.clone())
+                                .send()
+                                .await
+                            else {
+                                continue;
+                            };
+                            let status = r.status().as_u16();
+                            if take((n, status, r.bytes().await)) {
+                                done = true;
+                                break;
+                            }
+                        }
+                        if done {
+                            n += 4;
+                        } else {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        FailoverLoad { stop, clients }
+    }
+
+    /// Stops the clients and waits for them (each finishes its current entry).
+    pub async fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for c in self.clients {
+            c.await.expect("client task");
+        }
+    }
+}
+
 /// NDJSON body of many signed entries.
 pub fn ndjson(es: &[SignedEntry]) -> Vec<u8> {
     let mut out = Vec::new();
