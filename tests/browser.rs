@@ -10,11 +10,6 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::response::Response;
 use base64::Engine as _;
 use browser_cdp::{CHROMIUM, HEADLESS_FLAGS, screenshot_dir};
 use candor::entry::samples;
@@ -82,39 +77,14 @@ fn visit(name: &str, url: &str, width: u32) -> Page {
 /// key) but answers every API request from `data_log`: a log presenting
 /// checkpoints signed by a key other than the one the page pins.
 async fn proxy(page_log: String, data_log: String) -> String {
-    async fn forward(State((page, data)): State<(String, String)>, req: Request) -> Response {
-        let path = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_default();
-        let upstream = if path.starts_with("/verify") {
-            page
+    let route = move |path: &str| {
+        if path.starts_with("/verify") {
+            page_log.clone()
         } else {
-            data
-        };
-        let r = reqwest::get(format!("{upstream}{path}"))
-            .await
-            .expect("upstream");
-        let mut resp =
-            Response::builder().status(StatusCode::from_u16(r.status().as_u16()).expect("status"));
-        for (k, v) in r.headers() {
-            if k != "content-length" && k != "transfer-encoding" && k != "content-encoding" {
-                resp = resp.header(k.as_str(), v.as_bytes());
-            }
+            data_log.clone()
         }
-        resp.body(Body::from(r.bytes().await.expect("upstream body")))
-            .expect("response")
-    }
-    let app = Router::new()
-        .fallback(forward)
-        .with_state((page_log, data_log));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind proxy");
-    let addr = listener.local_addr().expect("proxy address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+    };
+    common::proxy(Box::new(route), Box::new(|_, _, body| body)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,11 +10,6 @@
 mod browser_cdp;
 mod common;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
-use axum::response::Response;
 use browser_cdp::Browser;
 use candor::cosignature::witness_verifier_key;
 use candor::entry::samples;
@@ -54,35 +49,14 @@ fn with_cosignatures(r: &Receipt, log: &VerifierKey, keep: usize) -> String {
 /// A proxy in front of the log that serves everything as is, except that the
 /// latest checkpoint (`/checkpoint`) loses all its cosignatures.
 async fn unwitnessed_proxy(log: String, log_key: VerifierKey) -> String {
-    async fn forward(State((log, key)): State<(String, VerifierKey)>, req: Request) -> Response {
-        let path = req
-            .uri()
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_default();
-        let r = reqwest::get(format!("{log}{path}"))
-            .await
-            .expect("upstream");
-        let status = StatusCode::from_u16(r.status().as_u16()).expect("status");
-        let mut resp = Response::builder().status(status);
-        for (k, v) in r.headers() {
-            if k != "content-length" && k != "transfer-encoding" && k != "content-encoding" {
-                resp = resp.header(k.as_str(), v.as_bytes());
-            }
+    let rewrite = move |path: &str, status: u16, body: Vec<u8>| {
+        if path == "/checkpoint" && status == 200 {
+            strip_cosignatures(&body, &log_key, 0)
+        } else {
+            body
         }
-        let mut body = r.bytes().await.expect("upstream body").to_vec();
-        if path == "/checkpoint" && status == StatusCode::OK {
-            body = strip_cosignatures(&body, &key, 0);
-        }
-        resp.body(Body::from(body)).expect("response")
-    }
-    let app = Router::new().fallback(forward).with_state((log, log_key));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind proxy");
-    let addr = listener.local_addr().expect("proxy address");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
+    };
+    common::proxy(Box::new(move |_| log.clone()), Box::new(rewrite)).await
 }
 
 /// The failed check's name and the page's text, once the page decided `invalid`.

@@ -464,6 +464,55 @@ impl FailoverLoad {
     }
 }
 
+/// Where a [`proxy`] sends a request's path and query: the upstream's base URL.
+pub type ProxyRoute = Box<dyn Fn(&str) -> String + Send + Sync>;
+/// What a [`proxy`] serves for an upstream answer: (path, status, body) -> body.
+pub type ProxyRewrite = Box<dyn Fn(&str, u16, Vec<u8>) -> Vec<u8> + Send + Sync>;
+
+/// Starts a reverse proxy on a free loopback port and returns its URL. Each request is
+/// sent as a GET of its path and query to the upstream `route` names, and answered
+/// with the upstream's status and headers (less the framing ones, which no longer fit
+/// once the body may change) and the body `rewrite` makes of the upstream's.
+pub async fn proxy(route: ProxyRoute, rewrite: ProxyRewrite) -> String {
+    use axum::body::Body;
+    use axum::extract::{Request, State};
+    use axum::http::StatusCode;
+    use axum::response::Response;
+    use std::sync::Arc;
+
+    type Rules = Arc<(ProxyRoute, ProxyRewrite)>;
+    async fn forward(State(rules): State<Rules>, req: Request) -> Response {
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default();
+        let (route, rewrite) = &*rules;
+        let r = reqwest::get(format!("{}{path}", route(&path)))
+            .await
+            .expect("upstream");
+        let status = r.status().as_u16();
+        let mut resp = Response::builder().status(StatusCode::from_u16(status).expect("status"));
+        for (k, v) in r.headers() {
+            if k != "content-length" && k != "transfer-encoding" && k != "content-encoding" {
+                resp = resp.header(k.as_str(), v.as_bytes());
+            }
+        }
+        let body = r.bytes().await.expect("upstream body").to_vec();
+        resp.body(Body::from(rewrite(&path, status, body)))
+            .expect("response")
+    }
+    let app = axum::Router::new()
+        .fallback(forward)
+        .with_state(Arc::new((route, rewrite)));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let addr = listener.local_addr().expect("proxy address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
 /// NDJSON body of many signed entries.
 pub fn ndjson(es: &[SignedEntry]) -> Vec<u8> {
     let mut out = Vec::new();
