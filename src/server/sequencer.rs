@@ -578,9 +578,9 @@ impl Core {
                     // Moved, not copied: once the batch is durable the store serves
                     // these bundles, so the receipts below read leaves from it.
                     bundles: std::mem::take(&mut w.bundles).into_iter().collect(),
-                    leaf_index: leaf_index.clone(),
-                    entry_index: entry_index.clone(),
-                    meta: meta.clone(),
+                    leaf_index,
+                    entry_index,
+                    meta,
                     checkpoint: signed.as_ref().map(|p| p.note.to_vec()),
                 };
                 self.store
