@@ -28,7 +28,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -373,54 +373,22 @@ fn presign(
     batch: usize,
     now: i64,
 ) -> anyhow::Result<Vec<(Bytes, usize)>> {
-    let n = hi - lo;
-    let batches = n.div_ceil(batch);
-    let threads = std::thread::available_parallelism().map_or(2, |p| p.get());
-    let next = AtomicUsize::new(0);
-    let mut out: Vec<Option<(Bytes, usize)>> = vec![None; batches];
-    let results: Vec<anyhow::Result<Vec<(usize, Bytes, usize)>>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| -> anyhow::Result<Vec<(usize, Bytes, usize)>> {
-                    let mut mine = Vec::new();
-                    loop {
-                        let b = next.fetch_add(1, Ordering::Relaxed);
-                        if b >= batches {
-                            return Ok(mine);
-                        }
-                        let first = lo + b * batch;
-                        let end = (first + batch).min(hi);
-                        let mut body = Vec::with_capacity((end - first) * 1400);
-                        for i in first..end {
-                            let c = &companies[i % companies.len()];
-                            let e = load_entry(c, i as u64, now);
-                            let signed = SignedEntry::sign(e, &c.key, c.key_id)
-                                .map_err(|e| anyhow!("signing entry {i}: {e}"))?;
-                            serde_json::to_writer(&mut body, &signed)?;
-                            body.push(b'\n');
-                        }
-                        mine.push((b, Bytes::from(body), end - first));
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow!("a signing thread panicked")))
-            })
-            .collect()
-    });
-    for r in results {
-        for (b, body, k) in r? {
-            out[b] = Some((body, k));
+    let batches: Vec<usize> = (0..(hi - lo).div_ceil(batch)).collect();
+    let body = |&b: &usize| -> anyhow::Result<(Bytes, usize)> {
+        let first = lo + b * batch;
+        let end = (first + batch).min(hi);
+        let mut body = Vec::with_capacity((end - first) * 1400);
+        for i in first..end {
+            let c = &companies[i % companies.len()];
+            let e = load_entry(c, i as u64, now);
+            let signed = SignedEntry::sign(e, &c.key, c.key_id)
+                .map_err(|e| anyhow!("signing entry {i}: {e}"))?;
+            serde_json::to_writer(&mut body, &signed)?;
+            body.push(b'\n');
         }
-    }
-    out.into_iter()
-        .enumerate()
-        .map(|(i, o)| o.ok_or_else(|| anyhow!("request body {i} was not built")))
-        .collect()
+        Ok((Bytes::from(body), end - first))
+    };
+    candor::par::map(&batches, 1, body).into_iter().collect()
 }
 
 /// Ed25519 batch verification (64 signatures per batch, the size the sequencer sees
@@ -606,36 +574,17 @@ fn verify_all(answers: &[Answer], log_key: &VerifierKey) -> anyhow::Result<(usiz
         .iter()
         .flat_map(|a| a.body.split(|&b| b == b'\n').filter(|l| !l.is_empty()))
         .collect();
-    let threads = std::thread::available_parallelism().map_or(2, |p| p.get());
-    let chunk = lines.len().div_ceil(threads).max(1);
-    let results: Vec<anyhow::Result<u64>> = std::thread::scope(|s| {
-        let hs: Vec<_> = lines
-            .chunks(chunk)
-            .map(|part| {
-                s.spawn(move || -> anyhow::Result<u64> {
-                    let mut leaf_bytes = 0u64;
-                    for l in part {
-                        let r = Receipt::from_json(l).map_err(|e| anyhow!("receipt: {e}"))?;
-                        let v = verify_receipt(&r, log_key, None);
-                        if let Some(f) = v.first_failure() {
-                            bail!("receipt for index {} does not verify: {f:?}", r.index);
-                        }
-                        leaf_bytes += r.leaf_bytes().map(|b| b.len() as u64).unwrap_or(0);
-                    }
-                    Ok(leaf_bytes)
-                })
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow!("a verifier thread panicked")))
-            })
-            .collect()
-    });
+    let check = |l: &&[u8]| -> anyhow::Result<u64> {
+        let r = Receipt::from_json(l).map_err(|e| anyhow!("receipt: {e}"))?;
+        let v = verify_receipt(&r, log_key, None);
+        if let Some(f) = v.first_failure() {
+            bail!("receipt for index {} does not verify: {f:?}", r.index);
+        }
+        Ok(r.leaf_bytes().map(|b| b.len() as u64).unwrap_or(0))
+    };
     let mut total = 0;
-    for r in results {
-        total += r?;
+    for leaf_bytes in candor::par::map(&lines, 1, check) {
+        total += leaf_bytes?;
     }
     Ok((lines.len(), total))
 }
