@@ -8,7 +8,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoint, open_checkpoint};
-use crate::entry::{Entry, Leaf};
+use crate::entry::{Entry, Leaf, verify_signed_message};
 use crate::hash::{Hash, leaf_hash};
 use crate::merkle::verify_inclusion;
 use crate::note::VerifierKey;
@@ -379,7 +379,7 @@ pub fn verify_receipt_with_policy(
         );
         return v;
     }
-    let leaf = match Leaf::parse(&leaf_bytes) {
+    let (leaf, message) = match Leaf::parse_with_message(&leaf_bytes) {
         Ok(l) => l,
         Err(e) => {
             v.fail(
@@ -503,8 +503,7 @@ pub fn verify_receipt_with_policy(
         Some(k) => k,
         None => return v,
     };
-    let signed = leaf.signed_entry();
-    match signed.verify(signer.verifying_key()) {
+    match verify_signed_message(signer.verifying_key(), &leaf.signature, &message) {
         Ok(()) => v.pass(
             CheckName::CompanySignature,
             format!("signed by {}", signer.name()),
@@ -563,7 +562,7 @@ fn signer_key(
     let Ok(key_leaf_bytes) = STANDARD.decode(&ck.leaf) else {
         return fail(v, "the key registration leaf is not valid base64".into());
     };
-    let key_leaf = match Leaf::parse(&key_leaf_bytes) {
+    let (key_leaf, key_message) = match Leaf::parse_with_message(&key_leaf_bytes) {
         Ok(l) => l,
         Err(e) => return fail(v, format!("the key registration does not parse: {e}")),
     };
@@ -596,9 +595,7 @@ fn signer_key(
         );
     }
     if key_leaf.key_id != log_key_id
-        || key_leaf
-            .signed_entry()
-            .verify(log_key.verifying_key())
+        || verify_signed_message(log_key.verifying_key(), &key_leaf.signature, &key_message)
             .is_err()
     {
         return fail(v, "the key registration is not signed by the log".into());

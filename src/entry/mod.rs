@@ -265,9 +265,7 @@ impl SignedEntry {
     /// `verify_strict`: no small-order keys, canonical `S`). Matching `key_id` to a
     /// registered key is the caller's job.
     pub fn verify(&self, key: &VerifyingKey) -> Result<(), EntryError> {
-        let sig = Signature::from_bytes(&decode_signature("signature", &self.signature)?);
-        key.verify_strict(&self.entry.signed_message()?, &sig)
-            .map_err(|_| EntryError::BadSignature)
+        verify_signed_message(key, &self.signature, &self.entry.signed_message()?)
     }
 
     /// The key ID as bytes.
@@ -412,11 +410,24 @@ impl Leaf {
     /// Parses leaf bytes; they MUST be exactly canonical (RFC 8785), so each leaf
     /// has one byte form and one leaf hash.
     pub fn parse(bytes: &[u8]) -> Result<Leaf, EntryError> {
+        Leaf::parse_with_message(bytes).map(|(leaf, _)| leaf)
+    }
+
+    /// [`Leaf::parse`] that also returns the entry's signed message, canonicalising
+    /// the entry once: what a verifier needs to check the signature.
+    pub fn parse_with_message(bytes: &[u8]) -> Result<(Leaf, Vec<u8>), EntryError> {
         let v = json_body(bytes, MAX_LEAF_BYTES, "leaf")?;
-        if jcs::canonicalize(&v)? != bytes {
+        let (leaf, message) = Leaf::parse_value_with_message(&v)?;
+        // The leaf is canonical iff it equals the leaf rebuilt around the entry's
+        // canonical bytes: the object has exactly these four members, and the three
+        // strings were checked to hold nothing RFC 8785 escapes. This spares a second
+        // canonicalisation of the whole entry.
+        let rebuilt =
+            Leaf::bytes_from_message(&message, &leaf.key_id, &leaf.signature, &leaf.logged_at)?;
+        if rebuilt != bytes {
             return Err(EntryError::NotCanonical);
         }
-        Leaf::parse_value_with_message(&v).map(|(leaf, _)| leaf)
+        Ok((leaf, message))
     }
 
     /// Parses a leaf from its JSON value, returning also the entry's signed message
@@ -463,6 +474,18 @@ impl Leaf {
         let v = serde_json::to_value(self).expect("Leaf serializes to JSON");
         leaf_hash(&jcs::canonicalize_lenient(&v))
     }
+}
+
+/// Verifies `signature` (the entry's base64 text) over a signed message already
+/// built (`ENTRY_SIGNATURE_TAG ||` canonical entry bytes), with the checks of
+/// [`SignedEntry::verify`].
+pub fn verify_signed_message(
+    key: &VerifyingKey,
+    signature: &str,
+    message: &[u8],
+) -> Result<(), EntryError> {
+    let sig = Signature::from_bytes(&decode_signature("signature", signature)?);
+    crate::ed25519_strict::verify(key, message, &sig).map_err(|_| EntryError::BadSignature)
 }
 
 /// The entry hash (SHA-256 of the signed message, [`Entry::entry_hash`]) of a signed

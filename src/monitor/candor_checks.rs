@@ -318,11 +318,12 @@ impl Checker<'_> {
             // checked at once because they change who may sign what follows.
             let log_id = hex::encode(self.log_key.key_id());
             let ok = leaf.key_id == log_id
-                && self
-                    .log_key
-                    .verifying_key()
-                    .verify_strict(&message, &signature)
-                    .is_ok();
+                && crate::ed25519_strict::verify(
+                    self.log_key.verifying_key(),
+                    &message,
+                    &signature,
+                )
+                .is_ok();
             if !ok {
                 out.findings.push(self.entry_finding(
                     Kind::BadSignature,
@@ -593,7 +594,7 @@ impl Checker<'_> {
             return;
         }
         for p in &pending {
-            if p.key.verify_strict(&p.message, &p.signature).is_err() {
+            if crate::ed25519_strict::verify(&p.key, &p.message, &p.signature).is_err() {
                 out.findings.push(
                     Finding::new(
                         Kind::BadSignature,

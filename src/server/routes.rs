@@ -730,7 +730,9 @@ impl AppState {
             // (SECURITY.md, "Rate limits"). The sequencer checks them again.
             blocking(move || {
                 for it in &items {
-                    if let Err(e) = it.key.verify_strict(&it.message, &it.signature) {
+                    if let Err(e) =
+                        crate::ed25519_strict::verify(&it.key, &it.message, &it.signature)
+                    {
                         let err = ApiError::BadSignature(format!(
                             "the signature by key {} does not verify over the entry: {e}",
                             it.signed.key_id

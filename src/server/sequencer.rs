@@ -842,7 +842,7 @@ fn verify_signatures(subs: &[Submission]) -> HashMap<usize, (usize, String)> {
     }
     for (si, s) in subs.iter().enumerate() {
         for (ii, it) in s.items.iter().enumerate() {
-            if let Err(e) = it.key.verify_strict(&it.message, &it.signature) {
+            if let Err(e) = crate::ed25519_strict::verify(&it.key, &it.message, &it.signature) {
                 bad.insert(
                     si,
                     (
