@@ -12,12 +12,20 @@
 //! the short last parts of full tiles sit next to each other and share pages.
 //! Hash indexes use fixed-width 32-byte keys (no per-row length fields).
 //!
+//! A bundle that holds its 256 entries never changes again, and is stored
+//! zstd-compressed (in parts too) in the same transaction that completes it, which
+//! also deletes its uncompressed parts. A log's entries compress well, because a
+//! company's entries share most of their fields (BENCHMARKS.md, "Disk"); the partial
+//! bundle at the right edge stays uncompressed, so a batch that extends it rewrites
+//! only its changed last part. A file whose full bundles are uncompressed (written
+//! before this) reads as before.
+//!
 //! A file written with the first layout (whole tiles and bundles, variable-width
 //! index keys) is converted in place, in one transaction, when it is opened.
 
 use super::{Batch, DirLock, Store, StoreError, StoreKind, TileId, TreeState};
 use crate::hash::Hash;
-use crate::tiles::StoredHashCache;
+use crate::tiles::{StoredHashCache, TILE_WIDTH};
 use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
     TableError, TableHandle, WriteTransaction,
@@ -31,6 +39,9 @@ const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
 const TILE_PARTS: TableDefinition<(u8, u32, u64), &[u8]> = TableDefinition::new("tile_parts");
 /// (bundle index, part) -> part of an entry bundle's bytes.
 const BUNDLE_PARTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("bundle_parts");
+/// (bundle index, part) -> part of a full entry bundle, zstd-compressed.
+const FULL_BUNDLE_ZSTD_PARTS: TableDefinition<(u64, u32), &[u8]> =
+    TableDefinition::new("full_bundle_zstd_parts");
 /// Leaf hash -> leaf index.
 const LEAF_INDEX: TableDefinition<[u8; 32], u64> = TableDefinition::new("leaf_hash_index");
 /// Entry hash -> leaf index.
@@ -44,6 +55,14 @@ const CHECKPOINT: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoin
 /// a part fills one 4 KiB page (measured: 4,076 still fits, 4,084 does not), and 4,064
 /// is a whole number of hashes (127).
 const PART_BYTES: usize = 4064;
+
+/// zstd level for full bundles: level 1 compresses the load generator's bundles as
+/// well as level 9 (8.3x) at several hundred MB/s, on the commit path.
+const BUNDLE_ZSTD_LEVEL: i32 = 1;
+
+/// The most bytes a full bundle can hold: 256 entries of at most 65,535 bytes, each
+/// with its 2-byte length (C2SP tlog-tiles); a longer decompression is corruption.
+const MAX_BUNDLE_BYTES: usize = 256 * (2 + 65_535);
 
 /// The first layout's tables, read only to convert an old file ([`migrate_v1`]).
 mod v1 {
@@ -108,6 +127,7 @@ impl RedbStore {
             txn.open_table(STATE).map_err(map_err)?;
             txn.open_table(TILE_PARTS).map_err(map_err)?;
             txn.open_table(BUNDLE_PARTS).map_err(map_err)?;
+            txn.open_table(FULL_BUNDLE_ZSTD_PARTS).map_err(map_err)?;
             txn.open_table(LEAF_INDEX).map_err(map_err)?;
             txn.open_table(ENTRY_INDEX).map_err(map_err)?;
             txn.open_table(META).map_err(map_err)?;
@@ -209,8 +229,18 @@ impl Store for RedbStore {
                 write_parts(&mut tiles, |p| (id.level, p, id.index), data)?;
             }
             let mut bundles = txn.open_table(BUNDLE_PARTS).map_err(map_err)?;
+            let mut full = txn.open_table(FULL_BUNDLE_ZSTD_PARTS).map_err(map_err)?;
             for (index, data) in &batch.bundles {
-                write_parts(&mut bundles, |p| (*index, p), data)?;
+                let entries_after = index.saturating_add(1).saturating_mul(TILE_WIDTH);
+                if entries_after <= batch.new_state.size {
+                    let z = zstd::bulk::compress(data, BUNDLE_ZSTD_LEVEL).map_err(|e| {
+                        StoreError::Backend(format!("compressing entry bundle {index}: {e}"))
+                    })?;
+                    write_parts(&mut full, |p| (*index, p), &z)?;
+                    remove_parts(&mut bundles, |p| (*index, p), 0)?;
+                } else {
+                    write_parts(&mut bundles, |p| (*index, p), data)?;
+                }
             }
             let mut leaves = txn.open_table(LEAF_INDEX).map_err(map_err)?;
             for (hash, index) in &batch.leaf_index {
@@ -247,7 +277,10 @@ impl Store for RedbStore {
     }
 
     fn read_bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.get_parts(BUNDLE_PARTS, |p| (index, p))
+        match self.get_parts(FULL_BUNDLE_ZSTD_PARTS, |p| (index, p))? {
+            Some(z) => decompress_bundle(index, &z).map(Some),
+            None => self.get_parts(BUNDLE_PARTS, |p| (index, p)),
+        }
     }
 
     fn lookup_leaf(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError> {
@@ -340,11 +373,51 @@ where
         }
     }
     // A shorter version leaves parts past its end (the log itself only grows values).
-    let mut part = u32::try_from(chunks.len()).map_err(|_| too_many())?;
+    remove_parts(
+        table,
+        key,
+        u32::try_from(chunks.len()).map_err(|_| too_many())?,
+    )
+}
+
+/// Removes parts `key(from)`, `key(from + 1)`, ... up to the first missing one.
+fn remove_parts<K>(
+    table: &mut Table<K, &'static [u8]>,
+    key: impl Fn(u32) -> K,
+    from: u32,
+) -> Result<(), StoreError>
+where
+    K: redb::Key + for<'a> redb::Value<SelfType<'a> = K> + 'static,
+{
+    let mut part = from;
     while table.remove(key(part)).map_err(map_err)?.is_some() {
-        part = part.checked_add(1).ok_or_else(too_many)?;
+        part = part
+            .checked_add(1)
+            .ok_or_else(|| StoreError::Corrupt("a stored value has too many parts".into()))?;
     }
     Ok(())
+}
+
+/// Decompresses a full bundle, refusing anything longer than a bundle can be.
+fn decompress_bundle(index: u64, z: &[u8]) -> Result<Vec<u8>, StoreError> {
+    let corrupt = |why: String| StoreError::Corrupt(format!("entry bundle {index}: {why}"));
+    // The frame header carries the size (bulk compression records it): allocate once.
+    let size = zstd::zstd_safe::get_frame_content_size(z)
+        .ok()
+        .flatten()
+        .ok_or_else(|| corrupt("the zstd frame does not state its size".into()))?;
+    let size = usize::try_from(size)
+        .ok()
+        .filter(|&n| n <= MAX_BUNDLE_BYTES)
+        .ok_or_else(|| corrupt(format!("the zstd frame claims {size} bytes")))?;
+    let out = zstd::bulk::decompress(z, size).map_err(|e| corrupt(e.to_string()))?;
+    if out.len() != size {
+        return Err(corrupt(format!(
+            "{} bytes decompressed, the frame claims {size}",
+            out.len()
+        )));
+    }
+    Ok(out)
 }
 
 /// Reads a value stored by [`write_parts`]: its parts concatenated, `None` if it has none.
@@ -528,5 +601,81 @@ mod tests {
                 assert!(!names.iter().any(|n| n == old), "{old} still in {names:?}");
             }
         }
+    }
+
+    /// A bundle is stored uncompressed while partial and compressed, with its
+    /// uncompressed parts deleted, by the batch that fills it; both read back exactly.
+    #[test]
+    fn full_bundles_are_stored_compressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::store::REDB_FILE);
+        let store = RedbStore::open(&path, DirLock::acquire(dir.path()).unwrap()).unwrap();
+        let entry = |i: usize| -> Vec<u8> {
+            let leaf = format!(
+                "{{\"entry\":{{\"n\":{i}}},\"pad\":\"{}\"}}",
+                "x".repeat(900)
+            );
+            [
+                (leaf.len() as u16).to_be_bytes().as_slice(),
+                leaf.as_bytes(),
+            ]
+            .concat()
+        };
+        let bundle = |n: usize| -> Vec<u8> { (0..n).flat_map(entry).collect() };
+        let state = |size: u64| TreeState {
+            size,
+            root: sha256(&size.to_be_bytes()),
+        };
+        let rows = |table: TableDefinition<(u64, u32), &'static [u8]>, index: u64| -> usize {
+            let txn = store.db.begin_read().unwrap();
+            let t = txn.open_table(table).unwrap();
+            t.range((index, 0)..=(index, u32::MAX)).unwrap().count()
+        };
+        let mut batch = Batch::new(0, state(100));
+        batch.bundles.push((0, bundle(100)));
+        store.append(&batch).unwrap();
+        assert_eq!(store.read_bundle(0).unwrap(), Some(bundle(100)));
+        assert!(rows(BUNDLE_PARTS, 0) > 0);
+        assert_eq!(rows(FULL_BUNDLE_ZSTD_PARTS, 0), 0);
+
+        let mut batch = Batch::new(100, state(300));
+        batch.bundles.push((0, bundle(256)));
+        batch.bundles.push((1, bundle(44)));
+        store.append(&batch).unwrap();
+        assert_eq!(store.read_bundle(0).unwrap(), Some(bundle(256)));
+        assert_eq!(store.read_bundle(1).unwrap(), Some(bundle(44)));
+        assert_eq!(rows(BUNDLE_PARTS, 0), 0, "uncompressed parts deleted");
+        let z = rows(FULL_BUNDLE_ZSTD_PARTS, 0);
+        assert!(
+            z > 0 && z * 4 < rows(BUNDLE_PARTS, 1) * 256 / 44,
+            "{z} parts"
+        );
+        assert_eq!(rows(FULL_BUNDLE_ZSTD_PARTS, 1), 0);
+        drop(store);
+        let store = RedbStore::open(&path, DirLock::acquire(dir.path()).unwrap()).unwrap();
+        assert_eq!(store.read_bundle(0).unwrap(), Some(bundle(256)));
+    }
+
+    /// A damaged or oversized compressed bundle is an error, never a panic or a
+    /// huge allocation.
+    #[test]
+    fn bad_compressed_bundles_are_corrupt() {
+        assert!(matches!(
+            decompress_bundle(4, b"not zstd"),
+            Err(StoreError::Corrupt(_))
+        ));
+        let big = vec![0u8; MAX_BUNDLE_BYTES + 1];
+        let z = zstd::bulk::compress(&big, 1).unwrap();
+        let err = decompress_bundle(4, &z).unwrap_err();
+        assert!(err.to_string().contains("claims"), "{err}");
+        let ok = vec![7u8; 1000];
+        let mut z = zstd::bulk::compress(&ok, 1).unwrap();
+        let last = z.len() - 1;
+        z[last] ^= 0xff;
+        assert!(decompress_bundle(4, &z).is_err());
+        assert_eq!(
+            decompress_bundle(4, &zstd::bulk::compress(&ok, 1).unwrap()).unwrap(),
+            ok
+        );
     }
 }
