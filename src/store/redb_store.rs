@@ -277,10 +277,15 @@ impl Store for RedbStore {
     }
 
     fn read_bundle(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.get_parts(FULL_BUNDLE_ZSTD_PARTS, |p| (index, p))? {
-            Some(z) => decompress_bundle(index, &z).map(Some),
-            None => self.get_parts(BUNDLE_PARTS, |p| (index, p)),
+        // One read transaction for both tables: the commit that fills a bundle moves
+        // it from one to the other, and two transactions could fall between.
+        let txn = self.read_txn()?;
+        let full = txn.open_table(FULL_BUNDLE_ZSTD_PARTS).map_err(map_err)?;
+        if let Some(z) = read_parts(&full, |p| (index, p))? {
+            return decompress_bundle(index, &z).map(Some);
         }
+        let partial = txn.open_table(BUNDLE_PARTS).map_err(map_err)?;
+        read_parts(&partial, |p| (index, p))
     }
 
     fn lookup_leaf(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError> {
