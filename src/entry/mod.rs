@@ -418,16 +418,21 @@ impl Leaf {
     pub fn parse_with_message(bytes: &[u8]) -> Result<(Leaf, Vec<u8>), EntryError> {
         let v = json_body(bytes, MAX_LEAF_BYTES, "leaf")?;
         let (leaf, message) = Leaf::parse_value_with_message(&v)?;
-        // The leaf is canonical iff it equals the leaf rebuilt around the entry's
-        // canonical bytes: the object has exactly these four members, and the three
-        // strings were checked to hold nothing RFC 8785 escapes. This spares a second
-        // canonicalisation of the whole entry.
-        let rebuilt =
-            Leaf::bytes_from_message(&message, &leaf.key_id, &leaf.signature, &leaf.logged_at)?;
-        if rebuilt != bytes {
+        if !leaf.is_canonical_form_of(&message, bytes) {
             return Err(EntryError::NotCanonical);
         }
         Ok((leaf, message))
+    }
+
+    /// Whether `bytes`, which parsed (by [`Leaf::parse_value_with_message`]) into this
+    /// leaf and its signed `message`, are the leaf's canonical (RFC 8785) form. They
+    /// are iff they equal the leaf rebuilt around the entry's canonical bytes: the
+    /// object has exactly these four members, and the three strings were checked to
+    /// hold nothing RFC 8785 escapes. This spares a second canonicalisation of the
+    /// whole entry.
+    pub fn is_canonical_form_of(&self, message: &[u8], bytes: &[u8]) -> bool {
+        Leaf::bytes_from_message(message, &self.key_id, &self.signature, &self.logged_at)
+            .is_ok_and(|rebuilt| rebuilt == bytes)
     }
 
     /// Parses a leaf from its JSON value, returning also the entry's signed message

@@ -194,20 +194,24 @@ impl Checker<'_> {
                 message,
             )))
         };
-        match crate::jcs::canonicalize(&value) {
-            Ok(c) if c == bytes => {}
-            _ => {
-                return reject(
-                    Kind::NonCanonicalEntry,
-                    format!(
-                        "Entry {index} is a Candor leaf but its bytes are not the canonical (RFC 8785) form."
-                    ),
-                );
-            }
+        // Parse the value already in hand, getting the signed message with it; a leaf
+        // that parses is checked for canonical form against its rebuilt bytes, one
+        // that does not by canonicalising it, so non-canonical bytes are reported as
+        // such first either way.
+        let parsed = Leaf::parse_value_with_message(&value);
+        let canonical = match &parsed {
+            Ok((leaf, message)) => leaf.is_canonical_form_of(message, bytes),
+            Err(_) => crate::jcs::canonicalize(&value).is_ok_and(|c| c == bytes),
+        };
+        if !canonical {
+            return reject(
+                Kind::NonCanonicalEntry,
+                format!(
+                    "Entry {index} is a Candor leaf but its bytes are not the canonical (RFC 8785) form."
+                ),
+            );
         }
-        // The bytes were just checked to be canonical: parse the value already in
-        // hand, getting the signed message with it (no second parse or JCS).
-        let (leaf, message) = match Leaf::parse_value_with_message(&value) {
+        let (leaf, message) = match parsed {
             Ok(l) => l,
             Err(e) => {
                 return reject(
