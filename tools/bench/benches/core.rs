@@ -2,7 +2,8 @@
 //! tree append (hash only; hash and build tiles; hash, tiles and a durable redb
 //! commit), inclusion and consistency proofs at 10^6 and 10^7 leaves (from stored
 //! hashes in RAM and through tiles, the server's path), receipt verification,
-//! checkpoint signing, entry canonicalisation, and rs_merkle / ct-merkle doing the
+//! checkpoint signing, Ed25519 verification (single, strict, batch), entry
+//! canonicalisation, and rs_merkle / ct-merkle doing the
 //! same job (root, inclusion proof) in the same run.
 //!
 //! Under `cargo test` (no `--bench` argument) every size shrinks so CI stays fast.
@@ -450,5 +451,42 @@ fn other_crates(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, append, proofs, crypto_and_entries, other_crates);
+/// Ed25519 verification of ~1 KB entry messages: dalek's `verify_strict`, Candor's
+/// equivalent (`ed25519_strict::verify`), and one batch equation over 256
+/// signatures (per signature), on whichever backend curve25519-dalek picked at run
+/// time (AVX-512 IFMA on these machines, see .cargo/config.toml).
+fn ed25519(c: &mut Criterion) {
+    use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+    let n = 256;
+    let keys: Vec<SigningKey> = (0..n)
+        .map(|i| SigningKey::from_bytes(&sha256(&[i as u8, 1]).0))
+        .collect();
+    let msgs: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("{i:04} {}", "entry ".repeat(170)).into_bytes())
+        .collect();
+    let sigs: Vec<Signature> = keys.iter().zip(&msgs).map(|(k, m)| k.sign(m)).collect();
+    let vks: Vec<VerifyingKey> = keys.iter().map(SigningKey::verifying_key).collect();
+    let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+    let mut g = c.benchmark_group("ed25519");
+    g.bench_function("verify_strict_dalek", |b| {
+        b.iter(|| black_box(vks[0].verify_strict(&msgs[0], &sigs[0]).is_ok()))
+    });
+    g.bench_function("verify_strict_candor", |b| {
+        b.iter(|| black_box(candor::ed25519_strict::verify(&vks[0], &msgs[0], &sigs[0]).is_ok()))
+    });
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("verify_batch_256", |b| {
+        b.iter(|| black_box(ed25519_dalek::verify_batch(&refs, &sigs, &vks).is_ok()))
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    append,
+    proofs,
+    crypto_and_entries,
+    ed25519,
+    other_crates
+);
 criterion_main!(benches);
