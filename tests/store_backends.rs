@@ -141,6 +141,9 @@ fn appends_and_reads_back(kind: StoreKind) {
     b2.tiles
         .push((TileId { level: 0, index: 1 }, vec![2; 32 * 44]));
     b2.bundles.push((1, b"bundle one".to_vec()));
+    // Bundle 0 is full at size 300 (redb then stores it compressed).
+    let full_zero = b"bundle zero, now holding 256 entries ".repeat(50);
+    b2.bundles.push((0, full_zero.clone()));
     b2.leaf_index.push((leaf_hash(b"x"), 299));
     b2.entry_index.push((h(399), 299));
     b2.meta.push(("company/beta".into(), b"B".to_vec()));
@@ -171,7 +174,7 @@ fn appends_and_reads_back(kind: StoreKind) {
         store.read_tile(TileId { level: 0, index: 7 }).unwrap(),
         None
     );
-    assert_eq!(store.read_bundle(0).unwrap(), Some(b"bundle zero".to_vec()));
+    assert_eq!(store.read_bundle(0).unwrap(), Some(full_zero));
     assert_eq!(store.read_bundle(1).unwrap(), Some(b"bundle one".to_vec()));
     assert_eq!(store.read_bundle(2).unwrap(), None);
     for i in 0..3u64 {
@@ -181,6 +184,17 @@ fn appends_and_reads_back(kind: StoreKind) {
     assert_eq!(store.lookup_leaf(&leaf_hash(b"x")).unwrap(), Some(299));
     assert_eq!(store.lookup_entry(&h(399)).unwrap(), Some(299));
     assert_eq!(store.lookup_entry(&leaf_hash(b"x")).unwrap(), None);
+    // Many at once: answers in the order asked, misses included.
+    assert_eq!(
+        store
+            .lookup_entries(&[h(399), leaf_hash(b"x"), h(100), h(102), h(100)])
+            .unwrap(),
+        vec![Some(299), None, Some(0), Some(2), Some(0)]
+    );
+    assert_eq!(
+        store.lookup_entries(&[]).unwrap(),
+        Vec::<Option<u64>>::new()
+    );
     assert_eq!(
         store.get_meta("companz").unwrap(),
         Some(b"companz".to_vec())

@@ -472,6 +472,7 @@ impl Core {
             return;
         }
         let bad = verify_signatures(&subs);
+        let stored = self.lookup_stored(&subs);
         let logged_at = now_rfc3339();
         let mut registry = self.registry.clone();
         let mut registry_changed = false;
@@ -503,7 +504,7 @@ impl Core {
             let mut failure = None;
             for item in &sub.items {
                 let next = base + new_leaves.len() as u64 + t_leaves.len() as u64;
-                match self.place(item, &registry, &dedup, &t_dedup, &logged_at) {
+                match self.place(item, &registry, &stored, &dedup, &t_dedup, &logged_at) {
                     Ok(Placement::Existing(i)) => {
                         t_dups += 1;
                         indices.push(i);
@@ -666,37 +667,58 @@ impl Core {
             }
         }
         let registry = self.shared.registry();
-        // One memo for the whole batch: every receipt is against the same checkpoint.
-        let cache = ReceiptCache::default();
-        let replies: Vec<Reply> = subs
+        // The receipts are independent: built on all cores, in contiguous runs so that
+        // each run's memo (one per thread, all against the same checkpoint) serves
+        // neighbouring entries, whose proofs share most hashes.
+        let wanted: Vec<u64> = placed
             .iter()
-            .zip(placed)
-            .map(|(_, p)| {
+            .filter_map(|p| p.as_ref().ok())
+            .flatten()
+            .copied()
+            .collect();
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let runs: Vec<&[u64]> = wanted
+            .chunks(wanted.len().div_ceil(cores).max(MIN_RECEIPTS_PER_THREAD))
+            .collect();
+        let store = &*self.store;
+        let built = crate::par::map(&runs, 1, |run| {
+            let cache = ReceiptCache::default();
+            run.iter()
+                .map(|&i| {
+                    let stored;
+                    let leaf: &[u8] = match new_leaf_map.get(&i) {
+                        Some(l) => l,
+                        None => {
+                            stored = reader::read_leaf(store, i)
+                                .map_err(|e| ApiError::Internal(e.to_string()))?;
+                            &stored
+                        }
+                    };
+                    build_receipt_cached(
+                        store,
+                        Some(&written.tiles),
+                        &published,
+                        &registry,
+                        i,
+                        leaf,
+                        signers.get(&i).copied(),
+                        &cache,
+                    )
+                })
+                .collect::<Vec<_>>()
+        });
+        let mut built = built.into_iter().flatten();
+        let replies: Vec<Reply> = placed
+            .into_iter()
+            .map(|p| {
                 p.and_then(|indices| {
-                    indices
-                        .iter()
-                        .map(|&i| {
-                            let stored;
-                            let leaf: &[u8] = match new_leaf_map.get(&i) {
-                                Some(l) => l,
-                                None => {
-                                    stored = reader::read_leaf(&*self.store, i)
-                                        .map_err(|e| ApiError::Internal(e.to_string()))?;
-                                    &stored
-                                }
-                            };
-                            build_receipt_cached(
-                                &*self.store,
-                                Some(&written.tiles),
-                                &published,
-                                &registry,
-                                i,
-                                leaf,
-                                signers.get(&i).copied(),
-                                &cache,
-                            )
-                        })
-                        .collect::<Result<Vec<_>, _>>()
+                    // Take exactly this submission's receipts, even past an error.
+                    let mine: Vec<Result<Receipt, ApiError>> =
+                        built.by_ref().take(indices.len()).collect();
+                    if mine.len() != indices.len() {
+                        return Err(ApiError::Internal("a receipt was not built".into()));
+                    }
+                    mine.into_iter().collect()
                 })
             })
             .collect();
@@ -706,11 +728,33 @@ impl Core {
         }
     }
 
+    /// The stored index of every entry hash of the batch that the log holds already,
+    /// looked up in one snapshot of the store (the sequencer is its only writer).
+    /// `company_key` entries made by the log are never de-duplicated, so skipped.
+    fn lookup_stored(&self, subs: &[Submission]) -> Result<HashMap<Hash, u64>, String> {
+        let hashes: Vec<Hash> = subs
+            .iter()
+            .flat_map(|s| &s.items)
+            .filter(|it| it.change.is_none())
+            .map(|it| it.entry_hash)
+            .collect();
+        let found = self
+            .store
+            .lookup_entries(&hashes)
+            .map_err(|e| e.to_string())?;
+        Ok(hashes
+            .into_iter()
+            .zip(found)
+            .filter_map(|(h, i)| Some((h, i?)))
+            .collect())
+    }
+
     /// Decides where one entry goes: an existing index (duplicate) or a new leaf.
     fn place(
         &self,
         item: &Validated,
         registry: &Registry,
+        stored: &Result<HashMap<Hash, u64>, String>,
         batch_dedup: &HashMap<Hash, u64>,
         sub_dedup: &HashMap<Hash, u64>,
         logged_at: &str,
@@ -729,9 +773,12 @@ impl Core {
             return Ok(Placement::Existing(i));
         }
         if item.change.is_none() {
-            match self.store.lookup_entry(&item.entry_hash) {
-                Ok(Some(i)) => return Ok(Placement::Existing(i)),
-                Ok(None) => {}
+            match stored {
+                Ok(found) => {
+                    if let Some(&i) = found.get(&item.entry_hash) {
+                        return Ok(Placement::Existing(i));
+                    }
+                }
                 Err(e) => {
                     return Err(ApiError::Unavailable(format!(
                         "looking up the entry hash: {e}"
@@ -882,6 +929,10 @@ pub fn build_receipt(
         &cache,
     )
 }
+
+/// Fewer receipts than this per thread are built on the sequencer's own thread: a
+/// receipt costs microseconds, a thread tens of them.
+const MIN_RECEIPTS_PER_THREAD: usize = 64;
 
 /// Who signed a leaf, when the caller knows it already (the sequencer does, from the
 /// submission), so that building its receipt need not parse the leaf again.

@@ -343,6 +343,11 @@ pub trait Store: Send + Sync + 'static {
     fn lookup_leaf(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError>;
     /// Index of the leaf holding the entry with this entry hash (dedup).
     fn lookup_entry(&self, entry_hash: &Hash) -> Result<Option<u64>, StoreError>;
+    /// [`Store::lookup_entry`] of many hashes, in their order; a backend may answer
+    /// them from one snapshot and in key order (the sequencer looks up a whole batch).
+    fn lookup_entries(&self, entry_hashes: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
+        entry_hashes.iter().map(|h| self.lookup_entry(h)).collect()
+    }
     /// One metadata value.
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// All metadata rows whose key starts with `prefix`, in ascending byte order of key.

@@ -38,7 +38,7 @@
 use super::{Batch, Store, StoreError, StoreKind, TileId, TreeState};
 use crate::hash::Hash;
 use postgres::{Client, GenericClient, NoTls};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -480,6 +480,31 @@ impl Store for PostgresStore {
             "SELECT idx FROM candor_entry_index WHERE hash = $1",
             entry_hash,
         )
+    }
+
+    fn lookup_entries(&self, entry_hashes: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
+        if entry_hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One round trip for the whole batch instead of one per entry.
+        let keys: Vec<Vec<u8>> = entry_hashes.iter().map(|h| h.as_bytes().to_vec()).collect();
+        let found: HashMap<Vec<u8>, u64> = self.run(move |c| {
+            let sql = "SELECT hash, idx FROM candor_entry_index WHERE hash = ANY($1)";
+            c.query(sql, &[&keys])
+                .map_err(|e| pg_err(sql, &e))?
+                .into_iter()
+                .map(|r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0),
+                        to_u64(r.get::<_, i64>(1), "leaf index")?,
+                    ))
+                })
+                .collect()
+        })?;
+        Ok(entry_hashes
+            .iter()
+            .map(|h| found.get(h.as_bytes().as_slice()).copied())
+            .collect())
     }
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

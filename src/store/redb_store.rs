@@ -242,12 +242,14 @@ impl Store for RedbStore {
                     write_parts(&mut bundles, |p| (*index, p), data)?;
                 }
             }
+            // Hashes are random keys: inserted in key order, neighbouring inserts share
+            // the B-tree pages they touch.
             let mut leaves = txn.open_table(LEAF_INDEX).map_err(map_err)?;
-            for (hash, index) in &batch.leaf_index {
+            for (hash, index) in sorted_by_hash(&batch.leaf_index) {
                 leaves.insert(hash.as_bytes(), *index).map_err(map_err)?;
             }
             let mut entries = txn.open_table(ENTRY_INDEX).map_err(map_err)?;
-            for (hash, index) in &batch.entry_index {
+            for (hash, index) in sorted_by_hash(&batch.entry_index) {
                 entries.insert(hash.as_bytes(), *index).map_err(map_err)?;
             }
             let mut meta = txn.open_table(META).map_err(map_err)?;
@@ -294,6 +296,22 @@ impl Store for RedbStore {
 
     fn lookup_entry(&self, entry_hash: &Hash) -> Result<Option<u64>, StoreError> {
         self.get_index(ENTRY_INDEX, entry_hash)
+    }
+
+    fn lookup_entries(&self, entry_hashes: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
+        let txn = self.read_txn()?;
+        let table = txn.open_table(ENTRY_INDEX).map_err(map_err)?;
+        // In key order, so that neighbouring lookups share B-tree pages.
+        let mut order: Vec<usize> = (0..entry_hashes.len()).collect();
+        order.sort_unstable_by_key(|&i| entry_hashes[i]);
+        let mut out = vec![None; entry_hashes.len()];
+        for i in order {
+            out[i] = table
+                .get(entry_hashes[i].as_bytes())
+                .map_err(map_err)?
+                .map(|v| v.value());
+        }
+        Ok(out)
     }
 
     fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -383,6 +401,14 @@ where
         key,
         u32::try_from(chunks.len()).map_err(|_| too_many())?,
     )
+}
+
+/// Index rows in key order; for a key given twice, the later row still comes later
+/// (a stable sort), so it wins as it would have in batch order.
+fn sorted_by_hash(rows: &[(Hash, u64)]) -> Vec<&(Hash, u64)> {
+    let mut sorted: Vec<&(Hash, u64)> = rows.iter().collect();
+    sorted.sort_by_key(|(hash, _)| *hash);
+    sorted
 }
 
 /// Removes parts `key(from)`, `key(from + 1)`, ... up to the first missing one.
