@@ -666,10 +666,27 @@ impl Core {
                 }
             }
         }
+        let replies = self.replies(placed, &new_leaf_map, &signers, &written.tiles, &published);
+        drop(signers);
+        for (s, reply) in subs.into_iter().zip(replies) {
+            answer(&metrics, s, reply);
+        }
+    }
+
+    /// The replies to a batch's submissions: each placed submission's receipts, in
+    /// order, or why it was refused. The receipts are independent, so they are built
+    /// on all cores, in contiguous runs so that each run's memo (one per thread, all
+    /// against the same checkpoint) serves neighbouring entries, whose proofs share
+    /// most hashes.
+    fn replies(
+        &self,
+        placed: Vec<Result<Vec<u64>, ApiError>>,
+        new_leaf_map: &BTreeMap<u64, &Vec<u8>>,
+        signers: &HashMap<u64, LeafSigner<'_>>,
+        tiles: &BTreeMap<(u8, u64), Vec<u8>>,
+        published: &Published,
+    ) -> Vec<Reply> {
         let registry = self.shared.registry();
-        // The receipts are independent: built on all cores, in contiguous runs so that
-        // each run's memo (one per thread, all against the same checkpoint) serves
-        // neighbouring entries, whose proofs share most hashes.
         let wanted: Vec<u64> = placed
             .iter()
             .filter_map(|p| p.as_ref().ok())
@@ -696,8 +713,8 @@ impl Core {
                     };
                     build_receipt_cached(
                         store,
-                        Some(&written.tiles),
-                        &published,
+                        Some(tiles),
+                        published,
                         &registry,
                         i,
                         leaf,
@@ -708,7 +725,7 @@ impl Core {
                 .collect::<Vec<_>>()
         });
         let mut built = built.into_iter().flatten();
-        let replies: Vec<Reply> = placed
+        placed
             .into_iter()
             .map(|p| {
                 p.and_then(|indices| {
@@ -721,11 +738,7 @@ impl Core {
                     mine.into_iter().collect()
                 })
             })
-            .collect();
-        drop(signers);
-        for (s, reply) in subs.into_iter().zip(replies) {
-            answer(&metrics, s, reply);
-        }
+            .collect()
     }
 
     /// The stored index of every entry hash of the batch that the log holds already,
