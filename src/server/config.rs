@@ -76,7 +76,7 @@ pub struct ServeArgs {
     /// `file:///path` (credentials and endpoint from the provider's usual env vars).
     #[arg(long, value_name = "URL")]
     pub tiles: Option<String>,
-    /// Maximum entries per sequenced batch [default: 1024].
+    /// Maximum entries per sequenced batch [default: 8192].
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
     /// Milliseconds the sequencer waits to fill a batch, counted from when the oldest
