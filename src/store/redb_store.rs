@@ -62,7 +62,7 @@ const BUNDLE_ZSTD_LEVEL: i32 = 1;
 
 /// The most bytes a full bundle can hold: 256 entries of at most 65,535 bytes, each
 /// with its 2-byte length (C2SP tlog-tiles); a longer decompression is corruption.
-const MAX_BUNDLE_BYTES: usize = 256 * (2 + 65_535);
+const MAX_BUNDLE_BYTES: usize = TILE_WIDTH as usize * (2 + u16::MAX as usize);
 
 /// The first layout's tables, read only to convert an old file ([`migrate_v1`]).
 mod v1 {
