@@ -3,6 +3,8 @@
 //! core. No I/O; on a target without threads (wasm32) everything runs on the calling
 //! thread.
 
+use std::ops::Range;
+
 /// Maps `f` over `items` on all cores (the first share on the calling thread) and
 /// returns the results in the order of `items`. Each core gets at least
 /// `min_share` items, so small inputs stay on this thread.
@@ -12,25 +14,45 @@ where
     R: Send,
     F: Fn(&T) -> R + Sync,
 {
+    map_ranges(items.len(), min_share, |range| {
+        items[range].iter().map(&f).collect::<Vec<R>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Splits `0..len` into one contiguous range per core (each at least `min_share`
+/// long, so small inputs make one range on this thread), calls `f` once per range
+/// on its own thread (the first on the calling thread), and returns the results in
+/// range order. For work that shares state within a run: a batch equation per
+/// share, a memo per run of neighbouring items.
+pub fn map_ranges<R, F>(len: usize, min_share: usize, f: F) -> Vec<R>
+where
+    R: Send,
+    F: Fn(Range<usize>) -> R + Sync,
+{
     // wasm32 reports no parallelism, so it never reaches the scoped threads.
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let shares = cores.min(items.len() / min_share.max(1)).max(1);
+    let shares = cores.min(len / min_share.max(1)).max(1);
     if shares == 1 {
-        return items.iter().map(&f).collect();
+        return vec![f(0..len)];
     }
-    let per = items.len().div_ceil(shares);
+    let per = len.div_ceil(shares);
+    let ranges: Vec<Range<usize>> = (0..len)
+        .step_by(per)
+        .map(|lo| lo..(lo + per).min(len))
+        .collect();
     let f = &f;
     std::thread::scope(|scope| {
-        let mut parts = items.chunks(per);
-        let first = parts.next().unwrap_or_default();
-        let handles: Vec<_> = parts
-            .map(|part| scope.spawn(move || part.iter().map(f).collect::<Vec<R>>()))
-            .collect();
-        let mut out: Vec<R> = Vec::with_capacity(items.len());
-        out.extend(first.iter().map(f));
+        let mut ranges = ranges.into_iter();
+        let first = ranges.next().unwrap_or(0..0);
+        let handles: Vec<_> = ranges.map(|r| scope.spawn(move || f(r))).collect();
+        let mut out = Vec::with_capacity(shares);
+        out.push(f(first));
         for h in handles {
             match h.join() {
-                Ok(part) => out.extend(part),
+                Ok(r) => out.push(r),
                 // A panic in `f` is a bug; re-raise it here as if `f` had run inline.
                 Err(payload) => std::panic::resume_unwind(payload),
             }
@@ -41,7 +63,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use super::map;
+    use super::{map, map_ranges};
 
     #[test]
     fn results_keep_the_input_order_at_every_size() {
@@ -50,6 +72,19 @@ mod tests {
             let got = map(&items, 8, |x| x * 3 + 1);
             let want: Vec<u64> = items.iter().map(|x| x * 3 + 1).collect();
             assert_eq!(got, want, "n = {n}");
+        }
+    }
+
+    #[test]
+    fn ranges_cover_the_input_once_in_order() {
+        for n in [0usize, 1, 63, 64, 127, 128, 129, 1000] {
+            let ranges = map_ranges(n, 64, |r| r);
+            let covered: Vec<usize> = ranges.iter().cloned().flatten().collect();
+            assert_eq!(covered, (0..n).collect::<Vec<_>>(), "n = {n}");
+            assert!(
+                ranges.len() == 1 || ranges.iter().all(|r| r.len() >= 64),
+                "n = {n}"
+            );
         }
     }
 }

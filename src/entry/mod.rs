@@ -514,18 +514,12 @@ pub fn verify_batch_parallel(
         // verify_batch reports the mismatch itself.
         return ed25519_dalek::verify_batch(messages, signatures, keys);
     }
-    // One batch equation per core: split into contiguous shares, each verified on
-    // its own thread by `par::map` (one share per item, so `min_share` is 1).
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let shares = cores.min(messages.len() / MIN_SHARE).max(1);
-    let per = messages.len().div_ceil(shares).max(1);
-    let parts: Vec<_> = messages
-        .chunks(per)
-        .zip(signatures.chunks(per))
-        .zip(keys.chunks(per))
-        .collect();
-    crate::par::map(&parts, 1, |&((m, s), k)| {
-        ed25519_dalek::verify_batch(m, s, k)
+    if messages.is_empty() {
+        return Ok(());
+    }
+    // One batch equation per core, over contiguous shares.
+    crate::par::map_ranges(messages.len(), MIN_SHARE, |r| {
+        ed25519_dalek::verify_batch(&messages[r.clone()], &signatures[r.clone()], &keys[r])
     })
     .into_iter()
     .collect()

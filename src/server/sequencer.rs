@@ -693,14 +693,11 @@ impl Core {
             .flatten()
             .copied()
             .collect();
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let runs: Vec<&[u64]> = wanted
-            .chunks(wanted.len().div_ceil(cores).max(MIN_RECEIPTS_PER_THREAD))
-            .collect();
         let store = &*self.store;
-        let built = crate::par::map(&runs, 1, |run| {
+        let built = crate::par::map_ranges(wanted.len(), MIN_RECEIPTS_PER_THREAD, |run| {
             let cache = ReceiptCache::default();
-            run.iter()
+            wanted[run]
+                .iter()
                 .map(|&i| {
                     let stored;
                     let leaf: &[u8] = match new_leaf_map.get(&i) {
