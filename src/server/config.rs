@@ -336,7 +336,6 @@ fn load_config_file(path: &Path) -> anyhow::Result<ConfigFile> {
 /// returns after a graceful shutdown (SIGINT/SIGTERM).
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = Config::resolve(args)?;
-    super::memory::limit_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("candor-serve")

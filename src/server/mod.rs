@@ -12,7 +12,6 @@ pub mod edge;
 pub mod error;
 pub mod follower;
 pub mod listener;
-mod memory;
 pub mod metrics;
 pub mod publish;
 pub mod ratelimit;
@@ -243,7 +242,6 @@ pub async fn serve(
         )
         .with_writer(|| LossyStderr)
         .try_init();
-    memory::start_trimming();
 
     let identity = datadir::load_or_create(
         &config.data,
