@@ -8,6 +8,7 @@ use super::EntryError;
 use crate::hash::Hash;
 use crate::jcs::MAX_SAFE_INTEGER;
 use serde_json::{Map, Value};
+use std::rc::Rc;
 
 /// Defines a closed vocabulary: a fieldless enum with its JSON names.
 macro_rules! vocab {
@@ -77,7 +78,8 @@ pub(crate) fn join(base: &str, name: &str) -> String {
 /// field is reported as unknown rather than as the missing correct one.
 pub(crate) struct Obj<'a> {
     map: &'a Map<String, Value>,
-    path: String,
+    /// Shared by the object's fields, which join their name to it only for an error.
+    path: Rc<str>,
 }
 
 impl<'a> Obj<'a> {
@@ -92,7 +94,7 @@ impl<'a> Obj<'a> {
         }
         Ok(Obj {
             map,
-            path: path.to_string(),
+            path: Rc::from(path),
         })
     }
 
@@ -109,17 +111,48 @@ impl<'a> Obj<'a> {
     /// An optional member. `null` is not a way to omit one: it is reported as the
     /// wrong type, so that every entry has exactly one JSON form.
     pub fn opt(&self, name: &str) -> Option<Field<'a>> {
-        self.map.get(name).map(|v| Field {
+        self.map.get_key_value(name).map(|(k, v)| Field {
             v,
-            path: join(&self.path, name),
+            parent: self.path.clone(),
+            at: At::Member(k),
         })
     }
 }
 
-/// One member value with its path.
+/// One member value, with where it sits. Its path is spelled out only when an error
+/// names it: building a string per field cost more than checking most fields.
 pub(crate) struct Field<'a> {
     pub v: &'a Value,
-    pub path: String,
+    parent: Rc<str>,
+    at: At<'a>,
+}
+
+/// A field's place in its parent.
+enum At<'a> {
+    /// The parent path is the field's own.
+    Itself,
+    Member(&'a str),
+    Element(usize),
+}
+
+impl<'a> Field<'a> {
+    /// A value whose path is `path`.
+    pub fn at(v: &'a Value, path: &str) -> Field<'a> {
+        Field {
+            v,
+            parent: Rc::from(path),
+            at: At::Itself,
+        }
+    }
+
+    /// The field's path, e.g. `entry.criteria[2].effect`.
+    pub fn path(&self) -> String {
+        match self.at {
+            At::Itself => self.parent.to_string(),
+            At::Member(name) => join(&self.parent, name),
+            At::Element(i) => format!("{}[{i}]", self.parent),
+        }
+    }
 }
 
 pub(crate) fn type_name(v: &Value) -> &'static str {
@@ -150,20 +183,22 @@ pub(crate) fn invalid(path: &str, reason: impl Into<String>) -> EntryError {
 
 impl<'a> Field<'a> {
     pub fn obj(&self, allowed: &[&str]) -> Result<Obj<'a>, EntryError> {
-        Obj::new(self.v, &self.path, allowed)
+        Obj::new(self.v, &self.path(), allowed)
     }
 
     pub fn str(&self) -> Result<&'a str, EntryError> {
         self.v
             .as_str()
-            .ok_or_else(|| wrong_type(&self.path, "a string", self.v))
+            .ok_or_else(|| wrong_type(&self.path(), "a string", self.v))
     }
 
     /// Free text: 1..=max UTF-8 bytes, no control characters (C0, DEL, C1).
     pub fn text(&self, max: usize) -> Result<String, EntryError> {
         let s = self.str()?;
-        check_text(&self.path, s, max)?;
-        Ok(s.to_string())
+        match text_problem(s, max) {
+            None => Ok(s.to_string()),
+            Some(why) => Err(invalid(&self.path(), why)),
+        }
     }
 
     /// A non-negative integer ≤ 2^53−1 (the JCS-safe range).
@@ -171,21 +206,24 @@ impl<'a> Field<'a> {
         match self.v {
             Value::Number(n) => match n.as_u64() {
                 Some(u) if u <= MAX_SAFE_INTEGER => Ok(u),
-                Some(u) => Err(invalid(&self.path, format!("{u} is above 2^53−1"))),
-                None if n.is_i64() => Err(invalid(&self.path, format!("{n} is negative"))),
+                Some(u) => Err(invalid(&self.path(), format!("{u} is above 2^53−1"))),
+                None if n.is_i64() => Err(invalid(&self.path(), format!("{n} is negative"))),
                 None => Err(invalid(
-                    &self.path,
+                    &self.path(),
                     format!("{n} is not an integer (Candor numbers are integers only)"),
                 )),
             },
-            _ => Err(wrong_type(&self.path, "an integer", self.v)),
+            _ => Err(wrong_type(&self.path(), "an integer", self.v)),
         }
     }
 
     pub fn u64_in(&self, min: u64, max: u64) -> Result<u64, EntryError> {
         let u = self.u64()?;
         if u < min || u > max {
-            return Err(invalid(&self.path, format!("{u} is outside {min}..={max}")));
+            return Err(invalid(
+                &self.path(),
+                format!("{u} is outside {min}..={max}"),
+            ));
         }
         Ok(u)
     }
@@ -193,7 +231,7 @@ impl<'a> Field<'a> {
     pub fn vocab<T: Vocab>(&self) -> Result<T, EntryError> {
         let s = self.str()?;
         T::from_name(s).ok_or_else(|| EntryError::BadEnum {
-            field: self.path.clone(),
+            field: self.path(),
             value: s.to_string(),
             allowed: T::NAMES,
         })
@@ -204,21 +242,23 @@ impl<'a> Field<'a> {
         let items = self
             .v
             .as_array()
-            .ok_or_else(|| wrong_type(&self.path, "an array", self.v))?;
+            .ok_or_else(|| wrong_type(&self.path(), "an array", self.v))?;
         if items.len() < min || items.len() > max {
             let reason = if items.is_empty() {
                 format!("must not be empty (at least {min} element(s))")
             } else {
                 format!("has {} elements; allowed {min}..={max}", items.len())
             };
-            return Err(invalid(&self.path, reason));
+            return Err(invalid(&self.path(), reason));
         }
+        let parent: Rc<str> = Rc::from(self.path());
         Ok(items
             .iter()
             .enumerate()
             .map(|(i, v)| Field {
                 v,
-                path: format!("{}[{i}]", self.path),
+                parent: parent.clone(),
+                at: At::Element(i),
             })
             .collect())
     }
@@ -229,7 +269,7 @@ impl<'a> Field<'a> {
         for f in self.array(min, T::NAMES.len())? {
             let v = f.vocab::<T>()?;
             if out.contains(&v) {
-                return Err(invalid(&f.path, format!("{:?} is listed twice", f.v)));
+                return Err(invalid(&f.path(), format!("{:?} is listed twice", f.v)));
             }
             out.push(v);
         }
@@ -240,7 +280,7 @@ impl<'a> Field<'a> {
         let s = self.str()?;
         if super::parse_time(s).is_none() {
             return Err(EntryError::BadTime {
-                field: self.path.clone(),
+                field: self.path(),
                 value: s.to_string(),
             });
         }
@@ -252,37 +292,37 @@ impl<'a> Field<'a> {
         let s = self.str()?;
         if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(invalid(
-                &self.path,
+                &self.path(),
                 format!("{s:?} is not 64 lower-case hex digits"),
             ));
         }
-        Hash::from_hex(s).ok_or_else(|| invalid(&self.path, "not hex"))
+        Hash::from_hex(s).ok_or_else(|| invalid(&self.path(), "not hex"))
     }
 
     pub fn dns_name(&self) -> Result<String, EntryError> {
         let s = self.str()?;
-        check_dns_name(&self.path, s)?;
-        Ok(s.to_string())
+        match dns_name_problem(s) {
+            None => Ok(s.to_string()),
+            Some(_) => check_dns_name(&self.path(), s).map(|()| s.to_string()),
+        }
     }
 }
 
 pub(crate) fn check_text(path: &str, s: &str, max: usize) -> Result<(), EntryError> {
+    text_problem(s, max).map_or(Ok(()), |why| Err(invalid(path, why)))
+}
+
+/// What is wrong with free text, if anything (the rule of [`check_text`]).
+fn text_problem(s: &str, max: usize) -> Option<String> {
     if s.is_empty() {
-        return Err(invalid(path, "must not be empty"));
+        return Some("must not be empty".into());
     }
     if s.len() > max {
-        return Err(invalid(
-            path,
-            format!("is {} bytes; at most {max} allowed", s.len()),
-        ));
+        return Some(format!("is {} bytes; at most {max} allowed", s.len()));
     }
-    if let Some(c) = s.chars().find(|c| c.is_control()) {
-        return Err(invalid(
-            path,
-            format!("contains control character U+{:04X}", c as u32),
-        ));
-    }
-    Ok(())
+    s.chars()
+        .find(|c| c.is_control())
+        .map(|c| format!("contains control character U+{:04X}", c as u32))
 }
 
 /// Longest DNS name in presentation form (RFC 1035 §2.3.4, without the final dot).
@@ -293,40 +333,42 @@ pub const MAX_DNS_NAME: usize = 253;
 /// trailing hyphen, no final dot, and a top-level label that is not all digits (so
 /// no IPv4 address passes).
 pub fn check_dns_name(path: &str, s: &str) -> Result<(), EntryError> {
-    let bad = |reason: String| {
-        invalid(
+    dns_name_problem(s).map_or(Ok(()), |why| {
+        Err(invalid(
             path,
-            format!("{s:?} is not a lower-case DNS name: {reason}"),
-        )
-    };
+            format!("{s:?} is not a lower-case DNS name: {why}"),
+        ))
+    })
+}
+
+/// Which rule of [`check_dns_name`] `s` breaks, if any.
+fn dns_name_problem(s: &str) -> Option<String> {
     if s.is_empty() || s.len() > MAX_DNS_NAME {
-        return Err(bad(format!("length must be 1..={MAX_DNS_NAME}")));
+        return Some(format!("length must be 1..={MAX_DNS_NAME}"));
     }
-    let labels: Vec<&str> = s.split('.').collect();
-    if labels.len() < 2 {
-        return Err(bad("needs at least two labels, e.g. acme.example".into()));
+    if !s.contains('.') {
+        return Some("needs at least two labels, e.g. acme.example".into());
     }
-    for l in &labels {
+    let mut last = "";
+    for l in s.split('.') {
+        last = l;
         if l.is_empty() || l.len() > 63 {
-            return Err(bad("each label must be 1..=63 bytes".into()));
+            return Some("each label must be 1..=63 bytes".into());
         }
         if !l
             .bytes()
             .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
         {
-            return Err(bad("only a-z, 0-9, '-' and '.' are allowed".into()));
+            return Some("only a-z, 0-9, '-' and '.' are allowed".into());
         }
         if l.starts_with('-') || l.ends_with('-') {
-            return Err(bad("a label may not start or end with '-'".into()));
+            return Some("a label may not start or end with '-'".into());
         }
     }
-    if labels
-        .last()
-        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
-    {
-        return Err(bad("the top-level label may not be all digits".into()));
+    if last.bytes().all(|b| b.is_ascii_digit()) {
+        return Some("the top-level label may not be all digits".into());
     }
-    Ok(())
+    None
 }
 
 /// Longest `opt_out` value.

@@ -259,7 +259,7 @@ impl TargetingDecision {
         }
         let of = o.req("opt_out")?;
         let opt_out = of.str()?.to_string();
-        check_opt_out(&of.path, &opt_out)?;
+        check_opt_out(&of.path(), &opt_out)?;
         let subject = o.req("subject")?.hash_hex()?;
         Ok(TargetingDecision {
             company,
@@ -296,7 +296,7 @@ fn parse_source(f: &Field) -> Result<DataSource, EntryError> {
             })
         }
         (SourceType::FirstParty, Some(p)) => {
-            return Err(invalid(&p.path, "only allowed when type is purchase"));
+            return Err(invalid(&p.path(), "only allowed when type is purchase"));
         }
         (SourceType::FirstParty, None) => None,
     };
@@ -393,7 +393,7 @@ impl DataPurchase {
                 && !sensitive.contains(&s)
             {
                 return Err(invalid(
-                    &sf.path,
+                    &sf.path(),
                     format!(
                         "must list {s:?} because categories contains it (GDPR Art. 9 special category)",
                         s = s.as_str()
@@ -404,7 +404,7 @@ impl DataPurchase {
         for s in &sensitive {
             if !categories.iter().any(|c| c.special() == Some(*s)) {
                 return Err(invalid(
-                    &sf.path,
+                    &sf.path(),
                     format!("lists {:?} but categories does not contain it", s.as_str()),
                 ));
             }
@@ -451,19 +451,19 @@ impl DataPurchase {
 
 fn parse_registry_ids(f: &Field) -> Result<BTreeMap<String, String>, EntryError> {
     let map = f.v.as_object().ok_or_else(|| EntryError::WrongType {
-        field: f.path.clone(),
+        field: f.path(),
         expected: "an object",
         found: super::fields::type_name(f.v),
     })?;
     if map.is_empty() || map.len() > MAX_REGISTRY_IDS {
         return Err(invalid(
-            &f.path,
+            &f.path(),
             format!("must have 1..={MAX_REGISTRY_IDS} members (omit it when there are none)"),
         ));
     }
     let mut out = BTreeMap::new();
     for (k, v) in map {
-        let path = format!("{}.{k}", f.path);
+        let path = format!("{}.{k}", f.path());
         if k.is_empty()
             || k.len() > MAX_REGISTRY_NAME
             || !k
@@ -475,7 +475,7 @@ fn parse_registry_ids(f: &Field) -> Result<BTreeMap<String, String>, EntryError>
                 format!("registry name must be 1..={MAX_REGISTRY_NAME} of a-z, 0-9, _"),
             ));
         }
-        let value = Field { v, path }.text(MAX_REGISTRY_VALUE)?;
+        let value = Field::at(v, &path).text(MAX_REGISTRY_VALUE)?;
         out.insert(k.clone(), value);
     }
     Ok(out)
@@ -502,7 +502,7 @@ impl CompanyKey {
         let action = o.req("action")?.vocab()?;
         let vf = o.req("verifier_key")?;
         let verifier_key = vf.str()?.to_string();
-        check_verifier_key(&vf.path, &verifier_key, &company)?;
+        check_verifier_key(&vf.path(), &verifier_key, &company)?;
         let at = o.req("at")?.time()?;
         Ok(CompanyKey {
             company,
