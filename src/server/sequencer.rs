@@ -74,8 +74,10 @@ pub struct Receipt {
     pub leaf_hash: String,
     /// `c2sp.org/tlog-proof@v1` text.
     pub tlog_proof: String,
+    /// Shared by every receipt of a batch signed with the same key: it is the same
+    /// proof, and copying its strings per receipt was a measurable cost.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub company_key: Option<CompanyKeyProof>,
+    pub company_key: Option<Arc<CompanyKeyProof>>,
 }
 
 /// One entry, checked before it enters the pool.
@@ -965,7 +967,7 @@ pub struct ReceiptCache {
     /// root of a complete subtree, so it never changes once the tree has it; receipts
     /// of neighbouring entries share most of their proof hashes.
     hashes: RefCell<HashMap<u64, Hash>>,
-    company_keys: RefCell<HashMap<u64, CompanyKeyProof>>,
+    company_keys: RefCell<HashMap<u64, Arc<CompanyKeyProof>>>,
 }
 
 /// A [`crate::merkle::HashReader`] over tiles, memoizing every hash it computes in a
@@ -1107,7 +1109,7 @@ pub fn build_receipt_cached(
                 .map(|k| k.registered_index),
             _ => None,
         }
-        .map(|reg_index| -> Result<CompanyKeyProof, ApiError> {
+        .map(|reg_index| -> Result<Arc<CompanyKeyProof>, ApiError> {
             if let Some(p) = cache.company_keys.borrow().get(&reg_index) {
                 return Ok(p.clone());
             }
@@ -1115,11 +1117,11 @@ pub fn build_receipt_cached(
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             let proof = crate::merkle::inclusion_proof(reg_index, size, &hashes())
                 .map_err(|e| ApiError::Internal(format!("inclusion proof of {reg_index}: {e}")))?;
-            let p = CompanyKeyProof {
+            let p = Arc::new(CompanyKeyProof {
                 index: reg_index,
                 leaf: B64.encode(reg_leaf),
                 proof: proof.iter().map(Hash::to_base64).collect(),
-            };
+            });
             cache.company_keys.borrow_mut().insert(reg_index, p.clone());
             Ok(p)
         })
