@@ -22,6 +22,9 @@ pub mod tlog_proof;
 
 // Everything with I/O.
 #[cfg(feature = "service")]
+mod allocator;
+
+#[cfg(feature = "service")]
 pub mod store;
 
 // The log server (`candor serve`).
