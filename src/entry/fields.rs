@@ -135,26 +135,6 @@ enum At<'a> {
     Element(usize),
 }
 
-impl<'a> Field<'a> {
-    /// A value whose path is `path`.
-    pub fn at(v: &'a Value, path: &str) -> Field<'a> {
-        Field {
-            v,
-            parent: Rc::from(path),
-            at: At::Itself,
-        }
-    }
-
-    /// The field's path, e.g. `entry.criteria[2].effect`.
-    pub fn path(&self) -> String {
-        match self.at {
-            At::Itself => self.parent.to_string(),
-            At::Member(name) => join(&self.parent, name),
-            At::Element(i) => format!("{}[{i}]", self.parent),
-        }
-    }
-}
-
 pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -182,6 +162,24 @@ pub(crate) fn invalid(path: &str, reason: impl Into<String>) -> EntryError {
 }
 
 impl<'a> Field<'a> {
+    /// A value whose path is `path`.
+    pub fn at(v: &'a Value, path: &str) -> Field<'a> {
+        Field {
+            v,
+            parent: Rc::from(path),
+            at: At::Itself,
+        }
+    }
+
+    /// The field's path, e.g. `entry.criteria[2].effect`.
+    pub fn path(&self) -> String {
+        match self.at {
+            At::Itself => self.parent.to_string(),
+            At::Member(name) => join(&self.parent, name),
+            At::Element(i) => format!("{}[{i}]", self.parent),
+        }
+    }
+
     pub fn obj(&self, allowed: &[&str]) -> Result<Obj<'a>, EntryError> {
         Obj::new(self.v, &self.path(), allowed)
     }
@@ -303,7 +301,7 @@ impl<'a> Field<'a> {
         let s = self.str()?;
         match dns_name_problem(s) {
             None => Ok(s.to_string()),
-            Some(_) => check_dns_name(&self.path(), s).map(|()| s.to_string()),
+            Some(why) => Err(not_a_dns_name(&self.path(), s, &why)),
         }
     }
 }
@@ -333,12 +331,11 @@ pub const MAX_DNS_NAME: usize = 253;
 /// trailing hyphen, no final dot, and a top-level label that is not all digits (so
 /// no IPv4 address passes).
 pub fn check_dns_name(path: &str, s: &str) -> Result<(), EntryError> {
-    dns_name_problem(s).map_or(Ok(()), |why| {
-        Err(invalid(
-            path,
-            format!("{s:?} is not a lower-case DNS name: {why}"),
-        ))
-    })
+    dns_name_problem(s).map_or(Ok(()), |why| Err(not_a_dns_name(path, s, &why)))
+}
+
+fn not_a_dns_name(path: &str, s: &str, why: &str) -> EntryError {
+    invalid(path, format!("{s:?} is not a lower-case DNS name: {why}"))
 }
 
 /// Which rule of [`check_dns_name`] `s` breaks, if any.
