@@ -55,6 +55,8 @@ pub enum EdgeError {
     Corrupt(String),
     #[error("an entry of {0} bytes cannot be stored in an entry bundle (limit 65535)")]
     EntryTooLarge(usize),
+    #[error("{leaves} leaves were appended with {hashes} leaf hashes")]
+    HashCount { leaves: usize, hashes: usize },
 }
 
 /// New tile and bundle contents produced by one append.
@@ -213,12 +215,29 @@ impl Edge {
 
     /// Appends `leaves` (leaf bytes), returning the tiles and bundles that changed.
     pub fn append(&mut self, leaves: &[Vec<u8>]) -> Result<Written, EdgeError> {
+        let hashes: Vec<Hash> = leaves.iter().map(|l| leaf_hash(l)).collect();
+        self.append_hashed(leaves, &hashes)
+    }
+
+    /// [`Edge::append`] given each leaf's RFC 6962 leaf hash, for a caller that has
+    /// computed them already (the sequencer, for its hash index and receipts).
+    pub fn append_hashed(
+        &mut self,
+        leaves: &[Vec<u8>],
+        hashes: &[Hash],
+    ) -> Result<Written, EdgeError> {
         let mut out = Written::default();
+        if leaves.len() != hashes.len() {
+            return Err(EdgeError::HashCount {
+                leaves: leaves.len(),
+                hashes: hashes.len(),
+            });
+        }
         if leaves.is_empty() {
             return Ok(out);
         }
         let mut touched = vec![false; self.levels.len()];
-        for leaf in leaves {
+        for (leaf, &leaf_hash) in leaves.iter().zip(hashes) {
             if leaf.len() > u16::MAX as usize {
                 return Err(EdgeError::EntryTooLarge(leaf.len()));
             }
@@ -233,7 +252,7 @@ impl Edge {
                 self.bundle.clear();
             }
             // Hash tiles: push the leaf hash, carry full tiles upward.
-            let mut h = leaf_hash(leaf);
+            let mut h = leaf_hash;
             let mut l = 0usize;
             loop {
                 if self.levels.len() <= l {
@@ -311,6 +330,26 @@ fn read_tile(
 mod tests {
     use super::*;
     use crate::merkle::MemoryTree;
+
+    #[test]
+    fn leaves_and_hashes_must_pair_up() {
+        let mut edge = Edge::empty();
+        let leaves = vec![b"a".to_vec(), b"b".to_vec()];
+        let one_hash = [leaf_hash(b"a")];
+        assert!(matches!(
+            edge.append_hashed(&leaves, &one_hash),
+            Err(EdgeError::HashCount {
+                leaves: 2,
+                hashes: 1
+            })
+        ));
+        assert_eq!(edge.size(), 0, "a refused append leaves the edge as it was");
+        let hashes = [leaf_hash(b"a"), leaf_hash(b"b")];
+        assert!(edge.append_hashed(&leaves, &hashes).is_ok());
+        let mut plain = Edge::empty();
+        assert!(plain.append(&leaves).is_ok());
+        assert_eq!(edge.root(), plain.root());
+    }
 
     #[test]
     fn root_and_tiles_match_memory_tree_across_tile_boundaries() {

@@ -553,10 +553,13 @@ impl Core {
             }
         }
 
+        // The new leaves' hashes, computed once by `place`: leaf_index holds them in the
+        // order of new_leaves (both are pushed together, per new leaf).
+        let new_hashes: Vec<Hash> = leaf_index.iter().map(|&(h, _)| h).collect();
         let mut written = super::edge::Written::default();
         if !new_leaves.is_empty() {
             let mut edge = self.edge.clone();
-            let appended = edge.append(&new_leaves);
+            let appended = edge.append_hashed(&new_leaves, &new_hashes);
             let outcome = appended.map_err(|e| e.to_string()).and_then(|mut w| {
                 let new_state = TreeState {
                     size: edge.size(),
@@ -647,29 +650,34 @@ impl Core {
             Some(signed) => signed,
             None => self.shared.published(),
         };
-        let new_leaf_map: BTreeMap<u64, &Vec<u8>> = new_leaves
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (base + i as u64, l))
-            .collect();
-        // Who signed each new leaf, from its submission (no need to parse the leaf).
-        let mut signers: HashMap<u64, LeafSigner<'_>> = HashMap::new();
+        // What the sequencer knows of each new leaf (index base + k), from its
+        // submission and its placement: building its receipt need not parse or hash it.
+        let mut known: Vec<Option<KnownLeaf<'_>>> = vec![None; new_leaves.len()];
         for (s, p) in subs.iter().zip(&placed) {
             if let Ok(indices) = p {
                 for (item, &i) in s.items.iter().zip(indices) {
-                    if i >= base {
-                        signers.entry(i).or_insert(LeafSigner {
+                    let Some(k) = i.checked_sub(base).map(|k| k as usize) else {
+                        continue;
+                    };
+                    if let Some(slot @ None) = known.get_mut(k) {
+                        *slot = Some(KnownLeaf {
                             company: item.signed.entry.company(),
                             key_id: &item.signed.key_id,
                             company_key: item.change.is_some()
                                 || item.signed.entry.kind() == "company_key",
+                            leaf_hash: new_hashes[k],
                         });
                     }
                 }
             }
         }
-        let replies = self.replies(placed, &new_leaf_map, &signers, &written.tiles, &published);
-        drop(signers);
+        let new = NewLeaves {
+            base,
+            leaves: &new_leaves,
+            known: &known,
+        };
+        let replies = self.replies(placed, &new, &written.tiles, &published);
+        drop(known);
         for (s, reply) in subs.into_iter().zip(replies) {
             answer(&metrics, s, reply);
         }
@@ -683,8 +691,7 @@ impl Core {
     fn replies(
         &self,
         placed: Vec<Result<Vec<u64>, ApiError>>,
-        new_leaf_map: &BTreeMap<u64, &Vec<u8>>,
-        signers: &HashMap<u64, LeafSigner<'_>>,
+        new: &NewLeaves<'_>,
         tiles: &BTreeMap<(u8, u64), Vec<u8>>,
         published: &Published,
     ) -> Vec<Reply> {
@@ -702,12 +709,12 @@ impl Core {
                 .iter()
                 .map(|&i| {
                     let stored;
-                    let leaf: &[u8] = match new_leaf_map.get(&i) {
+                    let (leaf, known): (&[u8], _) = match new.get(i) {
                         Some(l) => l,
                         None => {
                             stored = reader::read_leaf(store, i)
                                 .map_err(|e| ApiError::Internal(e.to_string()))?;
-                            &stored
+                            (&stored, None)
                         }
                     };
                     build_receipt_cached(
@@ -717,7 +724,7 @@ impl Core {
                         &registry,
                         i,
                         leaf,
-                        signers.get(&i).copied(),
+                        known,
                         &cache,
                     )
                 })
@@ -946,14 +953,33 @@ pub fn build_receipt(
 /// receipt costs microseconds, a thread tens of them.
 const MIN_RECEIPTS_PER_THREAD: usize = 64;
 
-/// Who signed a leaf, when the caller knows it already (the sequencer does, from the
-/// submission), so that building its receipt need not parse the leaf again.
+/// What the caller knows of a leaf already (the sequencer does, from the submission
+/// and from placing it), so that building its receipt need neither parse nor hash
+/// the leaf again.
 #[derive(Debug, Clone, Copy)]
-pub struct LeafSigner<'a> {
+pub struct KnownLeaf<'a> {
+    /// Who signed it.
     pub company: &'a str,
     pub key_id: &'a str,
     /// A `company_key` entry (signed by the log; its receipt has no `company_key`).
     pub company_key: bool,
+    /// Its RFC 6962 leaf hash.
+    pub leaf_hash: Hash,
+}
+
+/// A batch's new leaves, at indices `base..`, with what is known of each.
+struct NewLeaves<'a> {
+    base: u64,
+    leaves: &'a [Vec<u8>],
+    known: &'a [Option<KnownLeaf<'a>>],
+}
+
+impl<'a> NewLeaves<'a> {
+    /// Leaf `index`'s bytes and what is known of it, if the batch added it.
+    fn get(&self, index: u64) -> Option<(&'a [u8], Option<KnownLeaf<'a>>)> {
+        let k = usize::try_from(index.checked_sub(self.base)?).ok()?;
+        Some((self.leaves.get(k)?, self.known.get(k).copied().flatten()))
+    }
 }
 
 /// What the receipts of one batch share: they are all against the same published
@@ -1051,7 +1077,7 @@ pub fn build_receipt_cached(
     registry: &Registry,
     index: u64,
     leaf: &[u8],
-    signer: Option<LeafSigner<'_>>,
+    known: Option<KnownLeaf<'_>>,
     cache: &ReceiptCache,
 ) -> Result<Receipt, ApiError> {
     let size = published.checkpoint.size;
@@ -1085,27 +1111,28 @@ pub fn build_receipt_cached(
     let tlog_proof = String::from_utf8(tlog_proof.to_bytes())
         .map_err(|e| ApiError::Internal(format!("tlog-proof is not UTF-8: {e}")))?;
     let parsed;
-    let signer = match signer {
-        Some(s) => s,
+    let leaf_facts = match known {
+        Some(k) => k,
         None => {
             parsed = Leaf::parse(leaf).map_err(|e| {
                 ApiError::Internal(format!("stored leaf {index} does not parse: {e}"))
             })?;
-            LeafSigner {
+            KnownLeaf {
                 company: parsed.entry.company(),
                 key_id: &parsed.key_id,
                 company_key: parsed.entry.kind() == "company_key",
+                leaf_hash: leaf_hash(leaf),
             }
         }
     };
-    let company_key = if signer.company_key {
+    let company_key = if leaf_facts.company_key {
         None
     } else {
-        match registry.status(signer.company, signer.key_id) {
+        match registry.status(leaf_facts.company, leaf_facts.key_id) {
             KeyStatus::Active(rec) => Some(rec.registered_index),
             KeyStatus::Revoked(_) => registry
-                .company(signer.company)
-                .and_then(|keys| keys.into_iter().find(|k| k.key_id == signer.key_id))
+                .company(leaf_facts.company)
+                .and_then(|keys| keys.into_iter().find(|k| k.key_id == leaf_facts.key_id))
                 .map(|k| k.registered_index),
             _ => None,
         }
@@ -1130,7 +1157,7 @@ pub fn build_receipt_cached(
     Ok(Receipt {
         log: published.checkpoint.origin.clone(),
         index,
-        leaf_hash: leaf_hash(leaf).to_hex(),
+        leaf_hash: leaf_facts.leaf_hash.to_hex(),
         leaf: B64.encode(leaf),
         tlog_proof,
         company_key,
