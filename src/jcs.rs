@@ -32,13 +32,31 @@ pub enum JcsError {
     Serialize(String),
 }
 
+impl JcsError {
+    /// The error as seen from the enclosing value: `segment` (`.name` or `[i]`) is
+    /// prepended to its path. Paths are built on the way out of an error, so the
+    /// writers keep no path while they succeed.
+    fn within(self, segment: impl std::fmt::Display) -> JcsError {
+        match self {
+            JcsError::NotInteger { path, value } => JcsError::NotInteger {
+                path: format!("{segment}{path}"),
+                value,
+            },
+            JcsError::OutOfRange { path, value } => JcsError::OutOfRange {
+                path: format!("{segment}{path}"),
+                value,
+            },
+            other => other,
+        }
+    }
+}
+
 /// Returns the RFC 8785 canonical bytes of `value`.
 ///
 /// Fails on any non-integer number and on integers outside ±(2^53−1).
 pub fn canonicalize(value: &Value) -> Result<Vec<u8>, JcsError> {
     let mut out = Vec::new();
-    let mut path = String::from("$");
-    write_value(value, &mut out, &mut path, true)?;
+    canonicalize_into(value, &mut out)?;
     Ok(out)
 }
 
@@ -56,26 +74,21 @@ pub fn is_canonical(bytes: &[u8]) -> bool {
 /// can never be accepted by [`canonicalize`]-checking parsers.
 pub(crate) fn canonicalize_lenient(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut path = String::new();
     // With `strict == false` only a non-integer number can fail, and Candor's typed
     // values contain none; should one appear anyway, serde's own text is used.
-    if write_value(value, &mut out, &mut path, false).is_err() {
+    if write_value(value, &mut out, false).is_err() {
         out = value.to_string().into_bytes();
     }
     out
 }
 
-fn write_value(
-    v: &Value,
-    out: &mut Vec<u8>,
-    path: &mut String,
-    strict: bool,
-) -> Result<(), JcsError> {
+/// Writes `v`; an error's path is relative to `v` (see [`JcsError::within`]).
+fn write_value(v: &Value, out: &mut Vec<u8>, strict: bool) -> Result<(), JcsError> {
     match v {
         Value::Null => out.extend_from_slice(b"null"),
         Value::Bool(true) => out.extend_from_slice(b"true"),
         Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => write_number(n, out, path, strict)?,
+        Value::Number(n) => write_number(n, out, strict)?,
         Value::String(s) => write_string(s, out),
         Value::Array(items) => {
             out.push(b'[');
@@ -83,10 +96,7 @@ fn write_value(
                 if i > 0 {
                     out.push(b',');
                 }
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                write_value(item, out, path, strict)?;
-                path.truncate(len);
+                write_value(item, out, strict).map_err(|e| e.within(format_args!("[{i}]")))?;
             }
             out.push(b']');
         }
@@ -101,11 +111,7 @@ fn write_value(
                 }
                 write_string(k, out);
                 out.push(b':');
-                let len = path.len();
-                path.push('.');
-                path.push_str(k);
-                write_value(item, out, path, strict)?;
-                path.truncate(len);
+                write_value(item, out, strict).map_err(|e| e.within(format_args!(".{k}")))?;
             }
             out.push(b'}');
         }
@@ -113,16 +119,11 @@ fn write_value(
     Ok(())
 }
 
-fn write_number(
-    n: &serde_json::Number,
-    out: &mut Vec<u8>,
-    path: &str,
-    strict: bool,
-) -> Result<(), JcsError> {
+fn write_number(n: &serde_json::Number, out: &mut Vec<u8>, strict: bool) -> Result<(), JcsError> {
     if let Some(u) = n.as_u64() {
         if strict && u > MAX_SAFE_INTEGER {
             return Err(JcsError::OutOfRange {
-                path: path.to_string(),
+                path: String::new(),
                 value: u.to_string(),
             });
         }
@@ -130,7 +131,7 @@ fn write_number(
     } else if let Some(i) = n.as_i64() {
         if strict && i.unsigned_abs() > MAX_SAFE_INTEGER {
             return Err(JcsError::OutOfRange {
-                path: path.to_string(),
+                path: String::new(),
                 value: i.to_string(),
             });
         }
@@ -138,7 +139,7 @@ fn write_number(
     } else {
         // serde_json keeps every number with a '.' or exponent as f64, even `1.0`.
         return Err(JcsError::NotInteger {
-            path: path.to_string(),
+            path: String::new(),
             value: n.to_string(),
         });
     }
@@ -207,15 +208,15 @@ pub fn to_canonical<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, JcsError> {
 pub fn to_canonical_into<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Result<(), JcsError> {
     let mut ser = Direct {
         out,
-        path: String::from("$"),
+        members: Vec::new(),
+        scratch: Vec::new(),
     };
-    v.serialize(&mut ser)
+    v.serialize(&mut ser).map_err(|e| e.within("$"))
 }
 
 /// [`canonicalize`] appending to `out` (on error `out` holds a partial write).
 pub fn canonicalize_into(value: &Value, out: &mut Vec<u8>) -> Result<(), JcsError> {
-    let mut path = String::from("$");
-    write_value(value, out, &mut path, true)
+    write_value(value, out, true).map_err(|e| e.within("$"))
 }
 
 impl serde::ser::Error for JcsError {
@@ -226,15 +227,24 @@ impl serde::ser::Error for JcsError {
 
 struct Direct<'o> {
     out: &'o mut Vec<u8>,
-    /// JSONPath-like location, for error messages only.
-    path: String,
+    /// The members written so far of every object still open, innermost last: one
+    /// stack for all of them, so that writing an object allocates nothing.
+    members: Vec<Member>,
+    /// Where an object's members are copied while [`Object::close`] reorders them.
+    scratch: Vec<u8>,
+}
+
+/// One member of an open object: its name and where `"name":value` sits in the output.
+struct Member {
+    name: std::borrow::Cow<'static, str>,
+    bytes: std::ops::Range<usize>,
 }
 
 impl Direct<'_> {
     fn write_u64(&mut self, u: u64) -> Result<(), JcsError> {
         if u > MAX_SAFE_INTEGER {
             return Err(JcsError::OutOfRange {
-                path: self.path.clone(),
+                path: String::new(),
                 value: u.to_string(),
             });
         }
@@ -245,7 +255,7 @@ impl Direct<'_> {
     fn write_i64(&mut self, i: i64) -> Result<(), JcsError> {
         if i.unsigned_abs() > MAX_SAFE_INTEGER {
             return Err(JcsError::OutOfRange {
-                path: self.path.clone(),
+                path: String::new(),
                 value: i.to_string(),
             });
         }
@@ -255,7 +265,7 @@ impl Direct<'_> {
 
     fn not_integer(&self, f: f64) -> JcsError {
         JcsError::NotInteger {
-            path: self.path.clone(),
+            path: String::new(),
             value: f.to_string(),
         }
     }
@@ -299,12 +309,9 @@ impl Array<'_, '_> {
         if self.n > 0 {
             self.ser.out.push(b',');
         }
-        let len = self.ser.path.len();
-        self.ser.path.push('[');
-        self.ser.path.push_str(&self.n.to_string());
-        self.ser.path.push(']');
-        v.serialize(&mut *self.ser)?;
-        self.ser.path.truncate(len);
+        let n = self.n;
+        v.serialize(&mut *self.ser)
+            .map_err(|e| e.within(format_args!("[{n}]")))?;
         self.n += 1;
         Ok(())
     }
@@ -317,14 +324,15 @@ impl Array<'_, '_> {
     }
 }
 
-/// An object being written: each member's value is written at the end of the output
-/// as it comes; `close` reorders the members by name.
+/// An object being written: members are written in the order they come, each as
+/// `"name":value`; `close` reorders them by name (§3.2.3) if they came in another
+/// order.
 struct Object<'s, 'o> {
     ser: &'s mut Direct<'o>,
     /// Where the first member starts (just after `{`).
     start: usize,
-    /// (name, value bytes range in `out`).
-    members: Vec<(std::borrow::Cow<'static, str>, std::ops::Range<usize>)>,
+    /// This object's first entry in `ser.members`.
+    first: usize,
     /// A map key waiting for its value.
     key: Option<String>,
     /// Closes a `{"variant":{` wrapper too.
@@ -337,34 +345,57 @@ impl Object<'_, '_> {
         name: std::borrow::Cow<'static, str>,
         v: &T,
     ) -> Result<(), JcsError> {
-        let len = self.ser.path.len();
-        self.ser.path.push('.');
-        self.ser.path.push_str(&name);
+        if self.ser.members.len() > self.first {
+            self.ser.out.push(b',');
+        }
         let from = self.ser.out.len();
-        v.serialize(&mut *self.ser)?;
-        self.ser.path.truncate(len);
-        self.members.push((name, from..self.ser.out.len()));
+        write_string(&name, self.ser.out);
+        self.ser.out.push(b':');
+        v.serialize(&mut *self.ser)
+            .map_err(|e| e.within(format_args!(".{name}")))?;
+        let bytes = from..self.ser.out.len();
+        self.ser.members.push(Member { name, bytes });
         Ok(())
     }
 
-    fn close(mut self) {
-        let values = self.ser.out.split_off(self.start);
-        let start = self.start;
-        self.members.sort_by(|a, b| cmp_utf16(&a.0, &b.0));
-        for (i, (name, range)) in self.members.iter().enumerate() {
-            if i > 0 {
-                self.ser.out.push(b',');
+    fn close(self) {
+        let Direct {
+            out,
+            members,
+            scratch,
+        } = self.ser;
+        let mine = &mut members[self.first..];
+        let sorted = mine
+            .windows(2)
+            .all(|w| cmp_names(&w[0].name, &w[1].name) != Ordering::Greater);
+        if !sorted {
+            scratch.clear();
+            scratch.extend_from_slice(&out[self.start..]);
+            out.truncate(self.start);
+            mine.sort_by(|a, b| cmp_names(&a.name, &b.name));
+            for (i, m) in mine.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(
+                    &scratch[m.bytes.start - self.start..m.bytes.end - self.start],
+                );
             }
-            write_string(name, self.ser.out);
-            self.ser.out.push(b':');
-            self.ser
-                .out
-                .extend_from_slice(&values[range.start - start..range.end - start]);
         }
-        self.ser.out.push(b'}');
+        members.truncate(self.first);
+        out.push(b'}');
         if self.wrapped {
-            self.ser.out.push(b'}');
+            out.push(b'}');
         }
+    }
+}
+
+/// [`cmp_utf16`] with a shortcut: for ASCII names UTF-16 order is byte order.
+fn cmp_names(a: &str, b: &str) -> Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        a.cmp(b)
+    } else {
+        cmp_utf16(a, b)
     }
 }
 
@@ -400,7 +431,7 @@ impl<'s, 'o> serde::Serializer for &'s mut Direct<'o> {
         match i64::try_from(v) {
             Ok(i) => self.write_i64(i),
             Err(_) => Err(JcsError::OutOfRange {
-                path: self.path.clone(),
+                path: String::new(),
                 value: v.to_string(),
             }),
         }
@@ -421,7 +452,7 @@ impl<'s, 'o> serde::Serializer for &'s mut Direct<'o> {
         match u64::try_from(v) {
             Ok(u) => self.write_u64(u),
             Err(_) => Err(JcsError::OutOfRange {
-                path: self.path.clone(),
+                path: String::new(),
                 value: v.to_string(),
             }),
         }
@@ -536,10 +567,11 @@ impl<'s, 'o> serde::Serializer for &'s mut Direct<'o> {
     fn serialize_map(self, _: Option<usize>) -> Result<Object<'s, 'o>, JcsError> {
         self.out.push(b'{');
         let start = self.out.len();
+        let first = self.members.len();
         Ok(Object {
             ser: self,
             start,
-            members: Vec::new(),
+            first,
             key: None,
             wrapped: false,
         })

@@ -146,9 +146,13 @@ impl Entry {
                 }
                 other => return Err(EntryError::UnknownKind(other.to_string())),
             };
-        // Size limit on the canonical form (spec/entries.md §6).
+        // The canonical bytes are those of the parsed entry, which is what the company
+        // signed and what the leaf holds: the parse keeps every member (unknown ones
+        // are refused, `null` never stands for an absent one, numbers are integers),
+        // so they are also the RFC 8785 form of the JSON it came from.
         let from = out.len();
-        jcs::canonicalize_into(v, out)?;
+        jcs::to_canonical_into(&entry, out)?;
+        // Size limit on the canonical form (spec/entries.md §6).
         let size = out.len() - from;
         if size > MAX_ENTRY_BYTES {
             return Err(EntryError::TooLarge {
@@ -157,15 +161,11 @@ impl Entry {
                 max: MAX_ENTRY_BYTES,
             });
         }
-        // Invariant: a valid entry re-serializes to exactly the JSON it came from, so
-        // the bytes a company signed are the bytes the log re-creates. Two JSON values
-        // of Candor's integer-only profile are equal iff their RFC 8785 bytes are.
-        if jcs::to_canonical(&entry).ok().as_deref() != Some(&out[from..]) {
-            return Err(invalid(
-                if path.is_empty() { "entry" } else { path },
-                "does not have a unique JSON form",
-            ));
-        }
+        debug_assert_eq!(
+            jcs::canonicalize(v).ok().as_deref(),
+            Some(&out[from..]),
+            "the typed parse lost or changed a member"
+        );
         Ok(entry)
     }
 
@@ -499,7 +499,7 @@ pub fn entry_hash_of_message(message: &[u8]) -> Hash {
     sha256(message)
 }
 
-/// Ed25519 batch verification (`ed25519_dalek::verify_batch`) of many entry
+/// Ed25519 batch verification ([`crate::ed25519_strict::verify_batch`]) of many entry
 /// signatures, split over the machine's cores: each share is one batch equation on
 /// its own thread. Succeeds iff every share does; as with one batch, a failure says
 /// only that some signature is bad, and the caller finds it by single verification.
@@ -507,19 +507,16 @@ pub fn verify_batch_parallel(
     messages: &[&[u8]],
     signatures: &[Signature],
     keys: &[VerifyingKey],
-) -> Result<(), ed25519_dalek::SignatureError> {
+) -> Result<(), crate::ed25519_strict::BatchError> {
+    use crate::ed25519_strict::{BatchError, verify_batch};
     // Below this a second thread costs more than it saves.
     const MIN_SHARE: usize = 64;
     if messages.len() != signatures.len() || messages.len() != keys.len() {
-        // verify_batch reports the mismatch itself.
-        return ed25519_dalek::verify_batch(messages, signatures, keys);
-    }
-    if messages.is_empty() {
-        return Ok(());
+        return Err(BatchError::Lengths);
     }
     // One batch equation per core, over contiguous shares.
     crate::par::map_ranges(messages.len(), MIN_SHARE, |r| {
-        ed25519_dalek::verify_batch(&messages[r.clone()], &signatures[r.clone()], &keys[r])
+        verify_batch(&messages[r.clone()], &signatures[r.clone()], &keys[r])
     })
     .into_iter()
     .collect()
