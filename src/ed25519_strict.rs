@@ -10,9 +10,19 @@
 //! canonical encodings, so an `R` that does not decode, or decodes non-canonically,
 //! is rejected by it anyway; what remains is a canonical encoding of one of the
 //! eight small-order points, which are compared byte for byte.
+//!
+//! [`verify_batch`] checks many signatures with one multiscalar multiplication, as
+//! `ed25519_dalek::verify_batch` does, but gathers the terms of each distinct key
+//! into one: a log's batch holds thousands of signatures by a handful of keys, so the
+//! multiplication has about `n` points instead of `2n`.
 
-use curve25519_dalek::constants::EIGHT_TORSION;
+use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::scalar::Scalar;
+use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use ed25519_dalek::{Signature, SignatureError, Verifier, VerifyingKey};
+use sha2::{Digest, Sha512};
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 /// The canonical encodings of the eight points of order dividing 8.
@@ -30,6 +40,124 @@ pub fn verify(
         return key.verify_strict(message, signature);
     }
     key.verify(message, signature)
+}
+
+/// Why a batch was refused. Like any batch verification it does not say which
+/// signature is bad: the caller finds it with [`verify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    #[error("messages, signatures and keys differ in number")]
+    Lengths,
+    #[error("a key or a signature breaks the strict rules")]
+    Malformed,
+    #[error("the batch equation does not hold")]
+    Equation,
+}
+
+/// Accepts the batch iff, with overwhelming probability, every signature passes the
+/// RFC 8032 §5.1.7 equation `[s]B = R + [k]A` (`k = SHA-512(R ‖ A ‖ M)`), and every
+/// signature and key passes the strict rules of [`verify`] (canonical `s`, canonical
+/// `R` that is not of small order, no small-order key), which are checked one by one.
+///
+/// The check is `[-Σ zᵢsᵢ]B + Σ [zᵢ]Rᵢ + Σ_A [Σ_{i signed by A} zᵢkᵢ]A = 0` with
+/// 128-bit `zᵢ` drawn from SHA-512 over every `k` and `s` of the batch, so no signer
+/// can choose them. It is the equation of `ed25519_dalek::verify_batch` (which draws
+/// `z` from a Merlin transcript of the same values), with equal keys' terms summed.
+/// Like it, it is not multiplied by the cofactor: a signature whose `R` is off by a
+/// small-order point fails single verification but may pass a batch.
+pub fn verify_batch(
+    messages: &[&[u8]],
+    signatures: &[Signature],
+    keys: &[VerifyingKey],
+) -> Result<(), BatchError> {
+    let n = signatures.len();
+    if messages.len() != n || keys.len() != n {
+        return Err(BatchError::Lengths);
+    }
+    if n == 0 {
+        return Ok(());
+    }
+    // The distinct keys, each with the index of its coefficient.
+    let mut distinct: HashMap<[u8; 32], usize> = HashMap::new();
+    let mut points: Vec<EdwardsPoint> = Vec::with_capacity(n + 8);
+    points.push(ED25519_BASEPOINT_POINT);
+    let mut slot = Vec::with_capacity(n);
+    for key in keys {
+        let next = distinct.len();
+        let at = *distinct.entry(key.to_bytes()).or_insert(next);
+        if at == next && key.is_weak() {
+            return Err(BatchError::Malformed);
+        }
+        slot.push(at);
+    }
+    let mut key_points = vec![EdwardsPoint::default(); distinct.len()];
+    for (key, &at) in keys.iter().zip(&slot) {
+        key_points[at] = key.to_edwards();
+    }
+
+    let mut ss = Vec::with_capacity(n);
+    let mut ks = Vec::with_capacity(n);
+    let mut seed = Sha512::new();
+    seed.update(b"candor ed25519 batch v1");
+    seed.update((n as u64).to_le_bytes());
+    for ((sig, key), msg) in signatures.iter().zip(keys).zip(messages) {
+        let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(*sig.s_bytes()))
+            .ok_or(BatchError::Malformed)?;
+        let r = decode_r(sig.r_bytes()).ok_or(BatchError::Malformed)?;
+        let mut h = Sha512::new();
+        h.update(sig.r_bytes());
+        h.update(key.as_bytes());
+        h.update(msg);
+        let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+        seed.update(k.as_bytes());
+        seed.update(s.as_bytes());
+        ss.push(s);
+        ks.push(k);
+        points.push(r);
+    }
+    let seed: [u8; 64] = seed.finalize().into();
+
+    let mut scalars: Vec<Scalar> = Vec::with_capacity(n + 1 + key_points.len());
+    scalars.push(Scalar::ZERO);
+    let mut b = Scalar::ZERO;
+    let mut per_key = vec![Scalar::ZERO; key_points.len()];
+    let mut block = [0u8; 64];
+    for i in 0..n {
+        // Four 128-bit z per SHA-512 block.
+        if i % 4 == 0 {
+            let mut h = Sha512::new();
+            h.update(seed);
+            h.update((i as u64).to_le_bytes());
+            block = h.finalize().into();
+        }
+        let mut z = [0u8; 32];
+        z[..16].copy_from_slice(&block[(i % 4) * 16..(i % 4) * 16 + 16]);
+        let z = Scalar::from_bytes_mod_order(z);
+        b += z * ss[i];
+        per_key[slot[i]] += z * ks[i];
+        scalars.push(z);
+    }
+    scalars[0] = -b;
+    scalars.extend(per_key);
+    points.extend(key_points);
+    if EdwardsPoint::vartime_multiscalar_mul(&scalars, &points).is_identity() {
+        Ok(())
+    } else {
+        Err(BatchError::Equation)
+    }
+}
+
+/// `R` as [`verify`] accepts it: its canonical encoding, of a point not of small
+/// order. The encodings that decode but are not canonical are `y ≥ p` and `x = 0`
+/// with the sign bit set; `x = 0` holds only for two small-order points.
+fn decode_r(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
+    // y ≥ p = 2^255 − 19, sign bit ignored: 0x7fff…ffed or above.
+    let y_high = bytes[31] & 0x7f == 0x7f && bytes[1..31].iter().all(|&b| b == 0xff);
+    if y_high && bytes[0] >= 0xed {
+        return None;
+    }
+    let r = CompressedEdwardsY(*bytes).decompress()?;
+    (!r.is_small_order()).then_some(r)
 }
 
 #[cfg(test)]
@@ -110,5 +238,171 @@ mod tests {
             b[0] = 1;
             b
         }));
+    }
+
+    fn batch_of(n: usize, keys: usize) -> (Vec<Vec<u8>>, Vec<Signature>, Vec<VerifyingKey>) {
+        let signers: Vec<SigningKey> = (0..keys).map(|k| key(100 + k as u8)).collect();
+        let msgs: Vec<Vec<u8>> = (0..n).map(|i| format!("entry {i}").into_bytes()).collect();
+        let sigs = msgs
+            .iter()
+            .enumerate()
+            .map(|(i, m)| signers[i % keys].sign(m))
+            .collect();
+        let vks = (0..n).map(|i| signers[i % keys].verifying_key()).collect();
+        (msgs, sigs, vks)
+    }
+
+    fn refs(msgs: &[Vec<u8>]) -> Vec<&[u8]> {
+        msgs.iter().map(Vec::as_slice).collect()
+    }
+
+    /// Valid batches of every shape pass, as they pass ed25519-dalek's batch.
+    #[test]
+    fn batch_accepts_valid_batches() {
+        for (n, keys) in [
+            (1, 1),
+            (2, 2),
+            (3, 1),
+            (7, 3),
+            (64, 4),
+            (257, 5),
+            (100, 100),
+        ] {
+            let (msgs, sigs, vks) = batch_of(n, keys);
+            let m = refs(&msgs);
+            assert_eq!(verify_batch(&m, &sigs, &vks), Ok(()), "{n} by {keys}");
+            assert!(ed25519_dalek::verify_batch(&m, &sigs, &vks).is_ok());
+        }
+        assert_eq!(verify_batch(&[], &[], &[]), Ok(()));
+    }
+
+    /// One bad signature anywhere fails the batch: a changed message, a signature
+    /// under another key, a flipped bit of R or s, or a swapped key.
+    #[test]
+    fn batch_refuses_any_single_bad_signature() {
+        let (msgs, sigs, vks) = batch_of(40, 3);
+        for at in [0, 1, 17, 39] {
+            let mut m = msgs.clone();
+            m[at].push(b'!');
+            assert!(
+                verify_batch(&refs(&m), &sigs, &vks).is_err(),
+                "message {at}"
+            );
+            for byte in [0, 31, 32, 40] {
+                let mut s = sigs.clone();
+                let mut b = s[at].to_bytes();
+                b[byte] ^= 1;
+                s[at] = Signature::from_bytes(&b);
+                assert!(
+                    verify_batch(&refs(&msgs), &s, &vks).is_err(),
+                    "{at} byte {byte}"
+                );
+            }
+            let mut k = vks.clone();
+            // A neighbour was signed by another of the three keys.
+            k[at] = vks[if at > 0 { at - 1 } else { at + 1 }];
+            assert!(verify_batch(&refs(&msgs), &sigs, &k).is_err(), "key {at}");
+        }
+        // Two signatures swapped between entries of the same key.
+        let mut s = sigs.clone();
+        s.swap(0, 3);
+        assert!(verify_batch(&refs(&msgs), &s, &vks).is_err());
+        assert_eq!(
+            verify_batch(&refs(&msgs[..3]), &sigs, &vks),
+            Err(BatchError::Lengths)
+        );
+    }
+
+    /// The strict rules hold in a batch too. `R` = identity with `s = k·a` passes
+    /// the plain equation (and ed25519-dalek's batch) but not `verify_strict`; a
+    /// non-canonical `s` (s + ℓ) and a weak key are refused as well.
+    #[test]
+    fn batch_applies_the_strict_rules() {
+        let (msgs, mut sigs, vks) = batch_of(8, 2);
+        let signer = key(100);
+        let a = signer.to_scalar();
+        let msg = b"forged with R = identity";
+        let identity = SMALL_ORDER_ENCODINGS[0];
+        let mut h = Sha512::new();
+        h.update(identity);
+        h.update(signer.verifying_key().as_bytes());
+        h.update(msg);
+        let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+        let mut b = [0u8; 64];
+        b[..32].copy_from_slice(&identity);
+        b[32..].copy_from_slice((k * a).as_bytes());
+        let forged = Signature::from_bytes(&b);
+        assert!(signer.verifying_key().verify(msg, &forged).is_ok());
+        assert!(signer.verifying_key().verify_strict(msg, &forged).is_err());
+        assert!(ed25519_dalek::verify_batch(&[msg], &[forged], &[signer.verifying_key()]).is_ok());
+        assert_eq!(
+            verify_batch(&[msg], &[forged], &[signer.verifying_key()]),
+            Err(BatchError::Malformed)
+        );
+
+        // s + ℓ: same point equation, non-canonical scalar.
+        // ℓ = 2^252 + 27742317777372353535851937790883648493, little-endian.
+        let mut ell = [0u8; 32];
+        ell[..16].copy_from_slice(&[
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14,
+        ]);
+        ell[31] = 0x10;
+        assert_eq!(Scalar::from_bytes_mod_order(ell), Scalar::ZERO);
+        let mut b = sigs[0].to_bytes();
+        let mut carry = 0u16;
+        for i in 0..32 {
+            let v = u16::from(b[32 + i]) + u16::from(ell[i]) + carry;
+            b[32 + i] = v as u8;
+            carry = v >> 8;
+        }
+        assert_eq!(carry, 0, "s + ℓ < 2^256");
+        sigs[0] = Signature::from_bytes(&b);
+        assert!(vks[0].verify(&msgs[0], &sigs[0]).is_err());
+        assert_eq!(
+            verify_batch(&refs(&msgs), &sigs, &vks),
+            Err(BatchError::Malformed)
+        );
+
+        // A weak key with R = identity and s = 0 passes the plain check for anything.
+        let weak = VerifyingKey::from_bytes(&SMALL_ORDER_ENCODINGS[0]).expect("decodes");
+        let mut b = [0u8; 64];
+        b[..32].copy_from_slice(&identity);
+        let sig = Signature::from_bytes(&b);
+        assert!(weak.verify(b"anything", &sig).is_ok());
+        assert_eq!(
+            verify_batch(&[b"anything"], &[sig], &[weak]),
+            Err(BatchError::Malformed)
+        );
+    }
+
+    /// `decode_r` refuses exactly the encodings `verify` cannot accept as `R`.
+    #[test]
+    fn r_decoding_is_canonical_and_not_small_order() {
+        for e in SMALL_ORDER_ENCODINGS.iter() {
+            assert!(decode_r(e).is_none());
+        }
+        // y = p + c for small c: non-canonical spellings of y = c. Where y = c is a
+        // point of large order its canonical spelling decodes and this one does not.
+        let mut seen_large = 0;
+        for c in 0u8..19 {
+            let mut canonical = [0u8; 32];
+            canonical[0] = c;
+            let mut high = [0xffu8; 32];
+            high[31] = 0x7f;
+            high[0] = 0xed + c;
+            assert!(decode_r(&high).is_none(), "y = p + {c}");
+            if let Some(p) = CompressedEdwardsY(canonical).decompress()
+                && !p.is_small_order()
+            {
+                assert!(decode_r(&canonical).is_some());
+                assert!(CompressedEdwardsY(high).decompress().is_some());
+                seen_large += 1;
+            }
+        }
+        assert!(seen_large > 0, "some y < 19 is a point of large order");
+        // A real signature's R decodes.
+        let sig = key(1).sign(b"m");
+        assert!(decode_r(sig.r_bytes()).is_some());
     }
 }

@@ -22,6 +22,14 @@ where
     .collect()
 }
 
+/// The cores this process may use, read once: the standard library reads the cgroup
+/// files on every call, which showed in profiles of the sequencer.
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    // wasm32 reports no parallelism, so it never reaches the scoped threads.
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
 /// Splits `0..len` into one contiguous range per core (each at least `min_share`
 /// long, so small inputs make one range on this thread), calls `f` once per range
 /// on its own thread (the first on the calling thread), and returns the results in
@@ -32,9 +40,7 @@ where
     R: Send,
     F: Fn(Range<usize>) -> R + Sync,
 {
-    // wasm32 reports no parallelism, so it never reaches the scoped threads.
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let shares = cores.min(len / min_share.max(1)).max(1);
+    let shares = cores().min(len / min_share.max(1)).max(1);
     if shares == 1 {
         return vec![f(0..len)];
     }

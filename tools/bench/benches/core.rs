@@ -453,7 +453,7 @@ fn other_crates(c: &mut Criterion) {
 
 /// Ed25519 verification of ~1 KB entry messages: dalek's `verify_strict`, Candor's
 /// equivalent (`ed25519_strict::verify`), and one batch equation over 256
-/// signatures (per signature), on whichever backend curve25519-dalek picked at run
+/// signatures (per signature), ed25519-dalek's and Candor's, on whichever backend curve25519-dalek picked at run
 /// time (AVX-512 IFMA on these machines, see .cargo/config.toml).
 fn ed25519(c: &mut Criterion) {
     use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
@@ -477,6 +477,23 @@ fn ed25519(c: &mut Criterion) {
     g.throughput(Throughput::Elements(n as u64));
     g.bench_function("verify_batch_256", |b| {
         b.iter(|| black_box(ed25519_dalek::verify_batch(&refs, &sigs, &vks).is_ok()))
+    });
+    // The same 256 signatures by 256 keys, then by 4 keys (a log's usual batch: many
+    // entries, few companies), with Candor's batch, which sums each key's terms.
+    g.bench_function("verify_batch_256_candor_256_keys", |b| {
+        b.iter(|| black_box(candor::ed25519_strict::verify_batch(&refs, &sigs, &vks).is_ok()))
+    });
+    let few: Vec<Signature> = msgs
+        .iter()
+        .enumerate()
+        .map(|(i, m)| keys[i % 4].sign(m))
+        .collect();
+    let few_vks: Vec<VerifyingKey> = (0..n).map(|i| vks[i % 4]).collect();
+    g.bench_function("verify_batch_256_dalek_4_keys", |b| {
+        b.iter(|| black_box(ed25519_dalek::verify_batch(&refs, &few, &few_vks).is_ok()))
+    });
+    g.bench_function("verify_batch_256_candor_4_keys", |b| {
+        b.iter(|| black_box(candor::ed25519_strict::verify_batch(&refs, &few, &few_vks).is_ok()))
     });
     g.finish();
 }

@@ -21,8 +21,15 @@
 //! (`server_rss_sampled_max_mb`) and read at the end of each chunk's submission
 //! (`server_rss_mb_by_chunk`); `server_peak_rss_mb` is the kernel's high-water mark.
 //!
+//! `server_cpu_us_per_entry` and `loadgen_cpu_us_per_entry` are the CPU time (user
+//! plus system) each process used during the submission windows, per entry: on two
+//! cores shared by both, they vary less from run to run than `entries_per_sec`.
+//!
 //! The Ed25519 batch-verification limit is measured in the same run, on all cores,
-//! with the server idle, so `fraction_of_limit` compares like with like.
+//! with the server idle, so `fraction_of_limit` compares like with like: once with
+//! ed25519-dalek's `verify_batch` (`verify_limit_per_sec`, `fraction_of_limit`) and
+//! once with the batch verification the log runs, which sums each key's terms
+//! (`candor_verify_limit_per_sec`, `fraction_of_candor_limit`).
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -99,7 +106,7 @@ struct Args {
     /// Extra argument for `candor serve` (repeatable), e.g. --serve-arg=--batch-size=4096.
     #[arg(long = "serve-arg", value_name = "ARG", allow_hyphen_values = true)]
     serve_args: Vec<String>,
-    /// Seconds spent measuring the Ed25519 verification limit.
+    /// Seconds spent measuring each Ed25519 verification limit (there are two).
     #[arg(long, default_value_t = 2.0)]
     limit_secs: f64,
 }
@@ -391,9 +398,18 @@ fn presign(
     candor::par::map(&batches, 1, body).into_iter().collect()
 }
 
+/// Which batch verification a limit is measured with.
+#[derive(Clone, Copy)]
+enum Verifier {
+    /// `ed25519_dalek::verify_batch`: the definition of the limit.
+    Dalek,
+    /// `candor::ed25519_strict::verify_batch`, which the log itself runs.
+    Candor,
+}
+
 /// Ed25519 batch verification (64 signatures per batch, the size the sequencer sees
 /// per request slice) on every core for `secs` seconds: signatures per second.
-fn verify_limit(secs: f64) -> f64 {
+fn verify_limit(secs: f64, verifier: Verifier) -> f64 {
     let threads = std::thread::available_parallelism().map_or(2, |p| p.get());
     let key = SigningKey::from_bytes(&sha256(b"candor-loadgen verify limit").0);
     let vk: VerifyingKey = key.verifying_key();
@@ -416,7 +432,15 @@ fn verify_limit(secs: f64) -> f64 {
                     let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
                     let mut done = 0usize;
                     while start.elapsed() < dur {
-                        if ed25519_dalek::verify_batch(&refs, &sigs, &keys).is_ok() {
+                        let ok = match verifier {
+                            Verifier::Dalek => {
+                                ed25519_dalek::verify_batch(&refs, &sigs, &keys).is_ok()
+                            }
+                            Verifier::Candor => {
+                                candor::ed25519_strict::verify_batch(&refs, &sigs, &keys).is_ok()
+                            }
+                        };
+                        if ok {
                             done += 64;
                         }
                     }
@@ -427,6 +451,18 @@ fn verify_limit(secs: f64) -> f64 {
         hs.into_iter().map(|h| h.join().unwrap_or(0)).sum()
     });
     total as f64 / start.elapsed().as_secs_f64()
+}
+
+/// User plus system CPU seconds a process has used, from /proc (clock ticks of
+/// 10 ms: precise to about 1 % over a window of a few seconds).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 /// Resident set size (current, peak) of a process, in MB, from /proc.
@@ -711,8 +747,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
 
     // 2. The verification limit, same machine, same run, server idle.
-    let limit = verify_limit(args.limit_secs);
+    let limit = verify_limit(args.limit_secs, Verifier::Dalek);
     eprintln!("Ed25519 verify_batch limit on all cores: {limit:.0} signatures/s");
+    let candor_limit = verify_limit(args.limit_secs, Verifier::Candor);
+    eprintln!("the same with Candor's batch verification: {candor_limit:.0} signatures/s");
 
     // 3. The load, chunk by chunk: sign (clock paused), submit (clock running),
     // verify the receipts and drop them (clock paused).
@@ -725,6 +763,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     let mut leaf_bytes = 0u64;
     let mut lat: Vec<(f64, u64)> = Vec::new();
     let mut rss_by_chunk: Vec<f64> = Vec::new();
+    // CPU seconds used during the submission windows: the server's and this tool's.
+    let mut server_cpu = 0.0f64;
+    let mut own_cpu = 0.0f64;
+    let server_pid = server.as_ref().map(|s| s.child.id());
     let chunks = args.entries.div_ceil(args.chunk);
     for c in 0..chunks {
         let lo = c * args.chunk;
@@ -733,9 +775,19 @@ fn run(args: Args) -> anyhow::Result<()> {
         let bodies = presign(&companies, lo, hi, args.batch, now)?;
         presign_secs += t.elapsed().as_secs_f64();
 
+        let cpu_before = (
+            server_pid.and_then(cpu_seconds),
+            cpu_seconds(std::process::id()),
+        );
         let start = Instant::now();
         let answers = rt.block_on(submit(&http, &url, bodies, &args, start))?;
         seconds += start.elapsed().as_secs_f64();
+        if let (Some(a), Some(b)) = (cpu_before.0, server_pid.and_then(cpu_seconds)) {
+            server_cpu += b - a;
+        }
+        if let (Some(a), Some(b)) = (cpu_before.1, cpu_seconds(std::process::id())) {
+            own_cpu += b - a;
+        }
         if let Some(s) = &server
             && let Some((now_mb, _)) = rss_mb(s.child.id())
         {
@@ -811,6 +863,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         "server_peak_rss_mb": rss.map(|r| round(r.1, 1)),
         "verify_limit_per_sec": round(limit, 0),
         "fraction_of_limit": round(eps / limit, 3),
+        "candor_verify_limit_per_sec": round(candor_limit, 0),
+        "fraction_of_candor_limit": round(eps / candor_limit, 3),
         "store": if args.log.is_some() { serde_json::Value::Null } else { json!(args.store) },
         "batch": args.batch,
         "concurrency": if args.rate.is_some() { serde_json::Value::Null } else { json!(args.concurrency) },
@@ -826,6 +880,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         "server_rss_mb_by_chunk": if server.is_some() { json!(rss_by_chunk) } else { serde_json::Value::Null },
         "loadgen_peak_rss_mb": rss_mb(std::process::id()).map(|r| round(r.1, 1)),
         "load_average": load_average(),
+        "server_cpu_us_per_entry": server_pid.map(|_| round(server_cpu * 1e6 / args.entries as f64, 1)),
+        "loadgen_cpu_us_per_entry": round(own_cpu * 1e6 / args.entries as f64, 1),
     });
     if let (Some((secs, rate)), Some(obj)) = (audit, report.as_object_mut()) {
         obj.insert("audit_seconds".into(), json!(round(secs, 3)));
