@@ -562,6 +562,24 @@ async fn hostile_http_matrix() {
         "bad_signature",
     );
     assert_eq!(v["line"], 3);
+    // The same in a request large enough for its handler to batch-verify it (32
+    // entries or more) instead of the sequencer: line 37 of 40 is forged.
+    let mut large = Vec::new();
+    for n in 300..340 {
+        let e = acme.entry(n);
+        if n == 336 {
+            large.extend(mutate(&e, |v| v["signature"] = json!(other.signature)));
+            large.push(b'\n');
+        } else {
+            large.extend(ndjson(&[e]));
+        }
+    }
+    let v = post_ndjson(&log, large).await.expect_error(
+        "40-line NDJSON with a forged line",
+        422,
+        "bad_signature",
+    );
+    assert_eq!(v["line"], 37);
     state_unchanged(&log, &mut seen, "NDJSON limits").await;
 
     // ---------------------------------------------------------------- registry

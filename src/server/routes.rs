@@ -666,8 +666,9 @@ impl KeyMemo {
 }
 
 /// The rest of an entry's checks, given its signed message (`candor-entry/v1\n ‖
-/// JCS(entry)`): the signature's form (the sequencer batch-verifies it) and the
-/// entry hash, SHA-256 of that same message.
+/// JCS(entry)`): the signature's form (it is batch-verified with its request's
+/// entries or, for small requests, by the sequencer) and the entry hash, SHA-256 of
+/// that same message.
 fn finish_validation(
     signed: SignedEntry,
     message: Vec<u8>,
@@ -697,6 +698,7 @@ fn finish_validation(
         key,
         change,
         line: None,
+        verified: false,
     })
 }
 
@@ -727,25 +729,9 @@ impl AppState {
         let items = if rate_limited && self.rate_limiter.is_some() {
             // Signatures are checked before a company's bucket is charged, so that
             // anyone forging entries in its name cannot use up its allowance
-            // (SECURITY.md, "Rate limits"). The sequencer checks them again.
-            blocking(move || {
-                for it in &items {
-                    if let Err(e) =
-                        crate::ed25519_strict::verify(&it.key, &it.message, &it.signature)
-                    {
-                        let err = ApiError::BadSignature(format!(
-                            "the signature by key {} does not verify over the entry: {e}",
-                            it.signed.key_id
-                        ));
-                        return Err(match it.line {
-                            Some(line) => err.at_line(line),
-                            None => err,
-                        });
-                    }
-                }
-                Ok(items)
-            })
-            .await?
+            // (SECURITY.md, "Rate limits"). The sequencer does not check them again.
+            let mut items = items;
+            blocking(move || sequencer::verify_submission(&mut items, 1).map(|()| items)).await?
         } else {
             items
         };
@@ -867,6 +853,7 @@ async fn post_entries(State(app): State<App>, req: Request) -> Result<Response, 
                         "the NDJSON request holds no entries".into(),
                     ));
                 }
+                sequencer::verify_submission(&mut items, sequencer::VERIFY_IN_HANDLER_MIN)?;
                 Ok(items)
             })
             .await?;
