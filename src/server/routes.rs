@@ -862,9 +862,11 @@ async fn post_entries(State(app): State<App>, req: Request) -> Result<Response, 
                 Ok(r) => r,
                 Err(pending) => return Ok(pending),
             };
-            let mut out = Vec::new();
+            // One receipt per line, in RFC 8785 form: its writer scans strings a word
+            // at a time, and a receipt is mostly long base64 strings.
+            let mut out = Vec::with_capacity(receipts.len() * 3072);
             for r in receipts {
-                serde_json::to_writer(&mut out, &r)
+                crate::jcs::to_canonical_into(&r, &mut out)
                     .map_err(|e| ApiError::Internal(e.to_string()))?;
                 out.push(b'\n');
             }
