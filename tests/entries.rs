@@ -797,13 +797,21 @@ fn leaf_must_be_canonical() {
     let mut trailing = bytes.clone();
     trailing.push(b'\n');
     assert!(Leaf::parse(&trailing).is_err());
-    // Same members, different order.
+    // Same members, different order: the signature moved to the front.
     let text = String::from_utf8(bytes.clone()).unwrap();
-    let reordered = text.replacen("{\"entry\":", "{\"signature\":\"x\",\"entry\":", 1);
+    let at = text.find(",\"signature\":").unwrap();
+    let reordered = format!("{{{},{}}}", &text[at + 1..text.len() - 1], &text[1..at]);
+    assert_eq!(reordered.len(), text.len());
     assert_eq!(
         Leaf::parse(reordered.as_bytes()),
         Err(EntryError::NotCanonical)
     );
+    // A duplicate member is a syntax fault (RFC 8785 takes I-JSON input).
+    let duplicated = text.replacen("{\"entry\":", "{\"signature\":\"x\",\"entry\":", 1);
+    assert!(matches!(
+        Leaf::parse(duplicated.as_bytes()),
+        Err(EntryError::Json(m)) if m.contains("duplicate member name \"signature\"")
+    ));
     // Canonical but invalid: a bad logged_at is still named.
     let mut v: Value = serde_json::from_slice(&bytes).unwrap();
     v["logged_at"] = json!("2026-11-29T05:31:41.5Z");

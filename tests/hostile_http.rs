@@ -283,6 +283,11 @@ async fn hostile_http_matrix() {
         ("trailing garbage", [valid.as_slice(), b"}"].concat()),
         ("not JSON", b"entry=1".to_vec()),
         ("bare comma", b"{,}".to_vec()),
+        // The key_id again, first, with another value (I-JSON: names are unique).
+        (
+            "duplicate member",
+            [b"{\"key_id\":\"00000000\",".as_slice(), &valid[1..]].concat(),
+        ),
     ] {
         post_json(&log, body)
             .await

@@ -1,13 +1,14 @@
 //! Field readers and validators shared by the entry kinds.
 //!
-//! Entries are parsed from a `serde_json::Value` by hand rather than by derived
+//! Entries are parsed from a [`Json`] tree by hand rather than by derived
 //! `Deserialize`, so every error names the exact field path (`criteria[2].effect`)
 //! and the precise problem (spec/entries.md, "Errors").
 
 use super::EntryError;
+use super::json::Json;
 use crate::hash::Hash;
 use crate::jcs::MAX_SAFE_INTEGER;
-use serde_json::{Map, Value};
+use std::borrow::Cow;
 use std::rc::Rc;
 
 /// Defines a closed vocabulary: a fieldless enum with its JSON names.
@@ -77,23 +78,27 @@ pub(crate) fn join(base: &str, name: &str) -> String {
 /// A JSON object being read; unknown members are rejected up front so a misspelled
 /// field is reported as unknown rather than as the missing correct one.
 pub(crate) struct Obj<'a> {
-    map: &'a Map<String, Value>,
+    members: &'a [(Cow<'a, str>, Json<'a>)],
     /// Shared by the object's fields, which join their name to it only for an error.
     path: Rc<str>,
 }
 
 impl<'a> Obj<'a> {
-    pub fn new(v: &'a Value, path: &str, allowed: &[&str]) -> Result<Obj<'a>, EntryError> {
-        let map = match v {
-            Value::Object(m) => m,
-            _ => return Err(wrong_type(path, "an object", v)),
-        };
+    pub fn new(v: &'a Json<'a>, path: &str, allowed: &[&str]) -> Result<Obj<'a>, EntryError> {
+        let members = v
+            .as_object()
+            .ok_or_else(|| wrong_type(path, "an object", v))?;
         // Report the first unknown member in a stable (sorted) order.
-        if let Some(k) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        if let Some(k) = members
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| !allowed.contains(&k.as_ref()))
+            .min()
+        {
             return Err(EntryError::UnknownField(join(path, k)));
         }
         Ok(Obj {
-            map,
+            members,
             path: Rc::from(path),
         })
     }
@@ -111,18 +116,21 @@ impl<'a> Obj<'a> {
     /// An optional member. `null` is not a way to omit one: it is reported as the
     /// wrong type, so that every entry has exactly one JSON form.
     pub fn opt(&self, name: &str) -> Option<Field<'a>> {
-        self.map.get_key_value(name).map(|(k, v)| Field {
-            v,
-            parent: self.path.clone(),
-            at: At::Member(k),
-        })
+        self.members
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(k, v)| Field {
+                v,
+                parent: self.path.clone(),
+                at: At::Member(k),
+            })
     }
 }
 
 /// One member value, with where it sits. Its path is spelled out only when an error
 /// names it: building a string per field cost more than checking most fields.
 pub(crate) struct Field<'a> {
-    pub v: &'a Value,
+    pub v: &'a Json<'a>,
     parent: Rc<str>,
     at: At<'a>,
 }
@@ -135,22 +143,11 @@ enum At<'a> {
     Element(usize),
 }
 
-pub(crate) fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-fn wrong_type(path: &str, expected: &'static str, v: &Value) -> EntryError {
+fn wrong_type(path: &str, expected: &'static str, v: &Json) -> EntryError {
     EntryError::WrongType {
         field: path.to_string(),
         expected,
-        found: type_name(v),
+        found: v.type_name(),
     }
 }
 
@@ -163,7 +160,7 @@ pub(crate) fn invalid(path: &str, reason: impl Into<String>) -> EntryError {
 
 impl<'a> Field<'a> {
     /// A value whose path is `path`.
-    pub fn at(v: &'a Value, path: &str) -> Field<'a> {
+    pub fn at(v: &'a Json<'a>, path: &str) -> Field<'a> {
         Field {
             v,
             parent: Rc::from(path),
@@ -202,7 +199,7 @@ impl<'a> Field<'a> {
     /// A non-negative integer ≤ 2^53−1 (the JCS-safe range).
     pub fn u64(&self) -> Result<u64, EntryError> {
         match self.v {
-            Value::Number(n) => match n.as_u64() {
+            Json::Number(n) => match n.as_u64() {
                 Some(u) if u <= MAX_SAFE_INTEGER => Ok(u),
                 Some(u) => Err(invalid(&self.path(), format!("{u} is above 2^53−1"))),
                 None if n.is_i64() => Err(invalid(&self.path(), format!("{n} is negative"))),
@@ -267,7 +264,8 @@ impl<'a> Field<'a> {
         for f in self.array(min, T::NAMES.len())? {
             let v = f.vocab::<T>()?;
             if out.contains(&v) {
-                return Err(invalid(&f.path(), format!("{:?} is listed twice", f.v)));
+                let name = f.str()?;
+                return Err(invalid(&f.path(), format!("{name:?} is listed twice")));
             }
             out.push(v);
         }

@@ -450,11 +450,17 @@ impl DataPurchase {
 }
 
 fn parse_registry_ids(f: &Field) -> Result<BTreeMap<String, String>, EntryError> {
-    let map = f.v.as_object().ok_or_else(|| EntryError::WrongType {
-        field: f.path(),
-        expected: "an object",
-        found: super::fields::type_name(f.v),
-    })?;
+    let mut map: Vec<_> =
+        f.v.as_object()
+            .ok_or_else(|| EntryError::WrongType {
+                field: f.path(),
+                expected: "an object",
+                found: f.v.type_name(),
+            })?
+            .iter()
+            .collect();
+    // Checked in name order, so the first fault reported does not depend on layout.
+    map.sort_by(|a, b| a.0.cmp(&b.0));
     if map.is_empty() || map.len() > MAX_REGISTRY_IDS {
         return Err(invalid(
             &f.path(),
@@ -476,7 +482,7 @@ fn parse_registry_ids(f: &Field) -> Result<BTreeMap<String, String>, EntryError>
             ));
         }
         let value = Field::at(v, &path).text(MAX_REGISTRY_VALUE)?;
-        out.insert(k.clone(), value);
+        out.insert(k.to_string(), value);
     }
     Ok(out)
 }

@@ -2,11 +2,12 @@
 //! (RFC 8785), company signatures, the submission ([`SignedEntry`]) and the leaf
 //! stored in the log ([`Leaf`]).
 //!
-//! Entries are parsed by hand from `serde_json::Value` so that every error names the
+//! Entries are parsed by hand from a JSON tree ([`json::Json`]) so that every error names the
 //! exact field path; `Serialize` is derived and, for every valid entry, produces
 //! exactly the JSON it was parsed from (checked on every parse).
 
 mod fields;
+pub mod json;
 mod kinds;
 pub mod samples;
 
@@ -19,6 +20,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use fields::{Obj, invalid, join};
+use json::Json;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
@@ -95,23 +97,24 @@ pub enum Entry {
 impl Entry {
     /// Parses and validates an entry from JSON, with precise, path-naming errors.
     pub fn parse_value(v: &Value) -> Result<Entry, EntryError> {
-        Entry::parse_at(v, "")
+        Entry::parse_at(&Json::from_value(v), "")
     }
 
     /// Parses an entry from a JSON document of at most [`MAX_SUBMISSION_BYTES`].
     pub fn parse_json(bytes: &[u8]) -> Result<Entry, EntryError> {
-        Entry::parse_value(&json_body(bytes, MAX_SUBMISSION_BYTES, "entry")?)
+        let text = json_text(bytes, MAX_SUBMISSION_BYTES, "entry")?;
+        Entry::parse_at(&parse_text(text)?, "")
     }
 
     /// `path` is where the entry sits (`""` at top level, `"entry"` inside a
     /// submission or leaf) so nested errors read e.g. `entry.criteria[2].effect`.
-    fn parse_at(v: &Value, path: &str) -> Result<Entry, EntryError> {
+    fn parse_at(v: &Json, path: &str) -> Result<Entry, EntryError> {
         Entry::parse_into(v, path, &mut Vec::new())
     }
 
     /// [`Entry::parse_at`], appending the entry's canonical bytes to `out`: they are
     /// computed once, here, and the signed message and entry hash reuse them.
-    fn parse_into(v: &Value, path: &str, out: &mut Vec<u8>) -> Result<Entry, EntryError> {
+    fn parse_into(v: &Json, path: &str, out: &mut Vec<u8>) -> Result<Entry, EntryError> {
         let kind_path = join(path, "kind");
         let obj = v.as_object().ok_or_else(|| EntryError::WrongType {
             field: if path.is_empty() {
@@ -120,16 +123,16 @@ impl Entry {
                 path.into()
             },
             expected: "an object",
-            found: fields::type_name(v),
+            found: v.type_name(),
         })?;
-        let kind = match obj.get("kind") {
+        let kind = match obj.iter().find(|(k, _)| k == "kind").map(|(_, v)| v) {
             None => return Err(EntryError::MissingField(kind_path)),
-            Some(Value::String(s)) => s.as_str(),
+            Some(Json::Str(s)) => s.as_ref(),
             Some(other) => {
                 return Err(EntryError::WrongType {
                     field: kind_path,
                     expected: "a string",
-                    found: fields::type_name(other),
+                    found: other.type_name(),
                 });
             }
         };
@@ -162,7 +165,7 @@ impl Entry {
             });
         }
         debug_assert_eq!(
-            jcs::canonicalize(v).ok().as_deref(),
+            jcs::canonicalize(&v.to_value()).ok().as_deref(),
             Some(&out[from..]),
             "the typed parse lost or changed a member"
         );
@@ -230,8 +233,8 @@ impl Entry {
 
 impl<'de> Deserialize<'de> for Entry {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
-        Entry::parse_value(&v).map_err(serde::de::Error::custom)
+        let v = Json::deserialize(d)?;
+        Entry::parse_at(&v, "").map_err(serde::de::Error::custom)
     }
 }
 
@@ -277,7 +280,8 @@ impl SignedEntry {
     /// every rule of spec/entries.md with path-naming errors. Does not verify the
     /// signature (the caller knows the keys).
     pub fn parse_json(bytes: &[u8]) -> Result<SignedEntry, EntryError> {
-        SignedEntry::parse_value(&json_body(bytes, MAX_SUBMISSION_BYTES, "submission")?)
+        let text = json_text(bytes, MAX_SUBMISSION_BYTES, "submission")?;
+        SignedEntry::parse_value_into(&parse_text(text)?, &mut Vec::new())
     }
 
     /// [`SignedEntry::parse_json`] that also returns the signed message
@@ -285,7 +289,7 @@ impl SignedEntry {
     /// once: what the log needs to verify the signature, hash the entry
     /// ([`entry_hash_of_message`]) and build the leaf ([`Leaf::bytes_from_message`]).
     pub fn parse_json_with_message(bytes: &[u8]) -> Result<(SignedEntry, Vec<u8>), EntryError> {
-        let v = json_body(bytes, MAX_SUBMISSION_BYTES, "submission")?;
+        let v = parse_text(json_text(bytes, MAX_SUBMISSION_BYTES, "submission")?)?;
         let mut message = Vec::with_capacity(bytes.len() + ENTRY_SIGNATURE_TAG.len());
         message.extend_from_slice(ENTRY_SIGNATURE_TAG);
         let signed = SignedEntry::parse_value_into(&v, &mut message)?;
@@ -294,10 +298,10 @@ impl SignedEntry {
 
     /// Parses a submission from JSON.
     pub fn parse_value(v: &Value) -> Result<SignedEntry, EntryError> {
-        SignedEntry::parse_value_into(v, &mut Vec::new())
+        SignedEntry::parse_value_into(&Json::from_value(v), &mut Vec::new())
     }
 
-    fn parse_value_into(v: &Value, canonical: &mut Vec<u8>) -> Result<SignedEntry, EntryError> {
+    fn parse_value_into(v: &Json, canonical: &mut Vec<u8>) -> Result<SignedEntry, EntryError> {
         let o = Obj::new(v, "", &["entry", "key_id", "signature"])?;
         let entry = Entry::parse_into(o.req("entry")?.v, "entry", canonical)?;
         let key_id = o.req("key_id")?.str()?.to_string();
@@ -314,8 +318,8 @@ impl SignedEntry {
 
 impl<'de> Deserialize<'de> for SignedEntry {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Value::deserialize(d)?;
-        SignedEntry::parse_value(&v).map_err(serde::de::Error::custom)
+        let v = Json::deserialize(d)?;
+        SignedEntry::parse_value_into(&v, &mut Vec::new()).map_err(serde::de::Error::custom)
     }
 }
 
@@ -416,8 +420,8 @@ impl Leaf {
     /// [`Leaf::parse`] that also returns the entry's signed message, canonicalising
     /// the entry once: what a verifier needs to check the signature.
     pub fn parse_with_message(bytes: &[u8]) -> Result<(Leaf, Vec<u8>), EntryError> {
-        let v = json_body(bytes, MAX_LEAF_BYTES, "leaf")?;
-        let (leaf, message) = Leaf::parse_value_with_message(&v)?;
+        let v = parse_text(json_text(bytes, MAX_LEAF_BYTES, "leaf")?)?;
+        let (leaf, message) = Leaf::parse_json_with_message(&v)?;
         if !leaf.is_canonical_form_of(&message, bytes) {
             return Err(EntryError::NotCanonical);
         }
@@ -440,6 +444,11 @@ impl Leaf {
     /// [`Leaf::parse`] except that the leaf bytes are canonical, which the caller, who
     /// holds the bytes, checks (as the monitor does before it parses).
     pub fn parse_value_with_message(v: &Value) -> Result<(Leaf, Vec<u8>), EntryError> {
+        Leaf::parse_json_with_message(&Json::from_value(v))
+    }
+
+    /// [`Leaf::parse_value_with_message`] over a [`Json`] tree.
+    pub fn parse_json_with_message(v: &Json) -> Result<(Leaf, Vec<u8>), EntryError> {
         let mut message = Vec::with_capacity(1024);
         message.extend_from_slice(ENTRY_SIGNATURE_TAG);
         let o = Obj::new(v, "", &["entry", "key_id", "logged_at", "signature"])?;
@@ -522,8 +531,8 @@ pub fn verify_batch_parallel(
     .collect()
 }
 
-/// Size limit, UTF-8 and JSON syntax of a body.
-fn json_body(bytes: &[u8], max: usize, what: &str) -> Result<Value, EntryError> {
+/// Size limit and UTF-8 of a body.
+fn json_text<'a>(bytes: &'a [u8], max: usize, what: &str) -> Result<&'a str, EntryError> {
     if bytes.len() > max {
         return Err(EntryError::TooLarge {
             field: what.into(),
@@ -531,8 +540,12 @@ fn json_body(bytes: &[u8], max: usize, what: &str) -> Result<Value, EntryError> 
             max,
         });
     }
-    let text = std::str::from_utf8(bytes).map_err(|e| EntryError::NotUtf8(e.valid_up_to()))?;
-    serde_json::from_str(text).map_err(|e| EntryError::Json(e.to_string()))
+    std::str::from_utf8(bytes).map_err(|e| EntryError::NotUtf8(e.valid_up_to()))
+}
+
+/// JSON syntax of a body (duplicate member names included, [`json`]).
+fn parse_text(text: &str) -> Result<Json<'_>, EntryError> {
+    Json::parse(text).map_err(|e| EntryError::Json(e.to_string()))
 }
 
 fn decode_key_id(field: &str, s: &str) -> Result<[u8; 4], EntryError> {

@@ -13,13 +13,13 @@
 use super::findings::{Finding, Kind, Severity};
 use super::policy::{EntryContext, Policy};
 use super::state::{AuditPoint, EntrySummary, IndexBatch, StateDir, StateError};
+use crate::entry::json::Json;
 use crate::entry::{Entry, KeyAction, Leaf};
 use crate::hash::Hash;
 use crate::note::VerifierKey;
 use base64::Engine;
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -53,12 +53,12 @@ impl CompanyKeys {
 
 /// A cheap test for "this leaf claims to be a Candor leaf": a JSON object with
 /// `entry` and `logged_at` members. Only such leaves are held to Candor's rules.
-pub fn looks_like_candor_leaf(bytes: &[u8]) -> Option<Value> {
+pub fn looks_like_candor_leaf(bytes: &[u8]) -> Option<Json<'_>> {
     if bytes.first() != Some(&b'{') {
         return None;
     }
-    let v: Value = serde_json::from_slice(bytes).ok()?;
-    (v.get("entry").is_some_and(Value::is_object) && v.get("logged_at").is_some()).then_some(v)
+    let v = Json::parse(std::str::from_utf8(bytes).ok()?).ok()?;
+    (v.get("entry").is_some_and(Json::is_object) && v.get("logged_at").is_some()).then_some(v)
 }
 
 /// What the chunk checker needs besides the entries.
@@ -184,12 +184,12 @@ impl Checker<'_> {
         // A leaf refused before it parses: name its company and time as far as the
         // raw JSON tells them.
         let reject = |kind: Kind, message: String| {
-            let hint = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_owned();
+            let hint = |v: Option<&Json>| v.and_then(Json::as_str).unwrap_or("").to_owned();
             Prepared::Rejected(Box::new(self.entry_finding(
                 kind,
                 Severity::High,
                 index,
-                &hint(value["entry"].get("company")),
+                &hint(value.get("entry").and_then(|e| e.get("company"))),
                 &hint(value.get("logged_at")),
                 message,
             )))
@@ -198,10 +198,10 @@ impl Checker<'_> {
         // that parses is checked for canonical form against its rebuilt bytes, one
         // that does not by canonicalising it, so non-canonical bytes are reported as
         // such first either way.
-        let parsed = Leaf::parse_value_with_message(&value);
+        let parsed = Leaf::parse_json_with_message(&value);
         let canonical = match &parsed {
             Ok((leaf, message)) => leaf.is_canonical_form_of(message, bytes),
-            Err(_) => crate::jcs::canonicalize(&value).is_ok_and(|c| c == bytes),
+            Err(_) => crate::jcs::canonicalize(&value.to_value()).is_ok_and(|c| c == bytes),
         };
         if !canonical {
             return reject(
@@ -220,7 +220,10 @@ impl Checker<'_> {
                 );
             }
         };
-        let entry_json = &value["entry"];
+        let Some(entry_json) = value.get("entry") else {
+            // Unreachable: looks_like_candor_leaf checked it is there.
+            return Prepared::Opaque;
+        };
         let company = leaf.entry.company();
         let logged_at = leaf.logged_at.as_str();
         let signature = base64::engine::general_purpose::STANDARD
@@ -238,7 +241,7 @@ impl Checker<'_> {
         let s = |name: &str| {
             entry_json
                 .get(name)
-                .and_then(Value::as_str)
+                .and_then(Json::as_str)
                 .map(str::to_owned)
         };
         let summary = EntrySummary {
@@ -250,19 +253,19 @@ impl Checker<'_> {
             seller: entry_json
                 .get("seller")
                 .and_then(|x| x.get("name"))
-                .and_then(Value::as_str)
+                .and_then(Json::as_str)
                 .map(str::to_owned),
             categories: entry_json
                 .get("categories")
-                .and_then(Value::as_array)
+                .and_then(Json::as_array)
                 .map(|a| {
                     a.iter()
-                        .filter_map(Value::as_str)
+                        .filter_map(Json::as_str)
                         .map(str::to_owned)
                         .collect()
                 })
                 .unwrap_or_default(),
-            records: entry_json.get("records").and_then(Value::as_u64),
+            records: entry_json.get("records").and_then(Json::as_u64),
         };
         let day = parse_time(logged_at).map(days_since_epoch);
         let cited = cited_purchases(entry_json);
@@ -617,8 +620,8 @@ impl Checker<'_> {
 
 /// The purchases an entry cites under `data_sources[].purchase`, (index, leaf hash),
 /// in order. A malformed reference is skipped: the schema check reported it.
-fn cited_purchases(entry_json: &Value) -> Vec<(u64, Hash)> {
-    let Some(sources) = entry_json.get("data_sources").and_then(Value::as_array) else {
+fn cited_purchases(entry_json: &Json) -> Vec<(u64, Hash)> {
+    let Some(sources) = entry_json.get("data_sources").and_then(Json::as_array) else {
         return Vec::new();
     };
     sources
@@ -626,9 +629,9 @@ fn cited_purchases(entry_json: &Value) -> Vec<(u64, Hash)> {
         .filter_map(|src| {
             let r = src.get("purchase")?;
             Some((
-                r.get("index").and_then(Value::as_u64)?,
+                r.get("index").and_then(Json::as_u64)?,
                 r.get("leaf_hash")
-                    .and_then(Value::as_str)
+                    .and_then(Json::as_str)
                     .and_then(Hash::from_hex)?,
             ))
         })

@@ -6,8 +6,8 @@
 //! the leaf), so they depend only on the field names of spec/entries.md.
 
 use super::findings::{Finding, Kind, Severity};
+use crate::entry::json::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -280,16 +280,16 @@ pub struct EntryContext<'a> {
     pub logged_at: &'a str,
 }
 
-fn str_field<'a>(v: &'a Value, name: &str) -> Option<&'a str> {
-    v.get(name).and_then(Value::as_str)
+fn str_field<'a>(v: &'a Json, name: &str) -> Option<&'a str> {
+    v.get(name).and_then(Json::as_str)
 }
 
-fn is_blank(v: Option<&Value>) -> bool {
+fn is_blank(v: Option<&Json>) -> bool {
     match v {
-        None | Some(Value::Null) => true,
-        Some(Value::String(s)) => s.trim().is_empty() || s == "none",
-        Some(Value::Array(a)) => a.is_empty(),
-        Some(Value::Object(o)) => o.is_empty(),
+        None | Some(Json::Null) => true,
+        Some(Json::Str(s)) => s.trim().is_empty() || s == "none",
+        Some(Json::Array(a)) => a.is_empty(),
+        Some(Json::Object(o)) => o.is_empty(),
         _ => false,
     }
 }
@@ -310,7 +310,7 @@ fn finding(
 impl Policy {
     /// The content checks on one entry (its JSON object): no legal basis, no data
     /// source, profiling on legitimate interests, sensitive purchases.
-    pub fn check_content(&self, entry: &Value, ctx: &EntryContext<'_>) -> Vec<Finding> {
+    pub fn check_content(&self, entry: &Json, ctx: &EntryContext<'_>) -> Vec<Finding> {
         let mut out = Vec::new();
         let company = str_field(entry, "company").unwrap_or("");
         let kind = str_field(entry, "kind").unwrap_or("");
@@ -350,12 +350,12 @@ impl Policy {
                 }
                 // "No data source": none named, or purchased data used (a
                 // purchased_list criterion) with no purchase among the sources.
-                let sources = entry.get("data_sources").and_then(Value::as_array);
+                let sources = entry.get("data_sources").and_then(Json::as_array);
                 let no_sources = is_blank(entry.get("data_sources"));
                 let uses_purchased =
                     entry
                         .get("criteria")
-                        .and_then(Value::as_array)
+                        .and_then(Json::as_array)
                         .is_some_and(|c| {
                             c.iter()
                                 .any(|c| str_field(c, "type") == Some("purchased_list"))
@@ -384,7 +384,7 @@ impl Policy {
                 let p = &self.profiling_on_legitimate_interests;
                 if p.enabled && legal_basis == "legitimate_interests" {
                     let mut why = Vec::new();
-                    if let Some(criteria) = entry.get("criteria").and_then(Value::as_array) {
+                    if let Some(criteria) = entry.get("criteria").and_then(Json::as_array) {
                         for c in criteria {
                             let t = str_field(c, "type").unwrap_or("");
                             let include = str_field(c, "effect").is_none_or(|e| e == "include");
@@ -423,8 +423,8 @@ impl Policy {
                 if p.enabled && legal_basis == "legitimate_interests" {
                     let purposes: Vec<&str> = entry
                         .get("purposes")
-                        .and_then(Value::as_array)
-                        .map(|a| a.iter().filter_map(Value::as_str).collect())
+                        .and_then(Json::as_array)
+                        .map(|a| a.iter().filter_map(Json::as_str).collect())
                         .unwrap_or_default();
                     let hits: Vec<&str> = purposes
                         .into_iter()
@@ -447,8 +447,8 @@ impl Policy {
                 let s = &self.sensitive_purchase;
                 if s.enabled {
                     let mut what = sensitive_flags(entry.get("sensitive"));
-                    if let Some(cats) = entry.get("categories").and_then(Value::as_array) {
-                        for c in cats.iter().filter_map(Value::as_str) {
+                    if let Some(cats) = entry.get("categories").and_then(Json::as_array) {
+                        for c in cats.iter().filter_map(Json::as_str) {
                             if s.categories.iter().any(|x| x == c) && !what.iter().any(|w| w == c) {
                                 what.push(c.to_owned());
                             }
@@ -488,18 +488,18 @@ fn matches_keyword(text: &str, keywords: &[String]) -> bool {
 
 /// The special categories a `sensitive` member declares: an array of names, an
 /// object of name → true, or a plain `true`.
-fn sensitive_flags(v: Option<&Value>) -> Vec<String> {
+fn sensitive_flags(v: Option<&Json>) -> Vec<String> {
     match v {
-        Some(Value::Bool(true)) => vec!["sensitive".into()],
-        Some(Value::Array(a)) => a
+        Some(Json::Bool(true)) => vec!["sensitive".into()],
+        Some(Json::Array(a)) => a
             .iter()
-            .filter_map(Value::as_str)
+            .filter_map(Json::as_str)
             .map(str::to_owned)
             .collect(),
-        Some(Value::Object(o)) => o
+        Some(Json::Object(o)) => o
             .iter()
-            .filter(|(_, v)| matches!(v, Value::Bool(true)))
-            .map(|(k, _)| k.clone())
+            .filter(|(_, v)| matches!(v, Json::Bool(true)))
+            .map(|(k, _)| k.to_string())
             .collect(),
         _ => Vec::new(),
     }
@@ -605,21 +605,26 @@ mod tests {
         let mut e = json!({"kind":"targeting_decision","company":"a.example","legal_basis":"legitimate_interests",
             "criteria":[{"type":"interests","rule":"x","effect":"include"}],"data_sources":[{"type":"first_party"}],"consent_ref":"c1",
             "campaign":{"purpose":"newsletter"}});
-        let f = p.check_content(&e, &ctx());
+        let f = p.check_content(&Json::from_value(&e), &ctx());
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].kind, Kind::ProfilingOnLegitimateInterests);
         e["legal_basis"] = json!("consent");
-        assert!(p.check_content(&e, &ctx()).is_empty());
+        assert!(p.check_content(&Json::from_value(&e), &ctx()).is_empty());
     }
 
     #[test]
     fn sensitive_forms() {
-        assert_eq!(sensitive_flags(Some(&json!(["health"]))), vec!["health"]);
         assert_eq!(
-            sensitive_flags(Some(&json!({"health": true, "religion": false}))),
+            sensitive_flags(Some(&Json::from_value(&json!(["health"])))),
             vec!["health"]
         );
-        assert!(sensitive_flags(Some(&json!([]))).is_empty());
+        assert_eq!(
+            sensitive_flags(Some(&Json::from_value(
+                &json!({"health": true, "religion": false})
+            ))),
+            vec!["health"]
+        );
+        assert!(sensitive_flags(Some(&Json::from_value(&json!([])))).is_empty());
     }
 
     #[test]
