@@ -20,8 +20,9 @@ impl Hash {
 
     /// Parses lower- or upper-case hex.
     pub fn from_hex(s: &str) -> Option<Hash> {
-        let bytes = hex::decode(s).ok()?;
-        Hash::from_slice(&bytes)
+        let mut out = [0u8; HASH_SIZE];
+        hex::decode_to_slice(s, &mut out).ok()?;
+        Some(Hash(out))
     }
 
     pub fn from_slice(bytes: &[u8]) -> Option<Hash> {

@@ -316,8 +316,15 @@ fn text_problem(s: &str, max: usize) -> Option<String> {
     if s.len() > max {
         return Some(format!("is {} bytes; at most {max} allowed", s.len()));
     }
-    s.chars()
-        .find(|c| c.is_control())
+    // Cc is U+0000–U+001F and U+007F–U+009F: in UTF-8, a byte below 0x20, 0x7F, or
+    // 0xC2 followed by 0x80–0x9F. A byte scan finds them without decoding the text.
+    let b = s.as_bytes();
+    let at = b.iter().enumerate().position(|(i, &c)| {
+        c < 0x20 || c == 0x7f || (c == 0xc2 && matches!(b.get(i + 1), Some(0x80..=0x9f)))
+    })?;
+    s[at..]
+        .chars()
+        .next()
         .map(|c| format!("contains control character U+{:04X}", c as u32))
 }
 
@@ -400,5 +407,33 @@ pub(crate) fn check_opt_out(path: &str, s: &str) -> Result<(), EntryError> {
             path,
             format!("{s:?} must start with https:// or mailto:"),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The byte scan flags exactly the characters `char::is_control` does (Cc), at
+    /// any position, among neighbours of every UTF-8 length.
+    #[test]
+    fn control_scan_matches_is_control() {
+        let samples = (0u32..0x900)
+            .chain([0x2028, 0xfeff, 0x1_f600, 0x10_ffff])
+            .filter_map(char::from_u32);
+        for c in samples {
+            for text in [format!("{c}"), format!("aé{c}z"), format!("😀{c}\u{85}")] {
+                let expect = text.chars().find(|c| c.is_control());
+                let got = text_problem(&text, 100);
+                match expect {
+                    Some(cc) => assert_eq!(
+                        got,
+                        Some(format!("contains control character U+{:04X}", cc as u32)),
+                        "{text:?}"
+                    ),
+                    None => assert_eq!(got, None, "{text:?}"),
+                }
+            }
+        }
     }
 }
