@@ -5,8 +5,10 @@
 //! takes them in batches, by size (`--batch-size`) and by time (`--batch-delay-ms`), and
 //! for each batch, in this order:
 //!
-//! 1. verifies every company signature with one Ed25519 batch verification, falling
-//!    back to single verification to find the culprits when the batch fails;
+//! 1. verifies every company signature not yet verified (requests of
+//!    [`VERIFY_IN_HANDLER_MIN`] entries or more were, by their handler) with one Ed25519
+//!    batch verification, falling back to single verification to find the culprits
+//!    when the batch fails;
 //! 2. re-checks each key against the registry (a revocation may have landed since the
 //!    submission was accepted) and each registry change against the registry;
 //! 3. deduplicates by entry hash, within the batch and against the store;
@@ -15,8 +17,9 @@
 //!    that checkpoint included, in ONE atomic, fsync'd store batch (with witnesses the
 //!    checkpoint is signed only after this commit and stored once cosigned:
 //!    witnessing.rs);
-//! 6. only then publishes the checkpoint and answers every waiting submitter with its
-//!    receipt.
+//! 6. only then publishes the checkpoint, and hands the batch to a [`ReplyJob`] that
+//!    builds the receipts and answers every waiting submitter while the next batch is
+//!    sequenced.
 //!
 //! A submission (one JSON entry, or one NDJSON request) is all-or-nothing: if any of its
 //! entries is refused, none of them is logged. A checkpoint leaves the sequencer (to
@@ -511,15 +514,18 @@ impl Core {
         Ok(())
     }
 
-    /// Sequences one batch of submissions and answers each of them.
-    pub fn process(&mut self, subs: Vec<Submission>) {
+    /// Sequences one batch of submissions. A submission refused outright is answered
+    /// here; the rest are answered by the returned job, which the caller runs off the
+    /// sequencer's serial path ([`ReplyJob::run`]): the batch is durable and its
+    /// checkpoint published by then, so the next batch need not wait for receipts.
+    pub fn process(&mut self, subs: Vec<Submission>) -> Option<ReplyJob> {
         let metrics = self.shared.metrics.clone();
         if let Err(e) = self.catch_up() {
             metrics.store_errors_total.fetch_add(1, Ordering::Relaxed);
             for s in subs {
                 answer(&metrics, s, Err(ApiError::Unavailable(e.clone())));
             }
-            return;
+            return None;
         }
         let bad = verify_signatures(&subs);
         let stored = self.lookup_stored(&subs);
@@ -669,7 +675,7 @@ impl Core {
                     let _ = self.recover();
                     let why = format!("the log could not store this batch; retry: {e}");
                     answer_unavailable(&metrics, subs, placed, &why);
-                    return;
+                    return None;
                 }
             }
             // With witnesses: durable, so now sign the new size and offer it to them.
@@ -680,7 +686,7 @@ impl Core {
                     "the entries are stored but their checkpoint could not be; resubmit to get a receipt: {e}"
                 );
                 answer_unavailable(&metrics, subs, placed, &why);
-                return;
+                return None;
             }
         }
         metrics
@@ -698,101 +704,18 @@ impl Core {
             Some(signed) => signed,
             None => self.shared.published(),
         };
-        // What the sequencer knows of each new leaf (index base + k), from its
-        // submission and its placement: building its receipt need not parse or hash it.
-        let mut known: Vec<Option<KnownLeaf<'_>>> = vec![None; new_leaves.len()];
-        for (s, p) in subs.iter().zip(&placed) {
-            if let Ok(indices) = p {
-                for (item, &i) in s.items.iter().zip(indices) {
-                    let Some(k) = i.checked_sub(base).map(|k| k as usize) else {
-                        continue;
-                    };
-                    if let Some(slot @ None) = known.get_mut(k) {
-                        *slot = Some(KnownLeaf {
-                            company: item.signed.entry.company(),
-                            key_id: &item.signed.key_id,
-                            company_key: item.change.is_some()
-                                || item.signed.entry.kind() == "company_key",
-                            leaf_hash: new_hashes[k],
-                        });
-                    }
-                }
-            }
-        }
-        let new = NewLeaves {
+        Some(ReplyJob {
+            subs,
+            placed,
             base,
-            leaves: &new_leaves,
-            known: &known,
-        };
-        let replies = self.replies(placed, &new, &written.tiles, &published);
-        drop(known);
-        for (s, reply) in subs.into_iter().zip(replies) {
-            answer(&metrics, s, reply);
-        }
-    }
-
-    /// The replies to a batch's submissions: each placed submission's receipts, in
-    /// order, or why it was refused. The receipts are independent, so they are built
-    /// on all cores, in contiguous runs so that each run's memo (one per thread, all
-    /// against the same checkpoint) serves neighbouring entries, whose proofs share
-    /// most hashes.
-    fn replies(
-        &self,
-        placed: Vec<Result<Vec<u64>, ApiError>>,
-        new: &NewLeaves<'_>,
-        tiles: &BTreeMap<(u8, u64), Vec<u8>>,
-        published: &Published,
-    ) -> Vec<Reply> {
-        let registry = self.shared.registry();
-        let wanted: Vec<u64> = placed
-            .iter()
-            .filter_map(|p| p.as_ref().ok())
-            .flatten()
-            .copied()
-            .collect();
-        let store = &*self.store;
-        let built = crate::par::map_ranges(wanted.len(), MIN_RECEIPTS_PER_THREAD, |run| {
-            let cache = ReceiptCache::default();
-            wanted[run]
-                .iter()
-                .map(|&i| {
-                    let stored;
-                    let (leaf, known): (&[u8], _) = match new.get(i) {
-                        Some(l) => l,
-                        None => {
-                            stored = reader::read_leaf(store, i)
-                                .map_err(|e| ApiError::Internal(e.to_string()))?;
-                            (&stored, None)
-                        }
-                    };
-                    build_receipt_cached(
-                        store,
-                        Some(tiles),
-                        published,
-                        &registry,
-                        i,
-                        leaf,
-                        known,
-                        &cache,
-                    )
-                })
-                .collect::<Vec<_>>()
-        });
-        let mut built = built.into_iter().flatten();
-        placed
-            .into_iter()
-            .map(|p| {
-                p.and_then(|indices| {
-                    // Take exactly this submission's receipts, even past an error.
-                    let mine: Vec<Result<Receipt, ApiError>> =
-                        built.by_ref().take(indices.len()).collect();
-                    if mine.len() != indices.len() {
-                        return Err(ApiError::Internal("a receipt was not built".into()));
-                    }
-                    mine.into_iter().collect()
-                })
-            })
-            .collect()
+            new_leaves,
+            new_hashes,
+            tiles: written.tiles,
+            published,
+            registry: self.shared.registry(),
+            store: self.store.clone(),
+            metrics,
+        })
     }
 
     /// The stored index of every entry hash of the batch that the log holds already,
@@ -1004,6 +927,139 @@ pub struct KnownLeaf<'a> {
     pub company_key: bool,
     /// Its RFC 6962 leaf hash.
     pub leaf_hash: Hash,
+}
+
+/// The answers to one sequenced batch, built off the sequencer's serial path. It
+/// holds everything it reads: the batch's new leaves and tiles, and the checkpoint
+/// and registry as of the batch (later batches only extend the stored tiles, which
+/// the proofs read a prefix of).
+#[must_use = "dropping a ReplyJob leaves its submitters without an answer"]
+pub struct ReplyJob {
+    subs: Vec<Submission>,
+    /// Per submission: the indices of its entries, or why it was refused.
+    placed: Vec<Result<Vec<u64>, ApiError>>,
+    base: u64,
+    new_leaves: Vec<Vec<u8>>,
+    new_hashes: Vec<Hash>,
+    tiles: BTreeMap<(u8, u64), Vec<u8>>,
+    published: Arc<Published>,
+    registry: Arc<Registry>,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+}
+
+impl ReplyJob {
+    /// Builds every receipt and answers every submission of the batch.
+    pub fn run(self) {
+        let ReplyJob {
+            subs,
+            placed,
+            base,
+            new_leaves,
+            new_hashes,
+            tiles,
+            published,
+            registry,
+            store,
+            metrics,
+        } = self;
+        // What the sequencer knows of each new leaf (index base + k), from its
+        // submission and its placement: building its receipt need not parse or hash it.
+        let mut known: Vec<Option<KnownLeaf<'_>>> = vec![None; new_leaves.len()];
+        for (s, p) in subs.iter().zip(&placed) {
+            if let Ok(indices) = p {
+                for (item, &i) in s.items.iter().zip(indices) {
+                    let Some(k) = i.checked_sub(base).map(|k| k as usize) else {
+                        continue;
+                    };
+                    if let (Some(slot @ None), Some(&leaf_hash)) =
+                        (known.get_mut(k), new_hashes.get(k))
+                    {
+                        *slot = Some(KnownLeaf {
+                            company: item.signed.entry.company(),
+                            key_id: &item.signed.key_id,
+                            company_key: item.change.is_some()
+                                || item.signed.entry.kind() == "company_key",
+                            leaf_hash,
+                        });
+                    }
+                }
+            }
+        }
+        let new = NewLeaves {
+            base,
+            leaves: &new_leaves,
+            known: &known,
+        };
+        let replies = replies(&*store, &registry, placed, &new, &tiles, &published);
+        drop(known);
+        for (s, reply) in subs.into_iter().zip(replies) {
+            answer(&metrics, s, reply);
+        }
+    }
+}
+
+/// The replies to a batch's submissions: each placed submission's receipts, in
+/// order, or why it was refused. The receipts are independent, so they are built
+/// on all cores, in contiguous runs so that each run's memo (one per thread, all
+/// against the same checkpoint) serves neighbouring entries, whose proofs share
+/// most hashes.
+fn replies(
+    store: &dyn Store,
+    registry: &Registry,
+    placed: Vec<Result<Vec<u64>, ApiError>>,
+    new: &NewLeaves<'_>,
+    tiles: &BTreeMap<(u8, u64), Vec<u8>>,
+    published: &Published,
+) -> Vec<Reply> {
+    let wanted: Vec<u64> = placed
+        .iter()
+        .filter_map(|p| p.as_ref().ok())
+        .flatten()
+        .copied()
+        .collect();
+    let built = crate::par::map_ranges(wanted.len(), MIN_RECEIPTS_PER_THREAD, |run| {
+        let cache = ReceiptCache::default();
+        wanted[run]
+            .iter()
+            .map(|&i| {
+                let stored;
+                let (leaf, known): (&[u8], _) = match new.get(i) {
+                    Some(l) => l,
+                    None => {
+                        stored = reader::read_leaf(store, i)
+                            .map_err(|e| ApiError::Internal(e.to_string()))?;
+                        (&stored, None)
+                    }
+                };
+                build_receipt_cached(
+                    store,
+                    Some(tiles),
+                    published,
+                    registry,
+                    i,
+                    leaf,
+                    known,
+                    &cache,
+                )
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut built = built.into_iter().flatten();
+    placed
+        .into_iter()
+        .map(|p| {
+            p.and_then(|indices| {
+                // Take exactly this submission's receipts, even past an error.
+                let mine: Vec<Result<Receipt, ApiError>> =
+                    built.by_ref().take(indices.len()).collect();
+                if mine.len() != indices.len() {
+                    return Err(ApiError::Internal("a receipt was not built".into()));
+                }
+                mine.into_iter().collect()
+            })
+        })
+        .collect()
 }
 
 /// A batch's new leaves, at indices `base..`, with what is known of each.
@@ -1241,6 +1297,8 @@ pub async fn run(
 ) {
     let metrics = core.shared.metrics.clone();
     let mut core = Some(core);
+    // Batches being answered while later ones are sequenced.
+    let mut replying: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     loop {
         let first = tokio::select! {
             s = rx.recv() => match s {
@@ -1270,12 +1328,18 @@ pub async fn run(
         }
         let Some(mut c) = core.take() else { break };
         match tokio::task::spawn_blocking(move || {
-            c.process(subs);
-            c
+            let job = c.process(subs);
+            (c, job)
         })
         .await
         {
-            Ok(c) => core = Some(c),
+            Ok((c, job)) => {
+                core = Some(c);
+                if let Some(job) = job {
+                    replying.retain(|h| !h.is_finished());
+                    replying.push(tokio::task::spawn_blocking(move || job.run()));
+                }
+            }
             Err(e) => {
                 // A panic in the core is a bug; stop sequencing (everything
                 // published is durable) and let the submitters time out with 503s.
@@ -1287,5 +1351,11 @@ pub async fn run(
     rx.close();
     while let Ok(s) = rx.try_recv() {
         refuse(&metrics, s);
+    }
+    // Every batch sequenced is answered before the sequencer reports it has stopped.
+    for h in replying {
+        if let Err(e) = h.await {
+            tracing::error!("answering a sequenced batch failed: {e}");
+        }
     }
 }
