@@ -66,21 +66,22 @@ pub struct CompanyKeyProof {
     pub proof: Vec<String>,
 }
 
-/// A receipt as the log returns it (spec/receipts.md §1).
+/// A receipt as the log returns it (spec/receipts.md §1). Members are declared in
+/// their RFC 8785 order, so the canonical writer of NDJSON answers need not move them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Receipt {
-    pub log: String,
+    /// Shared by every receipt of a batch signed with the same key: it is the same
+    /// proof, and copying its strings per receipt was a measurable cost.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub company_key: Option<Arc<CompanyKeyProof>>,
     pub index: u64,
     /// base64 of the leaf bytes.
     pub leaf: String,
     /// hex of the RFC 6962 leaf hash.
     pub leaf_hash: String,
+    pub log: String,
     /// `c2sp.org/tlog-proof@v1` text.
     pub tlog_proof: String,
-    /// Shared by every receipt of a batch signed with the same key: it is the same
-    /// proof, and copying its strings per receipt was a measurable cost.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub company_key: Option<Arc<CompanyKeyProof>>,
 }
 
 /// One entry, checked before it enters the pool.
