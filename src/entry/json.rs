@@ -115,13 +115,6 @@ impl<'a> Json<'a> {
     }
 }
 
-impl fmt::Display for Json<'_> {
-    /// JSON text (for error messages).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.to_value())
-    }
-}
-
 impl<'de> Deserialize<'de> for Json<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(JsonVisitor)
