@@ -753,6 +753,18 @@ fn candor_and_policy_checks_fire_and_stay_quiet() {
     )
     .unwrap();
     expect.push((b.push_raw(pretty).0, "non_canonical_entry"));
+    // A member named twice (the second key_id is the real one): not JSON to the entry
+    // parser (I-JSON), still a Candor leaf that is not canonical.
+    let twice = Leaf::new(
+        SignedEntry::sign(decision("acme.example", 13, &t), &acme, acme_id).unwrap(),
+        t.clone(),
+    );
+    let twice = [
+        b"{\"key_id\":\"00000000\",".as_slice(),
+        &twice.to_bytes().unwrap()[1..],
+    ]
+    .concat();
+    expect.push((b.push_raw(twice).0, "non_canonical_entry"));
     expect.push((b.push_raw(br#"{"entry":{"kind":"nonsense"},"key_id":"00000000","logged_at":"2026-01-01T00:00:00Z","signature":""}"#.to_vec()).0, "invalid_entry"));
     // Opaque bytes are fine.
     b.push_raw(b"not a candor leaf at all".to_vec());

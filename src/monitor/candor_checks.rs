@@ -179,7 +179,7 @@ impl Checker<'_> {
     /// The checks of the leaf at `index` that depend on its bytes alone.
     pub fn prepare(&self, index: u64, bytes: &[u8]) -> Prepared {
         let Some(value) = looks_like_candor_leaf(bytes) else {
-            return Prepared::Opaque;
+            return self.duplicate_member_leaf(index, bytes);
         };
         // A leaf refused before it parses: name its company and time as far as the
         // raw JSON tells them.
@@ -278,6 +278,37 @@ impl Checker<'_> {
             day,
             summary,
         }))
+    }
+
+    /// Bytes that [`looks_like_candor_leaf`] did not take: opaque, unless they are a
+    /// Candor leaf but for duplicate member names, which the entry parser refuses as
+    /// JSON (I-JSON). Such a leaf is not canonical, and is reported as such rather
+    /// than passed over.
+    fn duplicate_member_leaf(&self, index: u64, bytes: &[u8]) -> Prepared {
+        // serde_json's Value keeps the last of two same-named members.
+        let lenient = (bytes.first() == Some(&b'{'))
+            .then(|| serde_json::from_slice::<serde_json::Value>(bytes).ok())
+            .flatten();
+        let Some(v) = lenient.filter(|v| {
+            v.get("entry").is_some_and(serde_json::Value::is_object) && v.get("logged_at").is_some()
+        }) else {
+            return Prepared::Opaque;
+        };
+        let hint = |x: Option<&serde_json::Value>| {
+            x.and_then(serde_json::Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        };
+        Prepared::Rejected(Box::new(self.entry_finding(
+            Kind::NonCanonicalEntry,
+            Severity::High,
+            index,
+            &hint(v.get("entry").and_then(|e| e.get("company"))),
+            &hint(v.get("logged_at")),
+            format!(
+                "Entry {index} is a Candor leaf but its bytes are not the canonical (RFC 8785) form: a member name appears twice."
+            ),
+        )))
     }
 
     #[allow(clippy::too_many_arguments)]
