@@ -58,7 +58,13 @@ pub fn looks_like_candor_leaf(bytes: &[u8]) -> Option<Json<'_>> {
         return None;
     }
     let v = Json::parse(std::str::from_utf8(bytes).ok()?).ok()?;
-    (v.get("entry").is_some_and(Json::is_object) && v.get("logged_at").is_some()).then_some(v)
+    is_candor_shaped(&v).then_some(v)
+}
+
+/// The shape that makes a JSON leaf a Candor leaf: an object member `entry` and a
+/// member `logged_at` (spec/monitor.md §6.1).
+fn is_candor_shaped(v: &Json) -> bool {
+    v.get("entry").is_some_and(Json::is_object) && v.get("logged_at").is_some()
 }
 
 /// What the chunk checker needs besides the entries.
@@ -181,19 +187,7 @@ impl Checker<'_> {
         let Some(value) = looks_like_candor_leaf(bytes) else {
             return self.duplicate_member_leaf(index, bytes);
         };
-        // A leaf refused before it parses: name its company and time as far as the
-        // raw JSON tells them.
-        let reject = |kind: Kind, message: String| {
-            let hint = |v: Option<&Json>| v.and_then(Json::as_str).unwrap_or("").to_owned();
-            Prepared::Rejected(Box::new(self.entry_finding(
-                kind,
-                Severity::High,
-                index,
-                &hint(value.get("entry").and_then(|e| e.get("company"))),
-                &hint(value.get("logged_at")),
-                message,
-            )))
-        };
+        let reject = |kind: Kind, message: String| self.rejected(index, &value, kind, message);
         // Parse the value already in hand, getting the signed message with it; a leaf
         // that parses is checked for canonical form against its rebuilt bytes, one
         // that does not by canonicalising it, so non-canonical bytes are reported as
@@ -280,35 +274,44 @@ impl Checker<'_> {
         }))
     }
 
+    /// A Candor leaf refused before it parses: its one finding, naming its company and
+    /// time as far as the raw JSON tells them.
+    fn rejected(&self, index: u64, value: &Json, kind: Kind, message: String) -> Prepared {
+        let hint = |v: Option<&Json>| v.and_then(Json::as_str).unwrap_or("").to_owned();
+        Prepared::Rejected(Box::new(self.entry_finding(
+            kind,
+            Severity::High,
+            index,
+            &hint(value.get("entry").and_then(|e| e.get("company"))),
+            &hint(value.get("logged_at")),
+            message,
+        )))
+    }
+
     /// Bytes that [`looks_like_candor_leaf`] did not take: opaque, unless they are a
     /// Candor leaf but for duplicate member names, which the entry parser refuses as
     /// JSON (I-JSON). Such a leaf is not canonical, and is reported as such rather
     /// than passed over.
     fn duplicate_member_leaf(&self, index: u64, bytes: &[u8]) -> Prepared {
+        if bytes.first() != Some(&b'{') {
+            return Prepared::Opaque;
+        }
         // serde_json's Value keeps the last of two same-named members.
-        let lenient = (bytes.first() == Some(&b'{'))
-            .then(|| serde_json::from_slice::<serde_json::Value>(bytes).ok())
-            .flatten();
-        let Some(v) = lenient.filter(|v| {
-            v.get("entry").is_some_and(serde_json::Value::is_object) && v.get("logged_at").is_some()
-        }) else {
+        let Ok(lenient) = serde_json::from_slice::<serde_json::Value>(bytes) else {
             return Prepared::Opaque;
         };
-        let hint = |x: Option<&serde_json::Value>| {
-            x.and_then(serde_json::Value::as_str)
-                .unwrap_or("")
-                .to_owned()
-        };
-        Prepared::Rejected(Box::new(self.entry_finding(
-            Kind::NonCanonicalEntry,
-            Severity::High,
+        let value = Json::from_value(&lenient);
+        if !is_candor_shaped(&value) {
+            return Prepared::Opaque;
+        }
+        self.rejected(
             index,
-            &hint(v.get("entry").and_then(|e| e.get("company"))),
-            &hint(v.get("logged_at")),
+            &value,
+            Kind::NonCanonicalEntry,
             format!(
                 "Entry {index} is a Candor leaf but its bytes are not the canonical (RFC 8785) form: a member name appears twice."
             ),
-        )))
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
