@@ -102,8 +102,7 @@ impl Entry {
 
     /// Parses an entry from a JSON document of at most [`MAX_SUBMISSION_BYTES`].
     pub fn parse_json(bytes: &[u8]) -> Result<Entry, EntryError> {
-        let text = json_text(bytes, MAX_SUBMISSION_BYTES, "entry")?;
-        Entry::parse_at(&parse_text(text)?, "")
+        Entry::parse_at(&json_body(bytes, MAX_SUBMISSION_BYTES, "entry")?, "")
     }
 
     /// `path` is where the entry sits (`""` at top level, `"entry"` inside a
@@ -116,16 +115,18 @@ impl Entry {
     /// computed once, here, and the signed message and entry hash reuse them.
     fn parse_into(v: &Json, path: &str, out: &mut Vec<u8>) -> Result<Entry, EntryError> {
         let kind_path = join(path, "kind");
-        let obj = v.as_object().ok_or_else(|| EntryError::WrongType {
-            field: if path.is_empty() {
-                "entry".into()
-            } else {
-                path.into()
-            },
-            expected: "an object",
-            found: v.type_name(),
-        })?;
-        let kind = match obj.iter().find(|(k, _)| k == "kind").map(|(_, v)| v) {
+        if !v.is_object() {
+            return Err(EntryError::WrongType {
+                field: if path.is_empty() {
+                    "entry".into()
+                } else {
+                    path.into()
+                },
+                expected: "an object",
+                found: v.type_name(),
+            });
+        }
+        let kind = match v.get("kind") {
             None => return Err(EntryError::MissingField(kind_path)),
             Some(Json::Str(s)) => s.as_ref(),
             Some(other) => {
@@ -280,8 +281,8 @@ impl SignedEntry {
     /// every rule of spec/entries.md with path-naming errors. Does not verify the
     /// signature (the caller knows the keys).
     pub fn parse_json(bytes: &[u8]) -> Result<SignedEntry, EntryError> {
-        let text = json_text(bytes, MAX_SUBMISSION_BYTES, "submission")?;
-        SignedEntry::parse_value_into(&parse_text(text)?, &mut Vec::new())
+        let v = json_body(bytes, MAX_SUBMISSION_BYTES, "submission")?;
+        SignedEntry::parse_value_into(&v, &mut Vec::new())
     }
 
     /// [`SignedEntry::parse_json`] that also returns the signed message
@@ -289,7 +290,7 @@ impl SignedEntry {
     /// once: what the log needs to verify the signature, hash the entry
     /// ([`entry_hash_of_message`]) and build the leaf ([`Leaf::bytes_from_message`]).
     pub fn parse_json_with_message(bytes: &[u8]) -> Result<(SignedEntry, Vec<u8>), EntryError> {
-        let v = parse_text(json_text(bytes, MAX_SUBMISSION_BYTES, "submission")?)?;
+        let v = json_body(bytes, MAX_SUBMISSION_BYTES, "submission")?;
         let mut message = Vec::with_capacity(bytes.len() + ENTRY_SIGNATURE_TAG.len());
         message.extend_from_slice(ENTRY_SIGNATURE_TAG);
         let signed = SignedEntry::parse_value_into(&v, &mut message)?;
@@ -420,7 +421,7 @@ impl Leaf {
     /// [`Leaf::parse`] that also returns the entry's signed message, canonicalising
     /// the entry once: what a verifier needs to check the signature.
     pub fn parse_with_message(bytes: &[u8]) -> Result<(Leaf, Vec<u8>), EntryError> {
-        let v = parse_text(json_text(bytes, MAX_LEAF_BYTES, "leaf")?)?;
+        let v = json_body(bytes, MAX_LEAF_BYTES, "leaf")?;
         let (leaf, message) = Leaf::parse_json_with_message(&v)?;
         if !leaf.is_canonical_form_of(&message, bytes) {
             return Err(EntryError::NotCanonical);
@@ -531,8 +532,9 @@ pub fn verify_batch_parallel(
     .collect()
 }
 
-/// Size limit and UTF-8 of a body.
-fn json_text<'a>(bytes: &'a [u8], max: usize, what: &str) -> Result<&'a str, EntryError> {
+/// Size limit, UTF-8 and JSON syntax of a body (duplicate member names included,
+/// [`json`]).
+fn json_body<'a>(bytes: &'a [u8], max: usize, what: &str) -> Result<Json<'a>, EntryError> {
     if bytes.len() > max {
         return Err(EntryError::TooLarge {
             field: what.into(),
@@ -540,11 +542,7 @@ fn json_text<'a>(bytes: &'a [u8], max: usize, what: &str) -> Result<&'a str, Ent
             max,
         });
     }
-    std::str::from_utf8(bytes).map_err(|e| EntryError::NotUtf8(e.valid_up_to()))
-}
-
-/// JSON syntax of a body (duplicate member names included, [`json`]).
-fn parse_text(text: &str) -> Result<Json<'_>, EntryError> {
+    let text = std::str::from_utf8(bytes).map_err(|e| EntryError::NotUtf8(e.valid_up_to()))?;
     Json::parse(text).map_err(|e| EntryError::Json(e.to_string()))
 }
 
