@@ -77,23 +77,23 @@ pub fn verify_batch(
     if n == 0 {
         return Ok(());
     }
-    // The distinct keys, each with the index of its coefficient.
+    // The distinct keys, in order of first use; `slot[i]` is signature i's.
     let mut distinct: HashMap<[u8; 32], usize> = HashMap::new();
-    let mut points: Vec<EdwardsPoint> = Vec::with_capacity(n + 8);
-    points.push(ED25519_BASEPOINT_POINT);
+    let mut key_points: Vec<EdwardsPoint> = Vec::new();
     let mut slot = Vec::with_capacity(n);
     for key in keys {
-        let next = distinct.len();
+        let next = key_points.len();
         let at = *distinct.entry(key.to_bytes()).or_insert(next);
-        if at == next && key.is_weak() {
-            return Err(BatchError::Malformed);
+        if at == next {
+            if key.is_weak() {
+                return Err(BatchError::Malformed);
+            }
+            key_points.push(key.to_edwards());
         }
         slot.push(at);
     }
-    let mut key_points = vec![EdwardsPoint::default(); distinct.len()];
-    for (key, &at) in keys.iter().zip(&slot) {
-        key_points[at] = key.to_edwards();
-    }
+    let mut points: Vec<EdwardsPoint> = Vec::with_capacity(n + 1 + key_points.len());
+    points.push(ED25519_BASEPOINT_POINT);
 
     let mut ss = Vec::with_capacity(n);
     let mut ks = Vec::with_capacity(n);
