@@ -1097,7 +1097,13 @@ async fn private_keys_are_0600_and_never_printed() {
         assert_eq!(mode & 0o777, 0o600, "{file} has mode {:o}", mode & 0o777);
     }
     let key_text = std::fs::read_to_string(data.join("log.key")).expect("key");
-    let key_b64 = key_text.trim().rsplit('+').next().expect("base64 part");
+    // PRIVATE+KEY+<name>+<hex id>+<base64>: the base64 may itself hold '+', so take
+    // everything after the fourth '+', not after the last.
+    let key_b64 = key_text.trim().splitn(5, '+').nth(4).expect("base64 part");
+    assert!(
+        key_b64.len() >= 44,
+        "the whole key, not a fragment: {key_b64}"
+    );
     let printed = std::fs::read_to_string(&out_path).expect("stdout")
         + &std::fs::read_to_string(&err_path).expect("stderr");
     assert!(printed.contains("listening on"), "output captured");
