@@ -277,3 +277,42 @@ async fn slow_and_silent_connections_are_cut_off_after_the_header_timeout() {
     assert!(closed, "an idle keep-alive connection is closed");
     log.stop();
 }
+
+/// A body over `--max-body-bytes` is answered `413` before the server has read it
+/// all. The server must then close the connection gracefully, draining what the
+/// client still sends: closing a socket with unread bytes resets it, and a reset
+/// makes the client drop the 413 it has not read yet (spec/api.md §6.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bodies_over_the_limit_get_their_413_and_never_a_reset() {
+    let log = LogServer::start("redb", &["--max-body-bytes", "65536"]).await;
+    let huge = vec![b' '; 4 * 1024 * 1024];
+    for round in 0..40 {
+        // A client that keeps no connection, as a fresh one-off uploader would.
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("client");
+        let req = client
+            .post(log.url("/v1/entries"))
+            .header("content-type", "application/x-ndjson");
+        let req = if round % 2 == 0 {
+            req.body(huge.clone())
+        } else {
+            let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+                huge.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+            req.body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)))
+        };
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: no answer to an oversized body: {e:?}"));
+        assert_eq!(resp.status().as_u16(), 413, "round {round}");
+        let body = resp.bytes().await.expect("413 body");
+        assert_eq!(error_code(&body), "too_large", "round {round}");
+    }
+    assert_eq!(
+        log_size(&log).await,
+        0,
+        "nothing of the refused bodies is logged"
+    );
+}

@@ -5,6 +5,9 @@
 //! header (= keep-alive idle) time-out, and drains gracefully. spec/api.md §6.1.
 
 use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -13,7 +16,8 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt as _;
 
@@ -41,7 +45,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Whether the client sends enough to choose HTTP/1 or HTTP/2 within `limit`: a
 /// first byte that is not the HTTP/2 preface's, or the whole preface. Peeks, so
 /// hyper still reads everything.
-async fn speaks_within(stream: &tokio::net::TcpStream, limit: Duration) -> bool {
+async fn speaks_within(stream: &TcpStream, limit: Duration) -> bool {
     let decided = async {
         let mut buf = [0u8; H2_PREFACE.len()];
         loop {
@@ -117,7 +121,8 @@ pub async fn serve(
                 .timer(TokioTimer::new())
                 .header_read_timeout(timeouts.idle);
             builder.http2().timer(TokioTimer::new());
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let conn = builder
+                .serve_connection_with_upgrades(TokioIo::new(Lingering::new(stream)), service);
             tokio::pin!(conn);
             tokio::select! {
                 res = conn.as_mut() => {
@@ -139,4 +144,122 @@ pub async fn serve(
     drop(stop_tx);
     drop(done_rx);
     done_tx.closed().await;
+}
+
+/// How long a closed connection keeps reading what its client still sends.
+const LINGER_TIME: Duration = Duration::from_secs(5);
+/// How long it waits for each further byte before it gives up.
+const LINGER_IDLE: Duration = Duration::from_secs(1);
+/// How much it reads at most before it gives up.
+const LINGER_BYTES: usize = 64 << 20;
+
+/// A connection that closes gracefully ("lingering close", RFC 9112 §9.6). hyper
+/// answers a request whose body it will not read (over `--max-body-bytes`: 413) and
+/// then closes the socket while the client is still sending. Closing a socket with
+/// unread bytes makes the kernel reset the connection, and a reset makes the client
+/// discard the answer it has not read yet: it reports a broken pipe instead of the
+/// 413. So when hyper lets go of the connection, a task of its own half-closes it and
+/// reads and drops what still arrives, until the client closes its side or a bound
+/// is reached, and only then closes the socket.
+struct Lingering {
+    stream: Option<TcpStream>,
+}
+
+impl Lingering {
+    fn new(stream: TcpStream) -> Lingering {
+        Lingering {
+            stream: Some(stream),
+        }
+    }
+
+    fn stream(&mut self) -> io::Result<Pin<&mut TcpStream>> {
+        match self.stream.as_mut() {
+            Some(s) => Ok(Pin::new(s)),
+            None => Err(io::Error::from(io::ErrorKind::NotConnected)),
+        }
+    }
+}
+
+impl AsyncRead for Lingering {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut().stream() {
+            Ok(s) => s.poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl AsyncWrite for Lingering {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut().stream() {
+            Ok(s) => s.poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut().stream() {
+            Ok(s) => s.poll_write_vectored(cx, bufs),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut().stream() {
+            Ok(s) => s.poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut().stream() {
+            Ok(s) => s.poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        let Some(stream) = self.stream.take() else {
+            return;
+        };
+        // Outside a runtime (never, in the server) the socket just closes.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(linger(stream));
+        }
+    }
+}
+
+/// Half-closes `stream` and drains it (see [`Lingering`]).
+async fn linger(mut stream: TcpStream) {
+    // Sends FIN after anything hyper wrote; a second shutdown is harmless.
+    let _ = stream.shutdown().await;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut left = LINGER_BYTES;
+    let drain = async {
+        loop {
+            match tokio::time::timeout(LINGER_IDLE, stream.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 && n < left => left -= n,
+                _ => return,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, drain).await;
 }
