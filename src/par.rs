@@ -4,6 +4,7 @@
 //! thread.
 
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Maps `f` over `items` on all cores (the first share on the calling thread) and
 /// returns the results in the order of `items`. Each core gets at least
@@ -30,41 +31,57 @@ pub fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
-/// Splits `0..len` into one contiguous range per core (each at least `min_share`
-/// long, so small inputs make one range on this thread), calls `f` once per range
-/// on its own thread (the first on the calling thread), and returns the results in
-/// range order. For work that shares state within a run: a batch equation per
-/// share, a memo per run of neighbouring items.
+/// Contiguous ranges per thread in [`map_ranges`]: threads take them in turn, so
+/// one that the OS preempts (for the caller's other work or another process) holds
+/// up a small range instead of a whole share of the input.
+const RANGES_PER_THREAD: usize = 4;
+
+/// Splits `0..len` into contiguous ranges (each at least `min_share` long, so small
+/// inputs make one range on this thread), calls `f` once per range on one thread per
+/// core (the calling thread among them; each takes the next range when it is done
+/// with one), and returns the results in range order. For work that shares state
+/// within a run: a batch equation per range, a memo per run of neighbouring items.
 pub fn map_ranges<R, F>(len: usize, min_share: usize, f: F) -> Vec<R>
 where
     R: Send,
     F: Fn(Range<usize>) -> R + Sync,
 {
-    let shares = cores().min(len / min_share.max(1)).max(1);
-    if shares == 1 {
+    let most = len / min_share.max(1);
+    let threads = cores().min(most).max(1);
+    if threads == 1 {
         return vec![f(0..len)];
     }
-    let per = len.div_ceil(shares);
-    let ranges: Vec<Range<usize>> = (0..len)
-        .step_by(per)
-        .map(|lo| lo..(lo + per).min(len))
+    // Balanced: each range is at least len / count >= min_share long.
+    let count = (threads * RANGES_PER_THREAD).min(most);
+    let ranges: Vec<Range<usize>> = (0..count)
+        .map(|i| i * len / count..(i + 1) * len / count)
         .collect();
-    let f = &f;
-    std::thread::scope(|scope| {
-        let mut ranges = ranges.into_iter();
-        let first = ranges.next().unwrap_or(0..0);
-        let handles: Vec<_> = ranges.map(|r| scope.spawn(move || f(r))).collect();
-        let mut out = Vec::with_capacity(shares);
-        out.push(f(first));
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(r) = ranges.get(i) else {
+                return done;
+            };
+            done.push((i, f(r.clone())));
+        }
+    };
+    let work = &work;
+    let mut results: Vec<(usize, R)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut all = work();
         for h in handles {
             match h.join() {
-                Ok(r) => out.push(r),
+                Ok(r) => all.extend(r),
                 // A panic in `f` is a bug; re-raise it here as if `f` had run inline.
                 Err(payload) => std::panic::resume_unwind(payload),
             }
         }
-        out
-    })
+        all
+    });
+    results.sort_unstable_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 #[cfg(test)]
@@ -83,7 +100,7 @@ mod tests {
 
     #[test]
     fn ranges_cover_the_input_once_in_order() {
-        for n in [0usize, 1, 63, 64, 127, 128, 129, 1000] {
+        for n in [0usize, 1, 63, 64, 127, 128, 129, 1000, 4095, 4096, 65_537] {
             let ranges = map_ranges(n, 64, |r| r);
             let covered: Vec<usize> = ranges.iter().cloned().flatten().collect();
             assert_eq!(covered, (0..n).collect::<Vec<_>>(), "n = {n}");
