@@ -1,6 +1,7 @@
 //! The monitor's entry checks give the same result whether a chunk is checked at
-//! once (its per-entry work split over all cores) or one entry at a time (all on
-//! one thread): the same findings in the same order, the same index rows, the same
+//! once (its per-entry work split over all cores), one entry at a time (all on one
+//! thread), or in small chunks each checked while the previous one is saved (as the
+//! audit does): the same findings in the same order, the same index rows, the same
 //! key registry and volume counts.
 
 use candor::entry::{self, DataPurchase, Entry, KeyAction, Leaf, SignedEntry, samples};
@@ -119,16 +120,30 @@ fn chunk(log: &SignerKey) -> Vec<Vec<u8>> {
     leaves
 }
 
-fn check(log: &SignerKey, leaves: &[Vec<u8>], one_at_a_time: bool) -> (IndexBatch, AuditPoint) {
+/// How the leaves are checked.
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    /// As one chunk.
+    Whole,
+    /// One leaf at a time, into one batch, with nothing saved in between.
+    OneAtATime,
+    /// As the audit does: in chunks of this many leaves, each chunk checked while the
+    /// one before it is saved, so that chunk's purchases are not in the index yet and
+    /// are handed over as `unsaved`.
+    Pipelined(usize),
+}
+
+fn check(log: &SignerKey, leaves: &[Vec<u8>], mode: Mode) -> (IndexBatch, AuditPoint) {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = StateDir::open(dir.path()).expect("state dir");
     let policy = Policy::default();
     let log_key = log.verifier();
-    let checker = Checker {
+    let checker = |unsaved: &'static [(u64, Hash, String)]| Checker {
         policy: &policy,
         origin: log.name(),
         log_key: &log_key,
         state: &state,
+        unsaved,
         now: OffsetDateTime::now_utc(),
     };
     let rows: Vec<(u64, &[u8], Hash)> = leaves
@@ -138,18 +153,55 @@ fn check(log: &SignerKey, leaves: &[Vec<u8>], one_at_a_time: bool) -> (IndexBatc
         .collect();
     let mut point = AuditPoint::empty();
     let mut out = IndexBatch::default();
-    if one_at_a_time {
-        for r in &rows {
-            checker
-                .check_chunk(&mut point, std::slice::from_ref(r), &mut out)
-                .expect("check");
+    let p = &mut point;
+    match mode {
+        Mode::Whole => checker(&[])
+            .check_chunk(&mut p.companies, &mut p.volume, &rows, &mut out)
+            .expect("check"),
+        Mode::OneAtATime => {
+            for r in &rows {
+                checker(&[])
+                    .check_chunk(
+                        &mut p.companies,
+                        &mut p.volume,
+                        std::slice::from_ref(r),
+                        &mut out,
+                    )
+                    .expect("check");
+            }
         }
-    } else {
-        checker
-            .check_chunk(&mut point, &rows, &mut out)
-            .expect("check");
+        Mode::Pipelined(size) => {
+            let mut previous: Option<IndexBatch> = None;
+            for rows in rows.chunks(size) {
+                // The previous chunk's purchases, not in the index yet.
+                let unsaved = previous
+                    .as_ref()
+                    .map(|b| b.purchases.clone())
+                    .unwrap_or_default();
+                let mut this = IndexBatch::default();
+                Checker {
+                    unsaved: &unsaved,
+                    ..checker(&[])
+                }
+                .check_chunk(&mut p.companies, &mut p.volume, rows, &mut this)
+                .expect("check");
+                if let Some(b) = previous.replace(this) {
+                    state.write_index(&b).expect("save");
+                    append(&mut out, b);
+                }
+            }
+            if let Some(b) = previous {
+                append(&mut out, b);
+            }
+        }
     }
     (out, point)
+}
+
+fn append(to: &mut IndexBatch, from: IndexBatch) {
+    to.purchases.extend(from.purchases);
+    to.entries.extend(from.entries);
+    to.findings.extend(from.findings);
 }
 
 #[test]
@@ -157,8 +209,7 @@ fn a_chunk_checked_on_all_cores_equals_one_entry_at_a_time() {
     let log = SignerKey::from_seed("log.example/chunks", samples::signing_key("log").to_bytes())
         .expect("log key");
     let leaves = chunk(&log);
-    let (whole, p_whole) = check(&log, &leaves, false);
-    let (single, p_single) = check(&log, &leaves, true);
+    let (whole, p_whole) = check(&log, &leaves, Mode::Whole);
 
     // The chunk exercises every outcome, so the comparison means something.
     let kinds: std::collections::BTreeSet<String> =
@@ -176,7 +227,7 @@ fn a_chunk_checked_on_all_cores_equals_one_entry_at_a_time() {
     assert!(whole.purchases.len() >= 20, "{}", whole.purchases.len());
     assert!(whole.entries.len() >= 250, "{}", whole.entries.len());
 
-    // Findings carry the time they were made; the two runs are seconds apart.
+    // Findings carry the time they were made; the runs are seconds apart.
     let undated = |fs: &[candor::monitor::findings::Finding]| -> Vec<_> {
         fs.iter()
             .cloned()
@@ -186,11 +237,23 @@ fn a_chunk_checked_on_all_cores_equals_one_entry_at_a_time() {
             })
             .collect()
     };
-    assert_eq!(undated(&whole.findings), undated(&single.findings));
-    assert_eq!(whole.entries, single.entries);
-    assert_eq!(whole.purchases, single.purchases);
-    assert_eq!(
-        serde_json::to_value(&p_whole).expect("json"),
-        serde_json::to_value(&p_single).expect("json")
-    );
+    // Chunks of 2 and 3 put a purchase and the decisions citing it (1 to 4 leaves
+    // later) in the same chunk, the next one (unsaved) and later ones (the index).
+    for mode in [Mode::OneAtATime, Mode::Pipelined(2), Mode::Pipelined(3)] {
+        let (other, p_other) = check(&log, &leaves, mode);
+        let name = format!("{mode:?}");
+        assert_eq!(
+            whole.findings.len(),
+            other.findings.len(),
+            "{name}: number of findings"
+        );
+        assert_eq!(undated(&whole.findings), undated(&other.findings), "{name}");
+        assert_eq!(whole.entries, other.entries, "{name}");
+        assert_eq!(whole.purchases, other.purchases, "{name}");
+        assert_eq!(
+            serde_json::to_value(&p_whole).expect("json"),
+            serde_json::to_value(&p_other).expect("json"),
+            "{name}"
+        );
+    }
 }

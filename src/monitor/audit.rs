@@ -8,10 +8,10 @@
 //! the new leaf hashes, and the result can equal the signed root only if the old
 //! tree is a prefix of the new one (up to a SHA-256 collision).
 
-use super::candor_checks::Checker;
+use super::candor_checks::{Checker, CompanyKeys};
 use super::client::{ClientError, TilesClient};
 use super::findings::{Finding, Kind, Severity};
-use super::policy::Policy;
+use super::policy::{Policy, VolumeTracker};
 use super::splitview::Evidence;
 use super::state::{IndexBatch, MonitorState, Progress, StateDir, StateError, Suspect};
 use crate::checkpoint::{Checkpoint, open_checkpoint};
@@ -142,10 +142,10 @@ pub struct Auditor {
     pub http: reqwest::Client,
     pub log_key: VerifierKey,
     pub origin: String,
-    pub policy: Policy,
+    pub policy: Arc<Policy>,
     /// `--trust-policy`: checkpoints must satisfy it (witness quorum).
     pub trust_policy: Option<crate::policy::Policy>,
-    pub dir: StateDir,
+    pub dir: Arc<StateDir>,
     pub state: MonitorState,
     pub sink: Sink,
     pub peers: Vec<String>,
@@ -457,11 +457,14 @@ impl Auditor {
         }));
 
         let mut aborted = false;
-        // Index rows and findings of the bundles audited since the last save.
+        // Index rows and findings of the bundles audited since the last chunk ended.
         let mut batch = IndexBatch::default();
-        // Their new leaves, whose Candor checks run together just before the save.
+        // Their new leaves, whose Candor checks run together when the chunk ends.
         let mut unchecked = Vec::new();
         let mut unsaved = 0;
+        // The previous chunk, whose Candor checks run while this one is fetched and
+        // hashed; it is saved when they are done.
+        let mut checking: Option<ChunkCheck> = None;
         while let Some((bundle, tile, bd, td)) = fetched.recv().await {
             let (bd, td) = (bd?, td?);
             let ok = self
@@ -479,8 +482,8 @@ impl Auditor {
             unsaved += 1;
             bar.set_position(prog.point.size - self.state.verified.size);
             if !ok || unsaved == SAVE_EVERY_BUNDLES {
-                self.check_leaves(&mut prog, &cp, &mut unchecked, &mut batch)?;
-                self.save_progress(&mut batch, &prog).await?;
+                self.next_chunk(&mut checking, &mut prog, &cp, &mut unchecked, &mut batch)
+                    .await?;
                 unsaved = 0;
             }
             if !ok {
@@ -489,8 +492,11 @@ impl Auditor {
             }
         }
         if unsaved > 0 {
-            self.check_leaves(&mut prog, &cp, &mut unchecked, &mut batch)?;
-            self.save_progress(&mut batch, &prog).await?;
+            self.next_chunk(&mut checking, &mut prog, &cp, &mut unchecked, &mut batch)
+                .await?;
+        }
+        if let Some((at, mut done)) = self.checked(checking.take(), &mut prog).await? {
+            self.save_progress(&mut done, &at).await?;
         }
         drop(fetched);
         drop(fetcher);
@@ -501,41 +507,108 @@ impl Auditor {
         self.finish(prog, cp, text, aborted).await
     }
 
-    /// The Candor checks of the leaves audited since the last save, as one chunk: one
-    /// parallel parse and one batch equation per core over up to
-    /// [`SAVE_EVERY_BUNDLES`] bundles instead of per bundle, so threads are started
-    /// less often and each batch verification is larger (cheaper per signature). The
-    /// checks read and update only the company keys and volumes of the audit point,
-    /// which the tree checks do not touch, so running them later changes no result.
-    /// Then every finding of the batch without a checkpoint gets `cp`'s size.
-    fn check_leaves(
-        &self,
+    /// Ends a chunk: waits for the previous chunk's checks, starts this chunk's, and
+    /// saves the previous chunk while they run.
+    async fn next_chunk(
+        &mut self,
+        checking: &mut Option<ChunkCheck>,
         prog: &mut Progress,
         cp: &Checkpoint,
         unchecked: &mut Vec<(u64, Vec<u8>, Hash)>,
         batch: &mut IndexBatch,
     ) -> Result<(), CheckError> {
-        if !unchecked.is_empty() {
-            let leaves: Vec<(u64, &[u8], Hash)> = unchecked
-                .iter()
-                .map(|(i, bytes, h)| (*i, bytes.as_slice(), *h))
-                .collect();
-            let checker = Checker {
-                policy: &self.policy,
-                origin: &self.origin,
-                log_key: &self.log_key,
-                state: &self.dir,
-                now: time::OffsetDateTime::now_utc(),
-            };
-            checker.check_chunk(&mut prog.point, &leaves, batch)?;
-            unchecked.clear();
-        }
-        for f in &mut batch.findings {
-            if f.checkpoints.is_empty() {
-                f.checkpoints.push(cp.size);
-            }
+        let done = self.checked(checking.take(), prog).await?;
+        // The previous chunk's purchases are not in the index until its save is done.
+        let unsaved = done
+            .as_ref()
+            .map(|(_, b)| b.purchases.clone())
+            .unwrap_or_default();
+        *checking = Some(self.check_chunk(prog, cp, unchecked, batch, unsaved));
+        if let Some((at, mut done)) = done {
+            self.save_progress(&mut done, &at).await?;
         }
         Ok(())
+    }
+
+    /// Starts the Candor checks of the leaves audited since the last chunk ended, as
+    /// one chunk: one parallel parse and one batch equation per core over up to
+    /// [`SAVE_EVERY_BUNDLES`] bundles instead of per bundle, so threads are started
+    /// less often and each batch verification is larger (cheaper per signature). They
+    /// run on the blocking pool while the audit saves the previous chunk and goes on
+    /// fetching, hashing and rolling up the next chunk's bundles. The checks read and
+    /// update only the company keys and volumes of the audit point, which the tree
+    /// checks do not touch: they are moved out of `prog` into the check and come back
+    /// with its result ([`Auditor::checked`]), so the next chunk's checks, started
+    /// only after that, see them as if every leaf had been checked in order. They
+    /// find cited purchases in the index, which holds every chunk but the previous
+    /// one, whose purchases are `unsaved`. Every finding of the chunk without a
+    /// checkpoint gets `cp`'s size.
+    fn check_chunk(
+        &self,
+        prog: &mut Progress,
+        cp: &Checkpoint,
+        unchecked: &mut Vec<(u64, Vec<u8>, Hash)>,
+        batch: &mut IndexBatch,
+        unsaved: Vec<(u64, Hash, String)>,
+    ) -> ChunkCheck {
+        let leaves = std::mem::take(unchecked);
+        let mut batch = std::mem::take(batch);
+        let mut companies = std::mem::take(&mut prog.point.companies);
+        let mut volume = std::mem::take(&mut prog.point.volume);
+        let (policy, dir) = (self.policy.clone(), self.dir.clone());
+        let (origin, log_key, cp_size) = (self.origin.clone(), self.log_key.clone(), cp.size);
+        let task = tokio::task::spawn_blocking(move || {
+            if !leaves.is_empty() {
+                let refs: Vec<(u64, &[u8], Hash)> = leaves
+                    .iter()
+                    .map(|(i, bytes, h)| (*i, bytes.as_slice(), *h))
+                    .collect();
+                let checker = Checker {
+                    policy: &policy,
+                    origin: &origin,
+                    log_key: &log_key,
+                    state: &dir,
+                    unsaved: &unsaved,
+                    now: time::OffsetDateTime::now_utc(),
+                };
+                checker.check_chunk(&mut companies, &mut volume, &refs, &mut batch)?;
+            }
+            for f in &mut batch.findings {
+                if f.checkpoints.is_empty() {
+                    f.checkpoints.push(cp_size);
+                }
+            }
+            Ok(CheckedChunk {
+                batch,
+                companies,
+                volume,
+            })
+        });
+        ChunkCheck {
+            at: prog.clone(),
+            task,
+        }
+    }
+
+    /// Waits for a chunk's checks ([`Auditor::check_chunk`]) and gives their company
+    /// keys and volumes back to `prog`. Returns what is to be saved: the progress as
+    /// of the chunk's end and the chunk's index rows and findings.
+    async fn checked(
+        &self,
+        chunk: Option<ChunkCheck>,
+        prog: &mut Progress,
+    ) -> Result<Option<(Progress, IndexBatch)>, CheckError> {
+        let Some(ChunkCheck { mut at, task }) = chunk else {
+            return Ok(None);
+        };
+        let checked = task
+            .await
+            .map_err(|e| CheckError::Tree(format!("the entry checks stopped: {e}")))??;
+        at.point.companies = checked.companies.clone();
+        at.point.volume = checked.volume.clone();
+        prog.point.companies = checked.companies;
+        prog.point.volume = checked.volume;
+        Ok(Some((at, checked.batch)))
     }
 
     /// Audits one bundle and its level-0 tile, leaving its new leaves in `unchecked`
@@ -623,7 +696,7 @@ impl Auditor {
         };
         let leaf_hashes: Vec<Hash> = match (&entries, &tile_hashes) {
             // SHA-256 of each leaf on all cores (RFC 6962 §2.1 leaf hash).
-            (Some(e), _) => crate::par::map(e, 64, |x| leaf_hash(x)),
+            (Some(e), _) => e.iter().map(|x| leaf_hash(x)).collect(),
             // Without entries the tile's hashes stand in; the root check still
             // proves them, but the entries themselves are unchecked (reported above).
             (None, Some(t)) => t.clone(),
@@ -940,10 +1013,26 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Bundles audited between two durable saves of the index and the progress. Each
-/// save is a redb commit and an fsync'd state file; once per bundle they cost more
-/// than auditing the bundle. A monitor killed between saves re-audits at most this
-/// many bundles (4,096 entries).
+/// The Candor checks of one chunk, under way ([`Auditor::check_chunk`]).
+struct ChunkCheck {
+    /// The progress as of the chunk's end, saved once the checks are done (with
+    /// their company keys and volumes).
+    at: Progress,
+    task: tokio::task::JoinHandle<Result<CheckedChunk, CheckError>>,
+}
+
+/// What a chunk's checks give back.
+struct CheckedChunk {
+    batch: IndexBatch,
+    companies: CompanyKeys,
+    volume: VolumeTracker,
+}
+
+/// Bundles in one chunk: audited between two durable saves of the index and the
+/// progress. Each save is a redb commit and an fsync'd state file; once per bundle
+/// they cost more than auditing the bundle. A chunk is saved when its checks are
+/// done, while the next one is audited, so a monitor killed between saves re-audits
+/// at most twice this many bundles (8,192 entries).
 const SAVE_EVERY_BUNDLES: usize = 16;
 
 /// A progress bar with rate and ETA, on a terminal only.

@@ -11,8 +11,8 @@
 //! counts) and emits every finding in the same order as a one-pass check would.
 
 use super::findings::{Finding, Kind, Severity};
-use super::policy::{EntryContext, Policy};
-use super::state::{AuditPoint, EntrySummary, IndexBatch, StateDir, StateError};
+use super::policy::{EntryContext, Policy, VolumeTracker};
+use super::state::{EntrySummary, IndexBatch, StateDir, StateError};
 use crate::entry::json::Json;
 use crate::entry::{Entry, KeyAction, Leaf};
 use crate::hash::Hash;
@@ -73,6 +73,9 @@ pub struct Checker<'a> {
     pub origin: &'a str,
     pub log_key: &'a VerifierKey,
     pub state: &'a StateDir,
+    /// Purchases found by earlier checks whose index rows may not be written yet
+    /// (the previous chunk's, saved while this one is checked), in index order.
+    pub unsaved: &'a [(u64, Hash, String)],
     /// The monitor's clock, for "logged in the future".
     pub now: OffsetDateTime,
 }
@@ -142,12 +145,14 @@ impl Checker<'_> {
     }
 
     /// Checks the leaves of one chunk, in index order, updating the key registry
-    /// and volume counts in `point` and adding index rows and findings to `out`.
+    /// `companies` and the volume counts (an audit point's) and adding index rows and
+    /// findings to `out`.
     /// The per-leaf work runs on all cores; the result is that of checking the
     /// leaves one after another.
     pub fn check_chunk(
         &self,
-        point: &mut AuditPoint,
+        companies: &mut CompanyKeys,
+        volume: &mut VolumeTracker,
         leaves: &[(u64, &[u8], Hash)],
         out: &mut IndexBatch,
     ) -> Result<(), StateError> {
@@ -167,7 +172,8 @@ impl Checker<'_> {
                 Prepared::Opaque => {}
                 Prepared::Rejected(f) => out.findings.push(*f),
                 Prepared::Leaf(p) => self.check_leaf(
-                    point,
+                    companies,
+                    volume,
                     index,
                     *p,
                     leaf_hash,
@@ -317,7 +323,8 @@ impl Checker<'_> {
     #[allow(clippy::too_many_arguments)]
     fn check_leaf(
         &self,
-        point: &mut AuditPoint,
+        companies: &mut CompanyKeys,
+        volume: &mut VolumeTracker,
         index: u64,
         prepared: PreparedLeaf,
         leaf_hash: Hash,
@@ -391,12 +398,8 @@ impl Checker<'_> {
                 }
             };
             let key_id = hex::encode(key_id);
-            let active_before = point.companies.active(&company);
-            let keys = point
-                .companies
-                .companies
-                .entry(company.clone())
-                .or_default();
+            let active_before = companies.active(&company);
+            let keys = companies.companies.entry(company.clone()).or_default();
             let rotation = match ck.action {
                 KeyAction::Register => {
                     if !keys
@@ -442,7 +445,7 @@ impl Checker<'_> {
         } else {
             // The company's signature: under a key registered before this entry and
             // not revoked before it.
-            let record = point.companies.companies.get(&company).and_then(|ks| {
+            let record = companies.companies.get(&company).and_then(|ks| {
                 ks.iter()
                     .rev()
                     .find(|k| k.key_id == leaf.key_id && k.registered_at < index)
@@ -492,9 +495,7 @@ impl Checker<'_> {
         self.check_purchases(index, &company, logged_at, &cited, local, out)?;
         out.findings.extend(own_findings);
         if let Some(day) = day
-            && let Some(f) = point
-                .volume
-                .record(&self.policy.volume_jump, &company, day, &ctx)
+            && let Some(f) = volume.record(&self.policy.volume_jump, &company, day, &ctx)
         {
             out.findings.push(f);
         }
@@ -523,9 +524,10 @@ impl Checker<'_> {
                 None
             } else if let Some(p) = local.get(&cited) {
                 Some(p.clone())
-            } else if let Ok(at) = out.purchases.binary_search_by_key(&cited, |p| p.0) {
-                // Audited since the last durable save: not in the index yet.
-                let (_, h, c) = &out.purchases[at];
+            } else if let Some((_, h, c)) =
+                find_purchase(&out.purchases, cited).or_else(|| find_purchase(self.unsaved, cited))
+            {
+                // Checked since the last durable save: not in the index yet.
                 Some((*h, c.clone()))
             } else {
                 self.state.purchase(cited)?
@@ -650,6 +652,12 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// The purchase at leaf `index` in `rows`, which are in index order.
+fn find_purchase(rows: &[(u64, Hash, String)], index: u64) -> Option<&(u64, Hash, String)> {
+    let at = rows.binary_search_by_key(&index, |p| p.0).ok()?;
+    rows.get(at)
 }
 
 /// The purchases an entry cites under `data_sources[].purchase`, (index, leaf hash),
