@@ -68,6 +68,175 @@ pub fn is_canonical(bytes: &[u8]) -> bool {
     }
 }
 
+/// A quick check that `json`, already known to be valid JSON, is in canonical form,
+/// for the common case: member names of printable ASCII without escapes, strings
+/// whose only escapes are the two-character ones, integers of at most 15 digits
+/// (below 2^53, so always in range). Returns the span of the value of the top-level
+/// member `name` if the text is canonical and has that member, and `None` if it is
+/// not canonical or the check cannot tell (any other escape or number, a non-ASCII
+/// name): [`is_canonical`] then decides. One pass, no allocation; the monitor uses it
+/// to take an entry's canonical bytes straight from its leaf.
+pub fn quick_canonical(json: &str, name: &str) -> Option<std::ops::Range<usize>> {
+    let mut q = Quick {
+        b: json.as_bytes(),
+        i: 0,
+        want: name.as_bytes(),
+        found: None,
+    };
+    q.value(0)?;
+    (q.i == q.b.len()).then_some(())?;
+    q.found
+}
+
+/// The scanner of [`quick_canonical`]: `i` is the next byte.
+struct Quick<'a> {
+    b: &'a [u8],
+    i: usize,
+    want: &'a [u8],
+    found: Option<std::ops::Range<usize>>,
+}
+
+impl<'a> Quick<'a> {
+    /// The deepest nesting checked; deeper text is left to the full check.
+    const MAX_DEPTH: usize = 128;
+
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.peek()? == c).then(|| self.i += 1)
+    }
+
+    fn value(&mut self, depth: usize) -> Option<()> {
+        if depth > Self::MAX_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'{' => self.object(depth),
+            b'[' => self.array(depth),
+            b'"' => self.string(),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.integer(),
+            // Whitespace, or anything else: not canonical.
+            _ => None,
+        }
+    }
+
+    /// Members in strictly increasing order of their names (§3.2.3; for ASCII names
+    /// the UTF-16 order is the byte order), so no name twice.
+    fn object(&mut self, depth: usize) -> Option<()> {
+        self.eat(b'{')?;
+        if self.eat(b'}').is_some() {
+            return Some(());
+        }
+        let mut previous: Option<&'a [u8]> = None;
+        loop {
+            let name = self.name()?;
+            if previous.is_some_and(|p| p >= name) {
+                return None;
+            }
+            previous = Some(name);
+            self.eat(b':')?;
+            let start = self.i;
+            self.value(depth + 1)?;
+            if depth == 0 && name == self.want {
+                self.found = Some(start..self.i);
+            }
+            match self.peek()? {
+                b',' => self.i += 1,
+                b'}' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Option<()> {
+        self.eat(b'[')?;
+        if self.eat(b']').is_some() {
+            return Some(());
+        }
+        loop {
+            self.value(depth + 1)?;
+            match self.peek()? {
+                b',' => self.i += 1,
+                b']' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// A member name of printable ASCII without escapes.
+    fn name(&mut self) -> Option<&'a [u8]> {
+        self.eat(b'"')?;
+        let start = self.i;
+        loop {
+            match self.peek()? {
+                b'"' => break,
+                0x20..=0x7e if self.b[self.i] != b'\\' => self.i += 1,
+                _ => return None,
+            }
+        }
+        let name = &self.b[start..self.i];
+        self.i += 1;
+        Some(name)
+    }
+
+    /// A string whose escapes are all among the two-character ones that
+    /// `JSON.stringify` writes (§3.2.2.2): `\"`, `\\`, `\b`, `\t`, `\n`, `\f`, `\r`.
+    /// A `\u` escape is canonical only for some control characters; left to the full
+    /// check. Bytes below U+0020 never stand unescaped in valid JSON.
+    fn string(&mut self) -> Option<()> {
+        self.eat(b'"')?;
+        loop {
+            self.i += plain_prefix(&self.b[self.i..]);
+            match self.peek()? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                b'\\' => match self.b.get(self.i + 1)? {
+                    b'"' | b'\\' | b'b' | b't' | b'n' | b'f' | b'r' => self.i += 2,
+                    _ => return None,
+                },
+                _ => return None,
+            }
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.i + word.len();
+        (self.b.get(self.i..end)? == word).then(|| self.i = end)
+    }
+
+    /// An integer in plain decimal: no leading zero, no `-0`, no fraction or
+    /// exponent, at most 15 digits (so below 2^53).
+    fn integer(&mut self) -> Option<()> {
+        let negative = self.eat(b'-').is_some();
+        let start = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        let digits = &self.b[start..self.i];
+        let canonical = match digits {
+            [] => false,
+            [b'0'] => !negative,
+            [b'0', ..] => false,
+            d => d.len() <= 15,
+        };
+        let ends = !matches!(self.peek(), Some(b'.' | b'e' | b'E'));
+        (canonical && ends).then_some(())
+    }
+}
+
 /// Canonical bytes that never fail: out-of-range integers are written in plain
 /// decimal instead of being rejected. Used only to hash values whose strict
 /// canonicalization failed, so that an infallible hash API stays total; such bytes
@@ -1078,5 +1247,121 @@ mod tests {
         let v = json!({"n": u64::MAX});
         assert!(canonicalize(&v).is_err());
         assert_eq!(canonicalize_lenient(&v), b"{\"n\":18446744073709551615}");
+    }
+
+    #[test]
+    fn quick_check_confirms_canonical_text_and_finds_the_member() {
+        let text = r#"{"a":1,"entry":{"b":[true,null,"x\ny\"\\"],"c":-5,"d":{}},"z":[]}"#;
+        let v: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            canonicalize(&v).unwrap(),
+            text.as_bytes(),
+            "the sample is canonical"
+        );
+        let span = quick_canonical(text, "entry").expect("confirmed");
+        assert_eq!(&text[span], r#"{"b":[true,null,"x\ny\"\\"],"c":-5,"d":{}}"#);
+        // Canonical, but no such member: nothing to return.
+        assert_eq!(quick_canonical(text, "missing"), None);
+        assert_eq!(quick_canonical(r#"{"entry":0}"#, "entry"), Some(9..10));
+        assert_eq!(
+            quick_canonical(r#"{"entry":999999999999999}"#, "entry"),
+            Some(9..24)
+        );
+    }
+
+    #[test]
+    fn quick_check_never_confirms_what_it_cannot_vouch_for() {
+        for text in [
+            r#"{ "entry":1}"#,               // whitespace
+            r#"{"entry" :1}"#,               // whitespace
+            r#"{"entry":1,"a":2}"#,          // unsorted
+            r#"{"entry":1,"entry":1}"#,      // a name twice
+            r#"{"entry":"a\/b"}"#,           // escaped solidus: not canonical
+            r#"{"entry":"\u0041"}"#,         // \u escape: left to the full check
+            r#"{"entry":"\u001f"}"#,         // canonical, but left to the full check
+            r#"{"entry":-0}"#,               // -0 is written 0
+            r#"{"entry":01}"#,               // leading zero
+            r#"{"entry":1.0}"#,              // fraction
+            r#"{"entry":1e3}"#,              // exponent
+            r#"{"entry":1000000000000000}"#, // 16 digits: range left to the full check
+            r#"{"entry":1}x"#,               // trailing bytes
+            r#"{"é":1,"entry":2}"#,          // non-ASCII name
+            r#"{"entry":{"b":1,"a":2}}"#,    // unsorted below the top
+            r#"[{"entry":1}]"#,              // not a top-level member
+        ] {
+            assert_eq!(quick_canonical(text, "entry"), None, "{text}");
+        }
+    }
+
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-(MAX_SAFE_INTEGER as i64)..=MAX_SAFE_INTEGER as i64).prop_map(|n| json!(n)),
+            (-1_000_000_000_000_000i64..1_000_000_000_000_000).prop_map(|n| json!(n)),
+            any::<f64>().prop_map(|f| json!(f)),
+            "(\\PC|[\\x00-\\x1f\\x7f\\u{2028}\\u{e000}-\\u{ffff}]){0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                proptest::collection::btree_map(
+                    "[a-z\\u{e9}\\u{1f600}\\u{ff41}\\\\\"]{0,3}|entry",
+                    inner,
+                    0..5
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Soundness: whatever the quick check confirms, the full check confirms,
+        /// with the member's bytes canonical too; and it confirms every canonical
+        /// text within its profile.
+        #[test]
+        fn quick_check_agrees_with_the_full_check(v in json_value()) {
+            let texts = [
+                canonicalize(&v).ok().and_then(|c| String::from_utf8(c).ok()),
+                serde_json::to_string(&v).ok(),
+                serde_json::to_string_pretty(&v).ok(),
+            ];
+            for text in texts.into_iter().flatten() {
+                if let Some(span) = quick_canonical(&text, "entry") {
+                    proptest::prop_assert!(is_canonical(text.as_bytes()), "{}", text);
+                    let member = canonicalize(&v["entry"]).ok();
+                    proptest::prop_assert_eq!(member.as_deref(), Some(text[span].as_bytes()));
+                }
+            }
+            // Completeness within the profile.
+            if let Ok(c) = canonicalize(&v) {
+                let text = String::from_utf8(c).expect("UTF-8");
+                if v.get("entry").is_some() && in_quick_profile(&v) {
+                    proptest::prop_assert!(quick_canonical(&text, "entry").is_some(), "{}", text);
+                }
+            }
+        }
+    }
+
+    /// Whether the quick check is meant to confirm the canonical form of `v`.
+    fn in_quick_profile(v: &Value) -> bool {
+        let plain = |s: &str| {
+            s.chars()
+                .all(|c| c >= ' ' || matches!(c, '\u{8}' | '\t' | '\n' | '\u{c}' | '\r'))
+        };
+        match v {
+            Value::Null | Value::Bool(_) => true,
+            Value::Number(n) => n
+                .as_i64()
+                .is_some_and(|i| i.unsigned_abs() < 1_000_000_000_000_000),
+            Value::String(s) => plain(s),
+            Value::Array(a) => a.iter().all(in_quick_profile),
+            Value::Object(m) => m.iter().all(|(k, x)| {
+                k.bytes()
+                    .all(|b| (0x20..0x7f).contains(&b) && b != b'\\' && b != b'"')
+                    && in_quick_profile(x)
+            }),
+        }
     }
 }

@@ -114,6 +114,24 @@ impl Entry {
     /// [`Entry::parse_at`], appending the entry's canonical bytes to `out`: they are
     /// computed once, here, and the signed message and entry hash reuse them.
     fn parse_into(v: &Json, path: &str, out: &mut Vec<u8>) -> Result<Entry, EntryError> {
+        let entry = Entry::parse_typed(v, path)?;
+        // The canonical bytes are those of the parsed entry, which is what the company
+        // signed and what the leaf holds: the parse keeps every member (unknown ones
+        // are refused, `null` never stands for an absent one, numbers are integers),
+        // so they are also the RFC 8785 form of the JSON it came from.
+        let from = out.len();
+        jcs::to_canonical_into(&entry, out)?;
+        check_entry_size(out.len() - from)?;
+        debug_assert_eq!(
+            jcs::canonicalize(&v.to_value()).ok().as_deref(),
+            Some(&out[from..]),
+            "the typed parse lost or changed a member"
+        );
+        Ok(entry)
+    }
+
+    /// Every rule of spec/entries.md but the size of the canonical form.
+    fn parse_typed(v: &Json, path: &str) -> Result<Entry, EntryError> {
         let kind_path = join(path, "kind");
         if !v.is_object() {
             return Err(EntryError::WrongType {
@@ -150,26 +168,6 @@ impl Entry {
                 }
                 other => return Err(EntryError::UnknownKind(other.to_string())),
             };
-        // The canonical bytes are those of the parsed entry, which is what the company
-        // signed and what the leaf holds: the parse keeps every member (unknown ones
-        // are refused, `null` never stands for an absent one, numbers are integers),
-        // so they are also the RFC 8785 form of the JSON it came from.
-        let from = out.len();
-        jcs::to_canonical_into(&entry, out)?;
-        // Size limit on the canonical form (spec/entries.md §6).
-        let size = out.len() - from;
-        if size > MAX_ENTRY_BYTES {
-            return Err(EntryError::TooLarge {
-                field: "entry".into(),
-                size,
-                max: MAX_ENTRY_BYTES,
-            });
-        }
-        debug_assert_eq!(
-            jcs::canonicalize(&v.to_value()).ok().as_deref(),
-            Some(&out[from..]),
-            "the typed parse lost or changed a member"
-        );
         Ok(entry)
     }
 
@@ -470,6 +468,41 @@ impl Leaf {
         ))
     }
 
+    /// [`Leaf::parse_json_with_message`] for a leaf whose bytes are known to be
+    /// canonical ([`jcs::quick_canonical`]), with `entry_bytes` the bytes of its
+    /// `entry` member: those are then the entry's canonical form, so the signed
+    /// message is made of them instead of writing the parsed entry out again.
+    pub fn parse_canonical_json(
+        v: &Json,
+        entry_bytes: &[u8],
+    ) -> Result<(Leaf, Vec<u8>), EntryError> {
+        let o = Obj::new(v, "", &["entry", "key_id", "logged_at", "signature"])?;
+        let entry = Entry::parse_typed(o.req("entry")?.v, "entry")?;
+        check_entry_size(entry_bytes.len())?;
+        let key_id = o.req("key_id")?.str()?.to_string();
+        decode_key_id("key_id", &key_id)?;
+        let signature = o.req("signature")?.str()?.to_string();
+        decode_signature("signature", &signature)?;
+        let logged_at = o.req("logged_at")?.time()?;
+        let mut message = Vec::with_capacity(ENTRY_SIGNATURE_TAG.len() + entry_bytes.len());
+        message.extend_from_slice(ENTRY_SIGNATURE_TAG);
+        message.extend_from_slice(entry_bytes);
+        debug_assert_eq!(
+            jcs::to_canonical(&entry).ok().as_deref(),
+            Some(entry_bytes),
+            "entry_bytes are not the parsed entry's canonical form"
+        );
+        Ok((
+            Leaf {
+                entry,
+                key_id,
+                signature,
+                logged_at,
+            },
+            message,
+        ))
+    }
+
     /// The submission this leaf records.
     pub fn signed_entry(&self) -> SignedEntry {
         SignedEntry {
@@ -530,6 +563,18 @@ pub fn verify_batch_parallel(
     })
     .into_iter()
     .collect()
+}
+
+/// Size limit on an entry's canonical form (spec/entries.md §6).
+fn check_entry_size(size: usize) -> Result<(), EntryError> {
+    if size > MAX_ENTRY_BYTES {
+        return Err(EntryError::TooLarge {
+            field: "entry".into(),
+            size,
+            max: MAX_ENTRY_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// Size limit, UTF-8 and JSON syntax of a body (duplicate member names included,

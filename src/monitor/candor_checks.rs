@@ -52,13 +52,15 @@ impl CompanyKeys {
 }
 
 /// A cheap test for "this leaf claims to be a Candor leaf": a JSON object with
-/// `entry` and `logged_at` members. Only such leaves are held to Candor's rules.
-pub fn looks_like_candor_leaf(bytes: &[u8]) -> Option<Json<'_>> {
+/// `entry` and `logged_at` members, with its text. Only such leaves are held to
+/// Candor's rules.
+pub fn looks_like_candor_leaf(bytes: &[u8]) -> Option<(Json<'_>, &str)> {
     if bytes.first() != Some(&b'{') {
         return None;
     }
-    let v = Json::parse(std::str::from_utf8(bytes).ok()?).ok()?;
-    is_candor_shaped(&v).then_some(v)
+    let text = std::str::from_utf8(bytes).ok()?;
+    let v = Json::parse(text).ok()?;
+    is_candor_shaped(&v).then_some((v, text))
 }
 
 /// The shape that makes a JSON leaf a Candor leaf: an object member `entry` and a
@@ -190,18 +192,27 @@ impl Checker<'_> {
 
     /// The checks of the leaf at `index` that depend on its bytes alone.
     pub fn prepare(&self, index: u64, bytes: &[u8]) -> Prepared {
-        let Some(value) = looks_like_candor_leaf(bytes) else {
+        let Some((value, text)) = looks_like_candor_leaf(bytes) else {
             return self.duplicate_member_leaf(index, bytes);
         };
         let reject = |kind: Kind, message: String| self.rejected(index, &value, kind, message);
-        // Parse the value already in hand, getting the signed message with it; a leaf
-        // that parses is checked for canonical form against its rebuilt bytes, one
-        // that does not by canonicalising it, so non-canonical bytes are reported as
-        // such first either way.
-        let parsed = Leaf::parse_json_with_message(&value);
-        let canonical = match &parsed {
-            Ok((leaf, message)) => leaf.is_canonical_form_of(message, bytes),
-            Err(_) => crate::jcs::canonicalize(&value.to_value()).is_ok_and(|c| c == bytes),
+        // Parse the value already in hand, getting the signed message with it. A
+        // canonical leaf (every leaf of a well-behaved log) is confirmed in one pass
+        // over its bytes, and its entry member's bytes are then the entry's canonical
+        // form, the signed message. Any other leaf that parses is checked for
+        // canonical form against its rebuilt bytes, one that does not by
+        // canonicalising it, so non-canonical bytes are reported as such first
+        // either way.
+        let (parsed, canonical) = match crate::jcs::quick_canonical(text, "entry") {
+            Some(entry) => (Leaf::parse_canonical_json(&value, &bytes[entry]), true),
+            None => {
+                let parsed = Leaf::parse_json_with_message(&value);
+                let canonical = match &parsed {
+                    Ok((leaf, message)) => leaf.is_canonical_form_of(message, bytes),
+                    Err(_) => crate::jcs::canonicalize(&value.to_value()).is_ok_and(|c| c == bytes),
+                };
+                (parsed, canonical)
+            }
         };
         if !canonical {
             return reject(
