@@ -19,10 +19,22 @@ impl Hash {
     }
 
     /// Parses lower- or upper-case hex.
+    /// 64 hex digits, either case. A table look-up per digit, without branches
+    /// per digit: entries carry several hashes and the log and the monitor parse
+    /// them all.
     pub fn from_hex(s: &str) -> Option<Hash> {
+        let digits: &[u8; 2 * HASH_SIZE] = s.as_bytes().try_into().ok()?;
         let mut out = [0u8; HASH_SIZE];
-        hex::decode_to_slice(s, &mut out).ok()?;
-        Some(Hash(out))
+        let mut bad = 0u8;
+        for (o, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+            let (hi, lo) = (
+                HEX_VALUE[usize::from(pair[0])],
+                HEX_VALUE[usize::from(pair[1])],
+            );
+            bad |= (hi | lo) & 0x80;
+            *o = (hi << 4) | (lo & 0x0f);
+        }
+        (bad == 0).then_some(Hash(out))
     }
 
     pub fn from_slice(bytes: &[u8]) -> Option<Hash> {
@@ -42,6 +54,23 @@ impl Hash {
         &self.0
     }
 }
+
+/// Each byte's value as a hex digit, or 0x80 if it is not one.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0x80u8; 256];
+    let mut c = 0;
+    while c < 10 {
+        t[b'0' as usize + c] = c as u8;
+        c += 1;
+    }
+    let mut c = 0;
+    while c < 6 {
+        t[b'a' as usize + c] = 10 + c as u8;
+        t[b'A' as usize + c] = 10 + c as u8;
+        c += 1;
+    }
+    t
+};
 
 impl fmt::Debug for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -104,6 +133,41 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn from_hex_takes_64_digits_of_either_case_and_nothing_else() {
+        let h = sha256(b"x");
+        assert_eq!(Hash::from_hex(&h.to_hex()), Some(h));
+        assert_eq!(Hash::from_hex(&h.to_hex().to_uppercase()), Some(h));
+        let good = h.to_hex();
+        for bad in [
+            String::new(),
+            good[..63].to_string(),
+            format!("{good}0"),
+            format!("{}g", &good[..63]),
+            format!("{}é", &good[..62]),
+            format!(" {}", &good[..63]),
+            format!("{}:", &good[..63]),
+            format!("{}/", &good[..63]),
+            format!("{}@", &good[..63]),
+            format!("{}`", &good[..63]),
+        ] {
+            assert_eq!(Hash::from_hex(&bad), None, "{bad:?}");
+        }
+        // Every byte value in every position agrees with the hex crate.
+        for pos in [0usize, 1, 33, 63] {
+            for b in 0u8..=127 {
+                let mut t = good.clone().into_bytes();
+                t[pos] = b;
+                let t = String::from_utf8(t).expect("ASCII");
+                let mut want = [0u8; 32];
+                let want = hex::decode_to_slice(&t, &mut want)
+                    .ok()
+                    .map(|()| Hash(want));
+                assert_eq!(Hash::from_hex(&t), want, "{t:?}");
+            }
+        }
+    }
 
     #[test]
     fn empty_root_is_sha256_of_nothing() {

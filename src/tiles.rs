@@ -900,17 +900,27 @@ pub fn encode_bundle(entries: &[&[u8]]) -> Result<Vec<u8>, TileError> {
 
 /// Decodes an entry bundle, rejecting truncation and empty or over-long bundles.
 pub fn decode_bundle(bytes: &[u8]) -> Result<Vec<Vec<u8>>, TileError> {
-    let mut out = Vec::new();
+    Ok(bundle_ranges(bytes)?
+        .into_iter()
+        .map(|r| bytes[r].to_vec())
+        .collect())
+}
+
+/// Where each entry of an entry bundle lies in `bytes`, with the checks of
+/// [`decode_bundle`]; for readers that need only some entries or keep the bundle.
+pub fn bundle_ranges(bytes: &[u8]) -> Result<Vec<std::ops::Range<usize>>, TileError> {
+    let mut out = Vec::with_capacity(TILE_WIDTH as usize);
     let mut at = 0usize;
     while at < bytes.len() {
         let prefix = bytes
             .get(at..at + 2)
             .ok_or(TileError::TruncatedBundle { offset: at })?;
         let len = usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
-        let entry = bytes
-            .get(at + 2..at + 2 + len)
-            .ok_or(TileError::TruncatedBundle { offset: at })?;
-        out.push(entry.to_vec());
+        let entry = at + 2..at + 2 + len;
+        if entry.end > bytes.len() {
+            return Err(TileError::TruncatedBundle { offset: at });
+        }
+        out.push(entry);
         if out.len() as u64 > TILE_WIDTH {
             return Err(TileError::BadEntryCount(out.len()));
         }

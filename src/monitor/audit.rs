@@ -18,7 +18,8 @@ use crate::checkpoint::{Checkpoint, open_checkpoint};
 use crate::hash::{Hash, leaf_hash, sha256};
 use crate::merkle::{HashReader, TreeError, root_from_leaf_hashes, tree_hash};
 use crate::note::VerifierKey;
-use crate::tiles::{Bundle, TILE_WIDTH, Tile, TileReader, VerifiedTileHashReader, decode_bundle};
+use crate::tiles::{Bundle, TILE_WIDTH, Tile, TileReader, VerifiedTileHashReader, bundle_ranges};
+use bytes::Bytes;
 use futures::StreamExt;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, RwLock};
@@ -466,7 +467,8 @@ impl Auditor {
         // hashed; it is saved when they are done.
         let mut checking: Option<ChunkCheck> = None;
         while let Some((bundle, tile, bd, td)) = fetched.recv().await {
-            let (bd, td) = (bd?, td?);
+            // Kept whole: the entries are slices of it, not copies.
+            let (bd, td) = (Bytes::from(bd?), td?);
             let ok = self
                 .audit_bundle(
                     &mut prog,
@@ -514,7 +516,7 @@ impl Auditor {
         checking: &mut Option<ChunkCheck>,
         prog: &mut Progress,
         cp: &Checkpoint,
-        unchecked: &mut Vec<(u64, Vec<u8>, Hash)>,
+        unchecked: &mut Vec<(u64, Bytes, Hash)>,
         batch: &mut IndexBatch,
     ) -> Result<(), CheckError> {
         let done = self.checked(checking.take(), prog).await?;
@@ -547,7 +549,7 @@ impl Auditor {
         &self,
         prog: &mut Progress,
         cp: &Checkpoint,
-        unchecked: &mut Vec<(u64, Vec<u8>, Hash)>,
+        unchecked: &mut Vec<(u64, Bytes, Hash)>,
         batch: &mut IndexBatch,
         unsaved: Vec<(u64, Hash, String)>,
     ) -> ChunkCheck {
@@ -561,7 +563,7 @@ impl Auditor {
             if !leaves.is_empty() {
                 let refs: Vec<(u64, &[u8], Hash)> = leaves
                     .iter()
-                    .map(|(i, bytes, h)| (*i, bytes.as_slice(), *h))
+                    .map(|(i, bytes, h)| (*i, bytes.as_ref(), *h))
                     .collect();
                 let checker = Checker {
                     policy: &policy,
@@ -621,10 +623,10 @@ impl Auditor {
         cp: &Checkpoint,
         bundle: Bundle,
         tile: Tile,
-        bundle_data: &[u8],
+        bundle_data: &Bytes,
         tile_data: &[u8],
         batch: &mut IndexBatch,
-        unchecked: &mut Vec<(u64, Vec<u8>, Hash)>,
+        unchecked: &mut Vec<(u64, Bytes, Hash)>,
     ) -> Result<bool, CheckError> {
         let start = bundle.index * TILE_WIDTH;
         let width = usize::from(bundle.width);
@@ -658,11 +660,13 @@ impl Auditor {
             None
         };
         // The bundle.
-        let entries: Option<Vec<Vec<u8>>> = match decode_bundle(bundle_data) {
-            Ok(mut e) if e.len() >= width && (e.len() == width || e.len() == 256) => {
-                e.truncate(width);
-                Some(e)
-            }
+        let entries: Option<Vec<Bytes>> = match bundle_ranges(bundle_data) {
+            Ok(e) if e.len() >= width && (e.len() == width || e.len() == 256) => Some(
+                e.into_iter()
+                    .take(width)
+                    .map(|r| bundle_data.slice(r))
+                    .collect(),
+            ),
             Ok(e) => {
                 batch.findings.push(
                     Finding::new(

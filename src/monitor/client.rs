@@ -159,7 +159,11 @@ async fn get_once(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, ClientEr
             status: status.as_u16(),
         });
     }
-    let mut body = Vec::new();
+    // Sized once from Content-Length (within the limit) instead of regrown per chunk.
+    let declared = resp
+        .content_length()
+        .map_or(0, |n| n.min(MAX_BODY as u64) as usize);
+    let mut body = Vec::with_capacity(declared);
     while let Some(chunk) = resp.chunk().await.map_err(net)? {
         if body.len() + chunk.len() > MAX_BODY {
             return Err(ClientError::TooLarge {

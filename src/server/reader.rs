@@ -110,13 +110,13 @@ pub fn read_leaf(store: &dyn Store, index: u64) -> Result<Vec<u8>, LeafError> {
             detail: e.to_string(),
         })?
         .ok_or(LeafError::Missing(bundle))?;
-    let mut entries = tiles::decode_bundle(&bytes).map_err(|e| LeafError::Corrupt {
+    let entries = tiles::bundle_ranges(&bytes).map_err(|e| LeafError::Corrupt {
         index: bundle,
         detail: e.to_string(),
     })?;
     let pos = (index % tiles::TILE_WIDTH) as usize;
-    if pos >= entries.len() {
-        return Err(LeafError::Short { bundle, index });
+    match entries.get(pos) {
+        Some(r) => Ok(bytes[r.clone()].to_vec()),
+        None => Err(LeafError::Short { bundle, index }),
     }
-    Ok(entries.swap_remove(pos))
 }
