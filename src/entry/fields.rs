@@ -75,19 +75,49 @@ pub(crate) fn join(base: &str, name: &str) -> String {
     }
 }
 
+/// Where a value sits, spelled out only when an error names it: formatting a path
+/// for every nested object and array cost more than checking most of them.
+#[derive(Clone)]
+pub(crate) struct Path<'a>(Rc<Step<'a>>);
+
+enum Step<'a> {
+    Root(Box<str>),
+    Member(Path<'a>, &'a str),
+    Element(Path<'a>, usize),
+}
+
+impl<'a> Path<'a> {
+    fn root(path: &str) -> Path<'a> {
+        Path(Rc::new(Step::Root(path.into())))
+    }
+
+    /// The path as errors print it, e.g. `entry.criteria[2]`.
+    fn render(&self) -> String {
+        match &*self.0 {
+            Step::Root(p) => p.to_string(),
+            Step::Member(parent, name) => join(&parent.render(), name),
+            Step::Element(parent, i) => format!("{}[{i}]", parent.render()),
+        }
+    }
+}
+
 /// A JSON object being read; unknown members are rejected up front so a misspelled
 /// field is reported as unknown rather than as the missing correct one.
 pub(crate) struct Obj<'a> {
     members: &'a [(Cow<'a, str>, Json<'a>)],
     /// Shared by the object's fields, which join their name to it only for an error.
-    path: Rc<str>,
+    path: Path<'a>,
 }
 
 impl<'a> Obj<'a> {
     pub fn new(v: &'a Json<'a>, path: &str, allowed: &[&str]) -> Result<Obj<'a>, EntryError> {
+        Obj::at(v, Path::root(path), allowed)
+    }
+
+    fn at(v: &'a Json<'a>, path: Path<'a>, allowed: &[&str]) -> Result<Obj<'a>, EntryError> {
         let members = v
             .as_object()
-            .ok_or_else(|| wrong_type(path, "an object", v))?;
+            .ok_or_else(|| wrong_type(&path.render(), "an object", v))?;
         // Report the first unknown member in a stable (sorted) order.
         if let Some(k) = members
             .iter()
@@ -95,22 +125,19 @@ impl<'a> Obj<'a> {
             .filter(|k| !allowed.contains(&k.as_ref()))
             .min()
         {
-            return Err(EntryError::UnknownField(join(path, k)));
+            return Err(EntryError::UnknownField(join(&path.render(), k)));
         }
-        Ok(Obj {
-            members,
-            path: Rc::from(path),
-        })
+        Ok(Obj { members, path })
     }
 
     /// The path of member `name` of this object.
     pub fn path_of(&self, name: &str) -> String {
-        join(&self.path, name)
+        join(&self.path.render(), name)
     }
 
     pub fn req(&self, name: &str) -> Result<Field<'a>, EntryError> {
         self.opt(name)
-            .ok_or_else(|| EntryError::MissingField(join(&self.path, name)))
+            .ok_or_else(|| EntryError::MissingField(self.path_of(name)))
     }
 
     /// An optional member. `null` is not a way to omit one: it is reported as the
@@ -131,7 +158,7 @@ impl<'a> Obj<'a> {
 /// names it: building a string per field cost more than checking most fields.
 pub(crate) struct Field<'a> {
     pub v: &'a Json<'a>,
-    parent: Rc<str>,
+    parent: Path<'a>,
     at: At<'a>,
 }
 
@@ -163,22 +190,27 @@ impl<'a> Field<'a> {
     pub fn at(v: &'a Json<'a>, path: &str) -> Field<'a> {
         Field {
             v,
-            parent: Rc::from(path),
+            parent: Path::root(path),
             at: At::Itself,
         }
     }
 
     /// The field's path, e.g. `entry.criteria[2].effect`.
     pub fn path(&self) -> String {
+        self.node().render()
+    }
+
+    /// The field's path as the parent of what lies below it.
+    fn node(&self) -> Path<'a> {
         match self.at {
-            At::Itself => self.parent.to_string(),
-            At::Member(name) => join(&self.parent, name),
-            At::Element(i) => format!("{}[{i}]", self.parent),
+            At::Itself => self.parent.clone(),
+            At::Member(name) => Path(Rc::new(Step::Member(self.parent.clone(), name))),
+            At::Element(i) => Path(Rc::new(Step::Element(self.parent.clone(), i))),
         }
     }
 
     pub fn obj(&self, allowed: &[&str]) -> Result<Obj<'a>, EntryError> {
-        Obj::new(self.v, &self.path(), allowed)
+        Obj::at(self.v, self.node(), allowed)
     }
 
     pub fn str(&self) -> Result<&'a str, EntryError> {
@@ -246,7 +278,7 @@ impl<'a> Field<'a> {
             };
             return Err(invalid(&self.path(), reason));
         }
-        let parent: Rc<str> = Rc::from(self.path());
+        let parent = self.node();
         Ok(items
             .iter()
             .enumerate()

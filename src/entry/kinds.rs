@@ -259,7 +259,10 @@ impl TargetingDecision {
         }
         let of = o.req("opt_out")?;
         let opt_out = of.str()?.to_string();
-        check_opt_out(&of.path(), &opt_out)?;
+        // The path is spelled out only to name a fault: checked again with it then.
+        if check_opt_out("", &opt_out).is_err() {
+            check_opt_out(&of.path(), &opt_out)?;
+        }
         let subject = o.req("subject")?.hash_hex()?;
         Ok(TargetingDecision {
             company,
