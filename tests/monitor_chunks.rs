@@ -6,7 +6,7 @@
 
 use candor::entry::{self, DataPurchase, Entry, KeyAction, Leaf, SignedEntry, samples};
 use candor::hash::{Hash, leaf_hash, sha256};
-use candor::monitor::candor_checks::Checker;
+use candor::monitor::candor_checks::{Checker, Unverified};
 use candor::monitor::policy::Policy;
 use candor::monitor::state::{AuditPoint, IndexBatch, StateDir};
 use candor::note::SignerKey;
@@ -127,9 +127,9 @@ enum Mode {
     Whole,
     /// One leaf at a time, into one batch, with nothing saved in between.
     OneAtATime,
-    /// As the audit does: in chunks of this many leaves, each chunk checked while the
-    /// one before it is saved, so that chunk's purchases are not in the index yet and
-    /// are handed over as `unsaved`.
+    /// As the audit does: in chunks of this many leaves, each chunk's entries checked
+    /// while the two before it are not saved yet (their signatures are being checked
+    /// or they are being saved), so their purchases are handed over as `unsaved`.
     Pipelined(usize),
 }
 
@@ -171,26 +171,35 @@ fn check(log: &SignerKey, leaves: &[Vec<u8>], mode: Mode) -> (IndexBatch, AuditP
             }
         }
         Mode::Pipelined(size) => {
-            let mut previous: Option<IndexBatch> = None;
+            // Chunks checked but not saved, oldest first: at most two, as in the
+            // audit (the entry checks of chunk k run alongside the signature checks
+            // of k−1 and the save of k−2).
+            let mut waiting: std::collections::VecDeque<(IndexBatch, Unverified)> =
+                Default::default();
+            let checker = checker(&[]);
             for rows in rows.chunks(size) {
-                // The previous chunk's purchases, not in the index yet.
-                let unsaved = previous
-                    .as_ref()
-                    .map(|b| b.purchases.clone())
-                    .unwrap_or_default();
+                let unsaved: Vec<_> = waiting
+                    .iter()
+                    .flat_map(|(b, _)| b.purchases.iter().cloned())
+                    .collect();
                 let mut this = IndexBatch::default();
-                Checker {
+                let unverified = Checker {
                     unsaved: &unsaved,
-                    ..checker(&[])
+                    ..checker
                 }
-                .check_chunk(&mut p.companies, &mut p.volume, rows, &mut this)
+                .check_entries(&mut p.companies, &mut p.volume, rows, &mut this)
                 .expect("check");
-                if let Some(b) = previous.replace(this) {
+                waiting.push_back((this, unverified));
+                if waiting.len() > 2
+                    && let Some((mut b, u)) = waiting.pop_front()
+                {
+                    checker.verify_signatures(u, &mut b);
                     state.write_index(&b).expect("save");
                     append(&mut out, b);
                 }
             }
-            if let Some(b) = previous {
+            for (mut b, u) in waiting {
+                checker.verify_signatures(u, &mut b);
                 append(&mut out, b);
             }
         }
@@ -237,9 +246,15 @@ fn a_chunk_checked_on_all_cores_equals_one_entry_at_a_time() {
             })
             .collect()
     };
-    // Chunks of 2 and 3 put a purchase and the decisions citing it (1 to 4 leaves
-    // later) in the same chunk, the next one (unsaved) and later ones (the index).
-    for mode in [Mode::OneAtATime, Mode::Pipelined(2), Mode::Pipelined(3)] {
+    // A decision cites the latest purchase, 1 to 4 leaves before it. In chunks of 1,
+    // 2 and 3 that purchase is in the same chunk, in one of the two before it (not
+    // saved yet: `unsaved`) or in an older one (the index).
+    for mode in [
+        Mode::OneAtATime,
+        Mode::Pipelined(1),
+        Mode::Pipelined(2),
+        Mode::Pipelined(3),
+    ] {
         let (other, p_other) = check(&log, &leaves, mode);
         let name = format!("{mode:?}");
         assert_eq!(

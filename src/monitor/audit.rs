@@ -8,7 +8,7 @@
 //! the new leaf hashes, and the result can equal the signed root only if the old
 //! tree is a prefix of the new one (up to a SHA-256 collision).
 
-use super::candor_checks::{Checker, CompanyKeys};
+use super::candor_checks::{Checker, CompanyKeys, Unverified};
 use super::client::{ClientError, TilesClient};
 use super::findings::{Finding, Kind, Severity};
 use super::policy::{Policy, VolumeTracker};
@@ -463,9 +463,8 @@ impl Auditor {
         // Their new leaves, whose Candor checks run together when the chunk ends.
         let mut unchecked = Vec::new();
         let mut unsaved = 0;
-        // The previous chunk, whose Candor checks run while this one is fetched and
-        // hashed; it is saved when they are done.
-        let mut checking: Option<ChunkCheck> = None;
+        // The chunks before this one, still being checked.
+        let mut chunks = Chunks::default();
         while let Some((bundle, tile, bd, td)) = fetched.recv().await {
             // Kept whole: the entries are slices of it, not copies.
             let (bd, td) = (Bytes::from(bd?), td?);
@@ -484,7 +483,8 @@ impl Auditor {
             unsaved += 1;
             bar.set_position(prog.point.size - self.state.verified.size);
             if !ok || unsaved == SAVE_EVERY_BUNDLES {
-                self.next_chunk(&mut checking, &mut prog, &cp, &mut unchecked, &mut batch)
+                let chunk = (std::mem::take(&mut unchecked), std::mem::take(&mut batch));
+                self.next_chunk(&mut chunks, &mut prog, &cp, Some(chunk))
                     .await?;
                 unsaved = 0;
             }
@@ -494,12 +494,12 @@ impl Auditor {
             }
         }
         if unsaved > 0 {
-            self.next_chunk(&mut checking, &mut prog, &cp, &mut unchecked, &mut batch)
+            self.next_chunk(&mut chunks, &mut prog, &cp, Some((unchecked, batch)))
                 .await?;
         }
-        if let Some((at, mut done)) = self.checked(checking.take(), &mut prog).await? {
-            self.save_progress(&mut done, &at).await?;
-        }
+        // The last two chunks' checks end and both are saved.
+        self.next_chunk(&mut chunks, &mut prog, &cp, None).await?;
+        self.next_chunk(&mut chunks, &mut prog, &cp, None).await?;
         drop(fetched);
         drop(fetcher);
         bar.finish_and_clear();
@@ -509,108 +509,160 @@ impl Auditor {
         self.finish(prog, cp, text, aborted).await
     }
 
-    /// Ends a chunk: waits for the previous chunk's checks, starts this chunk's, and
-    /// saves the previous chunk while they run.
+    /// Moves the chunks along the checks' pipeline, one step, when the audit has
+    /// fetched, hashed and rolled up a chunk's bundles (`new`: its leaves and the
+    /// findings of its bundles), or `None` to drain the pipeline at the end.
+    ///
+    /// A chunk's Candor checks run in two steps on the blocking pool, while the audit
+    /// goes on with the next chunks' bundles: the entry checks
+    /// ([`Checker::check_entries`]), then the company signatures
+    /// ([`Checker::verify_signatures`]); then the chunk is saved. The entry checks of
+    /// chunk k depend on those of chunk k−1 (they read and update the company keys
+    /// and volume counts), the signatures on nothing that follows, so the entry
+    /// checks of k run alongside the signatures of k−1 and the save of k−2 (saves
+    /// stay in order), and one step's serial part leaves the other core to the other
+    /// step. The company keys
+    /// and volumes are moved out of `prog` into the entry checks and come back with
+    /// their result ([`Auditor::checked`]), so each chunk's checks see them as if every
+    /// leaf had been checked in order. Cited purchases are found in the index, which
+    /// holds every chunk saved, and among the purchases of the two chunks not saved
+    /// yet (`Checker::unsaved`).
     async fn next_chunk(
         &mut self,
-        checking: &mut Option<ChunkCheck>,
+        chunks: &mut Chunks,
         prog: &mut Progress,
         cp: &Checkpoint,
-        unchecked: &mut Vec<(u64, Bytes, Hash)>,
-        batch: &mut IndexBatch,
+        new: Option<(Vec<(u64, Bytes, Hash)>, IndexBatch)>,
     ) -> Result<(), CheckError> {
-        let done = self.checked(checking.take(), prog).await?;
-        // The previous chunk's purchases are not in the index until its save is done.
-        let unsaved = done
+        let checked = self.checked(chunks.checking.take(), prog).await?;
+        let mut unsaved = chunks
+            .verifying
             .as_ref()
-            .map(|(_, b)| b.purchases.clone())
+            .map(|v| v.purchases.clone())
             .unwrap_or_default();
-        *checking = Some(self.check_chunk(prog, cp, unchecked, batch, unsaved));
-        if let Some((at, mut done)) = done {
-            self.save_progress(&mut done, &at).await?;
+        if let Some((_, c)) = &checked {
+            unsaved.extend(c.batch.purchases.iter().cloned());
+        }
+        if let Some((leaves, batch)) = new {
+            chunks.checking = Some(self.check_entries(prog, leaves, batch, unsaved));
+        }
+        let previous = chunks.verifying.take();
+        if let Some((at, c)) = checked {
+            chunks.verifying = Some(self.verify_signatures(at, c, cp));
+        }
+        if let Some(v) = previous {
+            let mut done = v
+                .task
+                .await
+                .map_err(|e| CheckError::Tree(format!("the signature checks stopped: {e}")))?;
+            self.save_progress(&mut done, &v.at).await?;
         }
         Ok(())
     }
 
-    /// Starts the Candor checks of the leaves audited since the last chunk ended, as
-    /// one chunk: one parallel parse and one batch equation per core over up to
-    /// [`SAVE_EVERY_BUNDLES`] bundles instead of per bundle, so threads are started
-    /// less often and each batch verification is larger (cheaper per signature). They
-    /// run on the blocking pool while the audit saves the previous chunk and goes on
-    /// fetching, hashing and rolling up the next chunk's bundles. The checks read and
-    /// update only the company keys and volumes of the audit point, which the tree
-    /// checks do not touch: they are moved out of `prog` into the check and come back
-    /// with its result ([`Auditor::checked`]), so the next chunk's checks, started
-    /// only after that, see them as if every leaf had been checked in order. They
-    /// find cited purchases in the index, which holds every chunk but the previous
-    /// one, whose purchases are `unsaved`. Every finding of the chunk without a
-    /// checkpoint gets `cp`'s size.
-    fn check_chunk(
+    /// Starts the entry checks of a chunk (all but the signatures) on the blocking
+    /// pool: one parallel parse over up to [`SAVE_EVERY_BUNDLES`] bundles instead of
+    /// per bundle, so threads are started less often. See [`Auditor::next_chunk`].
+    fn check_entries(
         &self,
         prog: &mut Progress,
-        cp: &Checkpoint,
-        unchecked: &mut Vec<(u64, Bytes, Hash)>,
-        batch: &mut IndexBatch,
+        leaves: Vec<(u64, Bytes, Hash)>,
+        mut batch: IndexBatch,
         unsaved: Vec<(u64, Hash, String)>,
-    ) -> ChunkCheck {
-        let leaves = std::mem::take(unchecked);
-        let mut batch = std::mem::take(batch);
+    ) -> EntryChecks {
         let mut companies = std::mem::take(&mut prog.point.companies);
         let mut volume = std::mem::take(&mut prog.point.volume);
         let (policy, dir) = (self.policy.clone(), self.dir.clone());
-        let (origin, log_key, cp_size) = (self.origin.clone(), self.log_key.clone(), cp.size);
+        let (origin, log_key) = (self.origin.clone(), self.log_key.clone());
         let task = tokio::task::spawn_blocking(move || {
-            if !leaves.is_empty() {
-                let refs: Vec<(u64, &[u8], Hash)> = leaves
-                    .iter()
-                    .map(|(i, bytes, h)| (*i, bytes.as_ref(), *h))
-                    .collect();
-                let checker = Checker {
-                    policy: &policy,
-                    origin: &origin,
-                    log_key: &log_key,
-                    state: &dir,
-                    unsaved: &unsaved,
-                    now: time::OffsetDateTime::now_utc(),
-                };
-                checker.check_chunk(&mut companies, &mut volume, &refs, &mut batch)?;
-            }
-            for f in &mut batch.findings {
-                if f.checkpoints.is_empty() {
-                    f.checkpoints.push(cp_size);
-                }
-            }
-            Ok(CheckedChunk {
+            let refs: Vec<(u64, &[u8], Hash)> = leaves
+                .iter()
+                .map(|(i, bytes, h)| (*i, bytes.as_ref(), *h))
+                .collect();
+            let checker = Checker {
+                policy: &policy,
+                origin: &origin,
+                log_key: &log_key,
+                state: &dir,
+                unsaved: &unsaved,
+                now: time::OffsetDateTime::now_utc(),
+            };
+            let unverified =
+                checker.check_entries(&mut companies, &mut volume, &refs, &mut batch)?;
+            Ok(CheckedEntries {
                 batch,
+                unverified,
                 companies,
                 volume,
             })
         });
-        ChunkCheck {
+        EntryChecks {
             at: prog.clone(),
             task,
         }
     }
 
-    /// Waits for a chunk's checks ([`Auditor::check_chunk`]) and gives their company
-    /// keys and volumes back to `prog`. Returns what is to be saved: the progress as
-    /// of the chunk's end and the chunk's index rows and findings.
+    /// Waits for a chunk's entry checks ([`Auditor::check_entries`]) and gives their
+    /// company keys and volumes back to `prog`. Returns the progress as of the chunk's
+    /// end, with them, and what the checks found.
     async fn checked(
         &self,
-        chunk: Option<ChunkCheck>,
+        chunk: Option<EntryChecks>,
         prog: &mut Progress,
-    ) -> Result<Option<(Progress, IndexBatch)>, CheckError> {
-        let Some(ChunkCheck { mut at, task }) = chunk else {
+    ) -> Result<Option<(Progress, CheckedEntries)>, CheckError> {
+        let Some(EntryChecks { mut at, task }) = chunk else {
             return Ok(None);
         };
-        let checked = task
+        let mut checked = task
             .await
             .map_err(|e| CheckError::Tree(format!("the entry checks stopped: {e}")))??;
         at.point.companies = checked.companies.clone();
         at.point.volume = checked.volume.clone();
-        prog.point.companies = checked.companies;
-        prog.point.volume = checked.volume;
-        Ok(Some((at, checked.batch)))
+        prog.point.companies = std::mem::take(&mut checked.companies);
+        prog.point.volume = std::mem::take(&mut checked.volume);
+        Ok(Some((at, checked)))
+    }
+
+    /// Starts verifying a chunk's company signatures on the blocking pool, after its
+    /// entry checks: one batch equation per range of signatures over the whole chunk
+    /// (larger batches are cheaper per signature). Every finding of the chunk without
+    /// a checkpoint then gets `cp`'s size.
+    fn verify_signatures(
+        &self,
+        at: Progress,
+        checked: CheckedEntries,
+        cp: &Checkpoint,
+    ) -> SignatureChecks {
+        let CheckedEntries {
+            mut batch,
+            unverified,
+            ..
+        } = checked;
+        let purchases = batch.purchases.clone();
+        let (policy, dir) = (self.policy.clone(), self.dir.clone());
+        let (origin, log_key, cp_size) = (self.origin.clone(), self.log_key.clone(), cp.size);
+        let task = tokio::task::spawn_blocking(move || {
+            let checker = Checker {
+                policy: &policy,
+                origin: &origin,
+                log_key: &log_key,
+                state: &dir,
+                unsaved: &[],
+                now: time::OffsetDateTime::now_utc(),
+            };
+            checker.verify_signatures(unverified, &mut batch);
+            for f in &mut batch.findings {
+                if f.checkpoints.is_empty() {
+                    f.checkpoints.push(cp_size);
+                }
+            }
+            batch
+        });
+        SignatureChecks {
+            at,
+            purchases,
+            task,
+        }
     }
 
     /// Audits one bundle and its level-0 tile, leaving its new leaves in `unchecked`
@@ -1017,26 +1069,45 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// The Candor checks of one chunk, under way ([`Auditor::check_chunk`]).
-struct ChunkCheck {
-    /// The progress as of the chunk's end, saved once the checks are done (with
-    /// their company keys and volumes).
-    at: Progress,
-    task: tokio::task::JoinHandle<Result<CheckedChunk, CheckError>>,
+/// The chunks whose Candor checks are under way ([`Auditor::next_chunk`]).
+#[derive(Default)]
+struct Chunks {
+    /// The latest chunk: its entry checks.
+    checking: Option<EntryChecks>,
+    /// The one before: its signatures.
+    verifying: Option<SignatureChecks>,
 }
 
-/// What a chunk's checks give back.
-struct CheckedChunk {
+/// A chunk's entry checks, under way ([`Auditor::check_entries`]).
+struct EntryChecks {
+    /// The progress as of the chunk's end, saved once its checks are done (with
+    /// their company keys and volumes).
+    at: Progress,
+    task: tokio::task::JoinHandle<Result<CheckedEntries, CheckError>>,
+}
+
+/// What a chunk's entry checks give back.
+struct CheckedEntries {
     batch: IndexBatch,
+    unverified: Unverified,
     companies: CompanyKeys,
     volume: VolumeTracker,
+}
+
+/// A chunk's signature checks, under way ([`Auditor::verify_signatures`]).
+struct SignatureChecks {
+    /// The progress as of the chunk's end, with the company keys and volumes.
+    at: Progress,
+    /// The chunk's purchases, not in the index before it is saved.
+    purchases: Vec<(u64, Hash, String)>,
+    task: tokio::task::JoinHandle<IndexBatch>,
 }
 
 /// Bundles in one chunk: audited between two durable saves of the index and the
 /// progress. Each save is a redb commit and an fsync'd state file; once per bundle
 /// they cost more than auditing the bundle. A chunk is saved when its checks are
-/// done, while the next one is audited, so a monitor killed between saves re-audits
-/// at most twice this many bundles (8,192 entries).
+/// done, while the next ones are audited, so a monitor killed between saves
+/// re-audits at most three times this many bundles (12,288 entries).
 const SAVE_EVERY_BUNDLES: usize = 16;
 
 /// A progress bar with rate and ETA, on a terminal only.

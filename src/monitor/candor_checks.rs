@@ -110,6 +110,9 @@ pub struct PreparedLeaf {
 }
 
 /// A signature to verify at the end of the chunk (batched).
+/// The company signatures of a chunk, still to verify.
+pub struct Unverified(Vec<Pending>);
+
 struct Pending {
     index: u64,
     company: String,
@@ -158,6 +161,21 @@ impl Checker<'_> {
         leaves: &[(u64, &[u8], Hash)],
         out: &mut IndexBatch,
     ) -> Result<(), StateError> {
+        let unverified = self.check_entries(companies, volume, leaves, out)?;
+        self.verify_signatures(unverified, out);
+        Ok(())
+    }
+
+    /// [`Checker::check_chunk`] in two steps: every check but the company
+    /// signatures, which it returns; nothing that follows in the log depends on
+    /// them, so the next chunk's checks need not wait for them.
+    pub fn check_entries(
+        &self,
+        companies: &mut CompanyKeys,
+        volume: &mut VolumeTracker,
+        leaves: &[(u64, &[u8], Hash)],
+        out: &mut IndexBatch,
+    ) -> Result<Unverified, StateError> {
         // Below this many leaves per core a second thread costs more than it saves.
         const MIN_SHARE: usize = 16;
         let prepared = crate::par::map(leaves, MIN_SHARE, |&(index, bytes, _)| {
@@ -186,8 +204,13 @@ impl Checker<'_> {
                 )?,
             }
         }
-        self.verify_pending(pending, out);
-        Ok(())
+        Ok(Unverified(pending))
+    }
+
+    /// The second step of [`Checker::check_chunk`]: verifies the signatures that
+    /// [`Checker::check_entries`] left and adds a finding for each bad one.
+    pub fn verify_signatures(&self, unverified: Unverified, out: &mut IndexBatch) {
+        self.verify_pending(unverified.0, out);
     }
 
     /// The checks of the leaf at `index` that depend on its bytes alone.
