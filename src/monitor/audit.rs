@@ -532,7 +532,7 @@ impl Auditor {
         chunks: &mut Chunks,
         prog: &mut Progress,
         cp: &Checkpoint,
-        new: Option<(Vec<(u64, Bytes, Hash)>, IndexBatch)>,
+        new: Option<(Leaves, IndexBatch)>,
     ) -> Result<(), CheckError> {
         let checked = self.checked(chunks.checking.take(), prog).await?;
         let mut unsaved = chunks
@@ -566,7 +566,7 @@ impl Auditor {
     fn check_entries(
         &self,
         prog: &mut Progress,
-        leaves: Vec<(u64, Bytes, Hash)>,
+        leaves: Leaves,
         mut batch: IndexBatch,
         unsaved: Vec<(u64, Hash, String)>,
     ) -> EntryChecks {
@@ -678,7 +678,7 @@ impl Auditor {
         bundle_data: &Bytes,
         tile_data: &[u8],
         batch: &mut IndexBatch,
-        unchecked: &mut Vec<(u64, Bytes, Hash)>,
+        unchecked: &mut Leaves,
     ) -> Result<bool, CheckError> {
         let start = bundle.index * TILE_WIDTH;
         let width = usize::from(bundle.width);
@@ -1068,6 +1068,9 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+/// New leaves of a chunk, awaiting their Candor checks: index, bytes, leaf hash.
+type Leaves = Vec<(u64, Bytes, Hash)>;
 
 /// The chunks whose Candor checks are under way ([`Auditor::next_chunk`]).
 #[derive(Default)]
