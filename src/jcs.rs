@@ -145,14 +145,20 @@ impl<'a> Quick<'a> {
             if depth == 0 && name == self.want {
                 self.found = Some(start..self.i);
             }
-            match self.peek()? {
-                b',' => self.i += 1,
-                b'}' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if !self.separator(b'}')? {
+                return Some(());
             }
+        }
+    }
+
+    /// After a member or an element: `,` (true: another follows) or `close`.
+    fn separator(&mut self, close: u8) -> Option<bool> {
+        let c = self.peek()?;
+        self.i += 1;
+        match c {
+            b',' => Some(true),
+            c if c == close => Some(false),
+            _ => None,
         }
     }
 
@@ -163,13 +169,8 @@ impl<'a> Quick<'a> {
         }
         loop {
             self.value(depth + 1)?;
-            match self.peek()? {
-                b',' => self.i += 1,
-                b']' => {
-                    self.i += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if !self.separator(b']')? {
+                return Some(());
             }
         }
     }

@@ -149,7 +149,9 @@ fn spawn_monitor_once(
         .args(["--log", log, "--log-key", vkey, "--state"])
         .arg(state)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        // Read with the output once the child ends, to say why a run failed; the
+        // monitor writes little there, so the pipe cannot fill while it runs.
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap()
 }
@@ -1213,7 +1215,12 @@ async fn monitor_killed_at_random_moments_resumes_without_loss_or_false_alarm() 
         assert!(now >= last, "progress went back from {last} to {now}");
         last = now;
         if finished {
-            assert_eq!(out.status.code(), Some(0), "an unkilled run exits clean");
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "an unkilled run exits clean: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             break;
         }
     }

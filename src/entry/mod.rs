@@ -448,24 +448,12 @@ impl Leaf {
 
     /// [`Leaf::parse_value_with_message`] over a [`Json`] tree.
     pub fn parse_json_with_message(v: &Json) -> Result<(Leaf, Vec<u8>), EntryError> {
-        let mut message = Vec::with_capacity(1024);
-        message.extend_from_slice(ENTRY_SIGNATURE_TAG);
-        let o = Obj::new(v, "", &["entry", "key_id", "logged_at", "signature"])?;
-        let entry = Entry::parse_into(o.req("entry")?.v, "entry", &mut message)?;
-        let key_id = o.req("key_id")?.str()?.to_string();
-        decode_key_id("key_id", &key_id)?;
-        let signature = o.req("signature")?.str()?.to_string();
-        decode_signature("signature", &signature)?;
-        let logged_at = o.req("logged_at")?.time()?;
-        Ok((
-            Leaf {
-                entry,
-                key_id,
-                signature,
-                logged_at,
-            },
-            message,
-        ))
+        Leaf::parse_members(v, |e| {
+            let mut message = Vec::with_capacity(1024);
+            message.extend_from_slice(ENTRY_SIGNATURE_TAG);
+            let entry = Entry::parse_into(e, "entry", &mut message)?;
+            Ok((entry, message))
+        })
     }
 
     /// [`Leaf::parse_json_with_message`] for a leaf whose bytes are known to be
@@ -476,22 +464,34 @@ impl Leaf {
         v: &Json,
         entry_bytes: &[u8],
     ) -> Result<(Leaf, Vec<u8>), EntryError> {
+        Leaf::parse_members(v, |e| {
+            let entry = Entry::parse_typed(e, "entry")?;
+            check_entry_size(entry_bytes.len())?;
+            let mut message = Vec::with_capacity(ENTRY_SIGNATURE_TAG.len() + entry_bytes.len());
+            message.extend_from_slice(ENTRY_SIGNATURE_TAG);
+            message.extend_from_slice(entry_bytes);
+            debug_assert_eq!(
+                jcs::to_canonical(&entry).ok().as_deref(),
+                Some(entry_bytes),
+                "entry_bytes are not the parsed entry's canonical form"
+            );
+            Ok((entry, message))
+        })
+    }
+
+    /// A leaf's members, in the order their faults are reported, the entry read by
+    /// `entry` (which returns it with its signed message).
+    fn parse_members(
+        v: &Json,
+        entry: impl FnOnce(&Json) -> Result<(Entry, Vec<u8>), EntryError>,
+    ) -> Result<(Leaf, Vec<u8>), EntryError> {
         let o = Obj::new(v, "", &["entry", "key_id", "logged_at", "signature"])?;
-        let entry = Entry::parse_typed(o.req("entry")?.v, "entry")?;
-        check_entry_size(entry_bytes.len())?;
+        let (entry, message) = entry(o.req("entry")?.v)?;
         let key_id = o.req("key_id")?.str()?.to_string();
         decode_key_id("key_id", &key_id)?;
         let signature = o.req("signature")?.str()?.to_string();
         decode_signature("signature", &signature)?;
         let logged_at = o.req("logged_at")?.time()?;
-        let mut message = Vec::with_capacity(ENTRY_SIGNATURE_TAG.len() + entry_bytes.len());
-        message.extend_from_slice(ENTRY_SIGNATURE_TAG);
-        message.extend_from_slice(entry_bytes);
-        debug_assert_eq!(
-            jcs::to_canonical(&entry).ok().as_deref(),
-            Some(entry_bytes),
-            "entry_bytes are not the parsed entry's canonical form"
-        );
         Ok((
             Leaf {
                 entry,

@@ -37,6 +37,9 @@ pub enum CheckError {
     StoredCheckpoint(String),
     #[error("tile {0} from the log is malformed and the entries under it could not be checked")]
     Unreadable(String),
+    /// A task of the audit ended without its result (a panic: a bug).
+    #[error("{0} stopped without a result")]
+    Stopped(String),
 }
 
 impl From<TreeError> for CheckError {
@@ -521,10 +524,9 @@ impl Auditor {
     /// and volume counts), the signatures on nothing that follows, so the entry
     /// checks of k run alongside the signatures of k−1 and the save of k−2 (saves
     /// stay in order), and one step's serial part leaves the other core to the other
-    /// step. The company keys
-    /// and volumes are moved out of `prog` into the entry checks and come back with
-    /// their result ([`Auditor::checked`]), so each chunk's checks see them as if every
-    /// leaf had been checked in order. Cited purchases are found in the index, which
+    /// step. The company keys and volumes are moved out of `prog` into the entry
+    /// checks and come back with their result ([`Auditor::checked`]), so each chunk's
+    /// checks see them as if every leaf had been checked in order. Cited purchases are found in the index, which
     /// holds every chunk saved, and among the purchases of the two chunks not saved
     /// yet (`Checker::unsaved`).
     async fn next_chunk(
@@ -554,7 +556,7 @@ impl Auditor {
             let mut done = v
                 .task
                 .await
-                .map_err(|e| CheckError::Tree(format!("the signature checks stopped: {e}")))?;
+                .map_err(|e| CheckError::Stopped(format!("the signature checks: {e}")))?;
             self.save_progress(&mut done, &v.at).await?;
         }
         Ok(())
@@ -615,7 +617,7 @@ impl Auditor {
         };
         let mut checked = task
             .await
-            .map_err(|e| CheckError::Tree(format!("the entry checks stopped: {e}")))??;
+            .map_err(|e| CheckError::Stopped(format!("the entry checks: {e}")))??;
         at.point.companies = checked.companies.clone();
         at.point.volume = checked.volume.clone();
         prog.point.companies = std::mem::take(&mut checked.companies);
@@ -666,7 +668,7 @@ impl Auditor {
     }
 
     /// Audits one bundle and its level-0 tile, leaving its new leaves in `unchecked`
-    /// for [`Auditor::check_leaves`]; returns false if the audit of this checkpoint
+    /// for its chunk's checks ([`Auditor::next_chunk`]); returns false if the audit of this checkpoint
     /// cannot go on (both unreadable).
     #[allow(clippy::too_many_arguments)]
     async fn audit_bundle(
@@ -751,7 +753,8 @@ impl Auditor {
             }
         };
         let leaf_hashes: Vec<Hash> = match (&entries, &tile_hashes) {
-            // SHA-256 of each leaf on all cores (RFC 6962 §2.1 leaf hash).
+            // SHA-256 of each leaf (RFC 6962 §2.1 leaf hash), on this thread: the
+            // checks of the chunks before keep both cores busy.
             (Some(e), _) => e.iter().map(|x| leaf_hash(x)).collect(),
             // Without entries the tile's hashes stand in; the root check still
             // proves them, but the entries themselves are unchecked (reported above).
@@ -811,7 +814,7 @@ impl Auditor {
                 }
             }
         }
-        // Candor checks on the new entries: later, with the other bundles' (check_leaves).
+        // Candor checks on the new entries: later, with the rest of the chunk's.
         if let Some(e) = entries {
             unchecked.extend(
                 e.into_iter()

@@ -76,7 +76,8 @@ pub struct Checker<'a> {
     pub log_key: &'a VerifierKey,
     pub state: &'a StateDir,
     /// Purchases found by earlier checks whose index rows may not be written yet
-    /// (the previous chunk's, saved while this one is checked), in index order.
+    /// (the audit's two chunks before this one: one has its signatures checked, the
+    /// other is being saved), in index order.
     pub unsaved: &'a [(u64, Hash, String)],
     /// The monitor's clock, for "logged in the future".
     pub now: OffsetDateTime,
@@ -109,10 +110,10 @@ pub struct PreparedLeaf {
     summary: EntrySummary,
 }
 
-/// A signature to verify at the end of the chunk (batched).
 /// The company signatures of a chunk, still to verify.
 pub struct Unverified(Vec<Pending>);
 
+/// A signature to verify at the end of the chunk (batched).
 struct Pending {
     index: u64,
     company: String,
