@@ -557,7 +557,7 @@ pub fn verify_batch_parallel(
     if messages.len() != signatures.len() || messages.len() != keys.len() {
         return Err(BatchError::Lengths);
     }
-    // One batch equation per core, over contiguous shares.
+    // One batch equation per contiguous range, a few ranges per core (par::map_ranges).
     crate::par::map_ranges(messages.len(), MIN_SHARE, |r| {
         verify_batch(&messages[r.clone()], &signatures[r.clone()], &keys[r])
     })

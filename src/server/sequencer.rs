@@ -1008,7 +1008,7 @@ impl ReplyJob {
 
 /// The replies to a batch's submissions: each placed submission's receipts, in
 /// order, or why it was refused. The receipts are independent, so they are built
-/// on all cores, in contiguous runs so that each run's memo (one per thread, all
+/// on all cores, in contiguous runs so that each run's memo (one per run, all
 /// against the same checkpoint) serves neighbouring entries, whose proofs share
 /// most hashes.
 fn replies(
