@@ -641,18 +641,9 @@ impl Auditor {
             ..
         } = checked;
         let purchases = batch.purchases.clone();
-        let (policy, dir) = (self.policy.clone(), self.dir.clone());
-        let (origin, log_key, cp_size) = (self.origin.clone(), self.log_key.clone(), cp.size);
+        let (origin, cp_size) = (self.origin.clone(), cp.size);
         let task = tokio::task::spawn_blocking(move || {
-            let checker = Checker {
-                policy: &policy,
-                origin: &origin,
-                log_key: &log_key,
-                state: &dir,
-                unsaved: &[],
-                now: time::OffsetDateTime::now_utc(),
-            };
-            checker.verify_signatures(unverified, &mut batch);
+            unverified.verify(&origin, &mut batch);
             for f in &mut batch.findings {
                 if f.checkpoints.is_empty() {
                     f.checkpoints.push(cp_size);

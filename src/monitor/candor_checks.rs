@@ -182,8 +182,6 @@ impl Checker<'_> {
         let prepared = crate::par::map(leaves, MIN_SHARE, |&(index, bytes, _)| {
             self.prepare(index, bytes)
         });
-        // Purchases of this chunk, not yet in the index database.
-        let mut local: HashMap<u64, (Hash, String)> = HashMap::new();
         let mut pending: Vec<Pending> = Vec::new();
         // Registered keys decoded in this chunk (a decode is a base64 decode, a
         // SHA-256 and an Ed25519 point decompression; one company signs many entries).
@@ -198,7 +196,6 @@ impl Checker<'_> {
                     index,
                     *p,
                     leaf_hash,
-                    &mut local,
                     &mut pending,
                     &mut keys,
                     out,
@@ -211,7 +208,7 @@ impl Checker<'_> {
     /// The second step of [`Checker::check_chunk`]: verifies the signatures that
     /// [`Checker::check_entries`] left and adds a finding for each bad one.
     pub fn verify_signatures(&self, unverified: Unverified, out: &mut IndexBatch) {
-        self.verify_pending(unverified.0, out);
+        unverified.verify(self.origin, out);
     }
 
     /// The checks of the leaf at `index` that depend on its bytes alone.
@@ -363,7 +360,6 @@ impl Checker<'_> {
         index: u64,
         prepared: PreparedLeaf,
         leaf_hash: Hash,
-        local: &mut HashMap<u64, (Hash, String)>,
         pending: &mut Vec<Pending>,
         keys: &mut HashMap<String, VerifyingKey>,
         out: &mut IndexBatch,
@@ -527,7 +523,7 @@ impl Checker<'_> {
             }
         }
 
-        self.check_purchases(index, &company, logged_at, &cited, local, out)?;
+        self.check_purchases(index, &company, logged_at, &cited, out)?;
         out.findings.extend(own_findings);
         if let Some(day) = day
             && let Some(f) = volume.record(&self.policy.volume_jump, &company, day, &ctx)
@@ -536,7 +532,6 @@ impl Checker<'_> {
         }
 
         if summary.kind == "data_purchase" {
-            local.insert(index, (leaf_hash, company.clone()));
             out.purchases.push((index, leaf_hash, company));
         }
         out.entries.push((index, summary));
@@ -551,18 +546,16 @@ impl Checker<'_> {
         company: &str,
         logged_at: &str,
         cited_purchases: &[(u64, Hash)],
-        local: &HashMap<u64, (Hash, String)>,
         out: &mut IndexBatch,
     ) -> Result<(), StateError> {
         for &(cited, hash) in cited_purchases {
             let found = if cited >= index {
                 None
-            } else if let Some(p) = local.get(&cited) {
-                Some(p.clone())
             } else if let Some((_, h, c)) =
                 find_purchase(&out.purchases, cited).or_else(|| find_purchase(self.unsaved, cited))
             {
-                // Checked since the last durable save: not in the index yet.
+                // This chunk's (its rows are pushed in index order) or checked
+                // before it but not saved yet: not in the index.
                 Some((*h, c.clone()))
             } else {
                 self.state.purchase(cited)?
@@ -658,10 +651,15 @@ impl Checker<'_> {
             ));
         }
     }
+}
 
+impl Unverified {
     /// Verifies the chunk's company signatures in one batch (ed25519 batch
-    /// verification); if the batch fails, one by one to name the bad ones.
-    fn verify_pending(&self, pending: Vec<Pending>, out: &mut IndexBatch) {
+    /// verification); if the batch fails, one by one to name the bad ones, each a
+    /// finding of the log `origin`. Needs nothing else of the [`Checker`], so the
+    /// audit runs it apart.
+    pub fn verify(self, origin: &str, out: &mut IndexBatch) {
+        let pending = self.0;
         if pending.is_empty() {
             return;
         }
@@ -677,7 +675,7 @@ impl Checker<'_> {
                     Finding::new(
                         Kind::BadSignature,
                         Severity::High,
-                        self.origin,
+                        origin,
                         format!("Entry {} by {} carries a signature that does not verify under the company's registered key.", p.index, p.company),
                     )
                     .with_index(p.index)
