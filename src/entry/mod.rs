@@ -419,12 +419,33 @@ impl Leaf {
     /// [`Leaf::parse`] that also returns the entry's signed message, canonicalising
     /// the entry once: what a verifier needs to check the signature.
     pub fn parse_with_message(bytes: &[u8]) -> Result<(Leaf, Vec<u8>), EntryError> {
-        let v = json_body(bytes, MAX_LEAF_BYTES, "leaf")?;
-        let (leaf, message) = Leaf::parse_json_with_message(&v)?;
-        if !leaf.is_canonical_form_of(&message, bytes) {
+        let (v, text) = json_body_text(bytes, MAX_LEAF_BYTES, "leaf")?;
+        let (parsed, canonical) = Leaf::parse_json_checked(&v, text);
+        let (leaf, message) = parsed?;
+        if !canonical {
             return Err(EntryError::NotCanonical);
         }
         Ok((leaf, message))
+    }
+
+    /// Parses the JSON tree `v` of leaf `text` into the leaf and its signed message,
+    /// and says whether `text` is the leaf's canonical (RFC 8785) form. A canonical
+    /// leaf (every leaf of a well-behaved log) is confirmed in one pass
+    /// ([`jcs::quick_canonical`]) and its `entry` member's bytes are the signed message
+    /// ([`Leaf::parse_canonical_json`]). Any other leaf that parses is compared with
+    /// its rebuilt bytes, one that does not is canonicalised, so the answer about
+    /// canonical form stands even when the parse fails.
+    pub fn parse_json_checked(v: &Json, text: &str) -> (Result<(Leaf, Vec<u8>), EntryError>, bool) {
+        let bytes = text.as_bytes();
+        if let Some(entry) = jcs::quick_canonical(text, "entry") {
+            return (Leaf::parse_canonical_json(v, &bytes[entry]), true);
+        }
+        let parsed = Leaf::parse_json_with_message(v);
+        let canonical = match &parsed {
+            Ok((leaf, message)) => leaf.is_canonical_form_of(message, bytes),
+            Err(_) => jcs::canonicalize(&v.to_value()).is_ok_and(|c| c == bytes),
+        };
+        (parsed, canonical)
     }
 
     /// Whether `bytes`, which parsed (by [`Leaf::parse_value_with_message`]) into this
@@ -580,6 +601,15 @@ fn check_entry_size(size: usize) -> Result<(), EntryError> {
 /// Size limit, UTF-8 and JSON syntax of a body (duplicate member names included,
 /// [`json`]).
 fn json_body<'a>(bytes: &'a [u8], max: usize, what: &str) -> Result<Json<'a>, EntryError> {
+    json_body_text(bytes, max, what).map(|(v, _)| v)
+}
+
+/// [`json_body`] with the body's text.
+fn json_body_text<'a>(
+    bytes: &'a [u8],
+    max: usize,
+    what: &str,
+) -> Result<(Json<'a>, &'a str), EntryError> {
     if bytes.len() > max {
         return Err(EntryError::TooLarge {
             field: what.into(),
@@ -588,7 +618,8 @@ fn json_body<'a>(bytes: &'a [u8], max: usize, what: &str) -> Result<Json<'a>, En
         });
     }
     let text = std::str::from_utf8(bytes).map_err(|e| EntryError::NotUtf8(e.valid_up_to()))?;
-    Json::parse(text).map_err(|e| EntryError::Json(e.to_string()))
+    let v = Json::parse(text).map_err(|e| EntryError::Json(e.to_string()))?;
+    Ok((v, text))
 }
 
 fn decode_key_id(field: &str, s: &str) -> Result<[u8; 4], EntryError> {

@@ -217,24 +217,9 @@ impl Checker<'_> {
             return self.duplicate_member_leaf(index, bytes);
         };
         let reject = |kind: Kind, message: String| self.rejected(index, &value, kind, message);
-        // Parse the value already in hand, getting the signed message with it. A
-        // canonical leaf (every leaf of a well-behaved log) is confirmed in one pass
-        // over its bytes, and its entry member's bytes are then the entry's canonical
-        // form, the signed message. Any other leaf that parses is checked for
-        // canonical form against its rebuilt bytes, one that does not by
-        // canonicalising it, so non-canonical bytes are reported as such first
-        // either way.
-        let (parsed, canonical) = match crate::jcs::quick_canonical(text, "entry") {
-            Some(entry) => (Leaf::parse_canonical_json(&value, &bytes[entry]), true),
-            None => {
-                let parsed = Leaf::parse_json_with_message(&value);
-                let canonical = match &parsed {
-                    Ok((leaf, message)) => leaf.is_canonical_form_of(message, bytes),
-                    Err(_) => crate::jcs::canonicalize(&value.to_value()).is_ok_and(|c| c == bytes),
-                };
-                (parsed, canonical)
-            }
-        };
+        // Parse the value already in hand, getting the signed message with it and
+        // whether the bytes are canonical, which is reported first either way.
+        let (parsed, canonical) = Leaf::parse_json_checked(&value, text);
         if !canonical {
             return reject(
                 Kind::NonCanonicalEntry,
