@@ -17,7 +17,7 @@
 //! multiplication has about `n` points instead of `2n`.
 
 use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
-use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::edwards::EdwardsPoint;
 use curve25519_dalek::scalar::Scalar;
 use curve25519_dalek::traits::{IsIdentity, VartimeMultiscalarMul};
 use ed25519_dalek::{Signature, SignatureError, Verifier, VerifyingKey};
@@ -100,10 +100,12 @@ pub fn verify_batch(
     let mut seed = Sha512::new();
     seed.update(b"candor ed25519 batch v1");
     seed.update((n as u64).to_le_bytes());
-    for ((sig, key), msg) in signatures.iter().zip(keys).zip(messages) {
+    let r_bytes: Vec<[u8; 32]> = signatures.iter().map(|s| *s.r_bytes()).collect();
+    let decoded = crate::ed25519_points::decompress_many(&r_bytes);
+    for (((sig, key), msg), r) in signatures.iter().zip(keys).zip(messages).zip(decoded) {
         let s = Option::<Scalar>::from(Scalar::from_canonical_bytes(*sig.s_bytes()))
             .ok_or(BatchError::Malformed)?;
-        let r = decode_r(sig.r_bytes()).ok_or(BatchError::Malformed)?;
+        let r = strict_r(sig.r_bytes(), r).ok_or(BatchError::Malformed)?;
         let mut h = Sha512::new();
         h.update(sig.r_bytes());
         h.update(key.as_bytes());
@@ -147,22 +149,44 @@ pub fn verify_batch(
     }
 }
 
-/// `R` as [`verify`] accepts it: its canonical encoding, of a point not of small
-/// order. The encodings that decode but are not canonical are `y ≥ p` and `x = 0`
-/// with the sign bit set; `x = 0` holds only for two small-order points.
-fn decode_r(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
+/// `R` as [`verify`] accepts it, given what its bytes decode to: its canonical
+/// encoding, of a point not of small order. The encodings that decode but are not
+/// canonical are `y ≥ p` and `x = 0` with the sign bit set; `x = 0` holds only for
+/// two small-order points.
+fn strict_r(bytes: &[u8; 32], decoded: Option<EdwardsPoint>) -> Option<EdwardsPoint> {
     // y ≥ p = 2^255 − 19, sign bit ignored: 0x7fff…ffed or above.
     let y_high = bytes[31] & 0x7f == 0x7f && bytes[1..31].iter().all(|&b| b == 0xff);
     if y_high && bytes[0] >= 0xed {
         return None;
     }
-    let r = CompressedEdwardsY(*bytes).decompress()?;
-    (!r.is_small_order()).then_some(r)
+    let r = decoded?;
+    (!is_small_order_y(bytes)).then_some(r)
+}
+
+/// Whether a point that decodes from these canonical bytes is of small order. Each
+/// `y` has at most the two points `(±x, y)`, and the small-order points come in such
+/// pairs (or have `x = 0`), so `y` alone decides; comparing it costs nothing beside
+/// the three doublings of `is_small_order`.
+fn is_small_order_y(bytes: &[u8; 32]) -> bool {
+    static SMALL_ORDER_Y: LazyLock<Vec<[u8; 32]>> = LazyLock::new(|| {
+        SMALL_ORDER_ENCODINGS
+            .iter()
+            .map(|e| {
+                let mut y = *e;
+                y[31] &= 0x7f;
+                y
+            })
+            .collect()
+    });
+    let mut y = *bytes;
+    y[31] &= 0x7f;
+    SMALL_ORDER_Y.contains(&y)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use curve25519_dalek::edwards::CompressedEdwardsY;
     use ed25519_dalek::{Signer, SigningKey};
 
     fn key(seed: u8) -> SigningKey {
@@ -374,6 +398,41 @@ mod tests {
             verify_batch(&[b"anything"], &[sig], &[weak]),
             Err(BatchError::Malformed)
         );
+    }
+
+    fn decode_r(bytes: &[u8; 32]) -> Option<EdwardsPoint> {
+        strict_r(bytes, CompressedEdwardsY(*bytes).decompress())
+    }
+
+    /// Deciding small order from `y` agrees with `is_small_order` on every point
+    /// tried: the eight small-order points with either sign bit, points of large
+    /// order, and those plus a small-order point (mixed order, not small).
+    #[test]
+    fn small_order_is_decided_by_y() {
+        let mut points: Vec<EdwardsPoint> = EIGHT_TORSION.to_vec();
+        for k in 1..64u64 {
+            let p = ED25519_BASEPOINT_POINT * Scalar::from(k * 7919);
+            points.push(p);
+            points.push(p + EIGHT_TORSION[(k % 8) as usize]);
+        }
+        let mut small = 0;
+        for p in points {
+            for flip in [0u8, 0x80] {
+                let mut e = p.compress().to_bytes();
+                e[31] ^= flip;
+                let Some(q) = CompressedEdwardsY(e).decompress() else {
+                    continue;
+                };
+                assert_eq!(
+                    is_small_order_y(&e),
+                    q.is_small_order(),
+                    "{}",
+                    hex::encode(e)
+                );
+                small += usize::from(q.is_small_order());
+            }
+        }
+        assert!(small >= 14, "the small-order points were tried ({small})");
     }
 
     /// `decode_r` refuses exactly the encodings `verify` cannot accept as `R`.

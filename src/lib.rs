@@ -7,6 +7,7 @@
 // Pure verification core.
 pub mod checkpoint;
 pub mod cosignature;
+pub mod ed25519_points;
 pub mod ed25519_strict;
 pub mod entry;
 pub mod hash;

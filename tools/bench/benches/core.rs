@@ -495,6 +495,23 @@ fn ed25519(c: &mut Criterion) {
     g.bench_function("verify_batch_256_candor_4_keys", |b| {
         b.iter(|| black_box(candor::ed25519_strict::verify_batch(&refs, &few, &few_vks).is_ok()))
     });
+    // Decoding the 256 signatures' R: one at a time (curve25519-dalek), and eight at a
+    // time where the CPU has AVX-512 IFMA (`ed25519_points`).
+    let rs: Vec<[u8; 32]> = few.iter().map(|s| *s.r_bytes()).collect();
+    g.bench_function("decompress_256_each", |b| {
+        b.iter(|| black_box(candor::ed25519_points::decompress_each(&rs)))
+    });
+    g.bench_function(
+        format!(
+            "decompress_256_many_{}",
+            if candor::ed25519_points::vectorised() {
+                "ifma"
+            } else {
+                "fallback"
+            }
+        ),
+        |b| b.iter(|| black_box(candor::ed25519_points::decompress_many(&rs))),
+    );
     g.finish();
 }
 
