@@ -277,7 +277,16 @@ impl Client {
     /// `POST /v1/entries` with one entry (JSON).
     pub async fn submit(&self, entry: &SignedEntry) -> Result<Receipt, ClientError> {
         let url = self.url("/v1/entries");
-        let resp = self.send(&url, self.http.post(&url).json(entry)).await?;
+        let body = entry.submission_bytes().map_err(|e| ClientError::Decode {
+            url: url.clone(),
+            reason: format!("could not encode the entry: {e}"),
+        })?;
+        let request = self
+            .http
+            .post(&url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let resp = self.send(&url, request).await?;
         let body = resp.bytes().await.map_err(|e| transport_error(&url, &e))?;
         Receipt::from_json(&body).map_err(|e| ClientError::Decode {
             url,
@@ -292,10 +301,10 @@ impl Client {
         let url = self.url("/v1/entries");
         let mut body = Vec::with_capacity(entries.len() * 1024);
         for e in entries {
-            serde_json::to_writer(&mut body, e).map_err(|e| ClientError::Decode {
+            body.extend(e.submission_bytes().map_err(|e| ClientError::Decode {
                 url: url.clone(),
                 reason: format!("could not encode an entry: {e}"),
-            })?;
+            })?);
             body.push(b'\n');
         }
         let req = self

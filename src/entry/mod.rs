@@ -130,6 +130,26 @@ impl Entry {
         Ok(entry)
     }
 
+    /// [`Entry::parse_into`] for an entry whose canonical bytes are known
+    /// (`canonical`, from text confirmed by [`jcs::quick_canonical`]): they are
+    /// appended to `out` instead of writing the parsed entry out again.
+    fn parse_canonical(
+        v: &Json,
+        path: &str,
+        canonical: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<Entry, EntryError> {
+        let entry = Entry::parse_typed(v, path)?;
+        check_entry_size(canonical.len())?;
+        debug_assert_eq!(
+            jcs::to_canonical(&entry).ok().as_deref(),
+            Some(canonical),
+            "the canonical bytes are not the parsed entry's canonical form"
+        );
+        out.extend_from_slice(canonical);
+        Ok(entry)
+    }
+
     /// Every rule of spec/entries.md but the size of the canonical form.
     fn parse_typed(v: &Json, path: &str) -> Result<Entry, EntryError> {
         let kind_path = join(path, "kind");
@@ -263,6 +283,12 @@ impl SignedEntry {
         })
     }
 
+    /// The submission's RFC 8785 form, the body line Candor's clients send: the log
+    /// takes a canonical submission's entry bytes as they are (spec/api.md §4).
+    pub fn submission_bytes(&self) -> Result<Vec<u8>, EntryError> {
+        Ok(jcs::to_canonical(self)?)
+    }
+
     /// Verifies the signature with `key` (RFC 8032 with the strict checks of
     /// `verify_strict`: no small-order keys, canonical `S`). Matching `key_id` to a
     /// registered key is the caller's job.
@@ -288,10 +314,18 @@ impl SignedEntry {
     /// once: what the log needs to verify the signature, hash the entry
     /// ([`entry_hash_of_message`]) and build the leaf ([`Leaf::bytes_from_message`]).
     pub fn parse_json_with_message(bytes: &[u8]) -> Result<(SignedEntry, Vec<u8>), EntryError> {
-        let v = json_body(bytes, MAX_SUBMISSION_BYTES, "submission")?;
+        let (v, text) = json_body_text(bytes, MAX_SUBMISSION_BYTES, "submission")?;
         let mut message = Vec::with_capacity(bytes.len() + ENTRY_SIGNATURE_TAG.len());
         message.extend_from_slice(ENTRY_SIGNATURE_TAG);
-        let signed = SignedEntry::parse_value_into(&v, &mut message)?;
+        // A submission in canonical form (as Candor's clients send them) holds its
+        // entry's canonical bytes: confirmed in one pass, they are taken as they are
+        // instead of writing the parsed entry out again.
+        let signed = match jcs::quick_canonical(text, "entry") {
+            Some(entry) => SignedEntry::parse_members(&v, |e| {
+                Entry::parse_canonical(e, "entry", &bytes[entry], &mut message)
+            })?,
+            None => SignedEntry::parse_value_into(&v, &mut message)?,
+        };
         Ok((signed, message))
     }
 
@@ -301,8 +335,17 @@ impl SignedEntry {
     }
 
     fn parse_value_into(v: &Json, canonical: &mut Vec<u8>) -> Result<SignedEntry, EntryError> {
+        SignedEntry::parse_members(v, |e| Entry::parse_into(e, "entry", canonical))
+    }
+
+    /// A submission's members, in the order their faults are reported, the entry read
+    /// by `entry`.
+    fn parse_members(
+        v: &Json,
+        entry: impl FnOnce(&Json) -> Result<Entry, EntryError>,
+    ) -> Result<SignedEntry, EntryError> {
         let o = Obj::new(v, "", &["entry", "key_id", "signature"])?;
-        let entry = Entry::parse_into(o.req("entry")?.v, "entry", canonical)?;
+        let entry = entry(o.req("entry")?.v)?;
         let key_id = o.req("key_id")?.str()?.to_string();
         decode_key_id("key_id", &key_id)?;
         let signature = o.req("signature")?.str()?.to_string();
@@ -486,16 +529,9 @@ impl Leaf {
         entry_bytes: &[u8],
     ) -> Result<(Leaf, Vec<u8>), EntryError> {
         Leaf::parse_members(v, |e| {
-            let entry = Entry::parse_typed(e, "entry")?;
-            check_entry_size(entry_bytes.len())?;
             let mut message = Vec::with_capacity(ENTRY_SIGNATURE_TAG.len() + entry_bytes.len());
             message.extend_from_slice(ENTRY_SIGNATURE_TAG);
-            message.extend_from_slice(entry_bytes);
-            debug_assert_eq!(
-                jcs::to_canonical(&entry).ok().as_deref(),
-                Some(entry_bytes),
-                "entry_bytes are not the parsed entry's canonical form"
-            );
+            let entry = Entry::parse_canonical(e, "entry", entry_bytes, &mut message)?;
             Ok((entry, message))
         })
     }
@@ -750,10 +786,27 @@ mod tests {
         ];
         for entry in entries {
             let signed = SignedEntry::sign(entry, &key, [1, 2, 3, 4]).unwrap();
-            let body = serde_json::to_vec(&signed).unwrap();
+            let body = signed.submission_bytes().unwrap();
+            // The quick path applies to what Candor's clients send.
+            let text = std::str::from_utf8(&body).unwrap();
+            assert!(jcs::quick_canonical(text, "entry").is_some(), "{text}");
             let (parsed, message) = SignedEntry::parse_json_with_message(&body).unwrap();
             assert_eq!(parsed, signed);
             assert_eq!(message, signed.entry.signed_message().unwrap());
+            // The same submission spelled otherwise (spaces, members reversed) takes
+            // the full path, to the same result.
+            let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let pretty = serde_json::to_vec_pretty(&value).unwrap();
+            let reversed = format!(
+                "{{\"signature\":{},\"key_id\":{},\"entry\":{}}}",
+                value["signature"], value["key_id"], value["entry"]
+            );
+            for other in [pretty, reversed.into_bytes()] {
+                let text = std::str::from_utf8(&other).unwrap();
+                assert!(jcs::quick_canonical(text, "entry").is_none());
+                let (p, m) = SignedEntry::parse_json_with_message(&other).unwrap();
+                assert_eq!((&p, &m), (&parsed, &message));
+            }
             assert_eq!(
                 entry_hash_of_message(&message),
                 signed.entry.entry_hash().unwrap()

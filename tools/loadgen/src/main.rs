@@ -390,7 +390,7 @@ fn presign(
             let e = load_entry(c, i as u64, now);
             let signed = SignedEntry::sign(e, &c.key, c.key_id)
                 .map_err(|e| anyhow!("signing entry {i}: {e}"))?;
-            serde_json::to_writer(&mut body, &signed)?;
+            body.extend(signed.submission_bytes()?);
             body.push(b'\n');
         }
         Ok((Bytes::from(body), end - first))
