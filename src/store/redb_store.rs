@@ -22,6 +22,20 @@
 //!
 //! A file written with the first layout (whole tiles and bundles, variable-width
 //! index keys) is converted in place, in one transaction, when it is opened.
+//!
+//! # Index rows, merged in bulk
+//!
+//! The two hash indexes have random keys, so the rows of one batch land on nearly as
+//! many B-tree pages, and redb writes a new copy of every page a commit changes: with
+//! a row per entry inserted at every commit, the indexes were a third of the server's
+//! CPU at 10^5 entries (BENCHMARKS.md). A batch's index rows are instead written as one
+//! row of `unindexed_rows`, keyed by the batch's first leaf index (sequential keys, so
+//! the appends share the last page), in the same transaction as its entries, and kept
+//! in memory for look-ups; once [`MERGE_ROWS`] have gathered, the commit that passes
+//! that number inserts them all into the indexes, in key order, and empties the table.
+//! Each index page is then rewritten once per merge instead of once per commit. A
+//! crash loses nothing: the rows are durable with their entries, and are read back
+//! into memory when the file is opened.
 
 use super::{Batch, DirLock, Store, StoreError, StoreKind, TileId, TreeState};
 use crate::hash::Hash;
@@ -30,8 +44,9 @@ use redb::{
     Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable, Table, TableDefinition,
     TableError, TableHandle, WriteTransaction,
 };
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 /// Single row "tree": the encoded [`TreeState`].
 const STATE: TableDefinition<&str, &[u8]> = TableDefinition::new("state");
@@ -46,6 +61,9 @@ const FULL_BUNDLE_ZSTD_PARTS: TableDefinition<(u64, u32), &[u8]> =
 const LEAF_INDEX: TableDefinition<[u8; 32], u64> = TableDefinition::new("leaf_hash_index");
 /// Entry hash -> leaf index.
 const ENTRY_INDEX: TableDefinition<[u8; 32], u64> = TableDefinition::new("entry_hash_index");
+/// First leaf index of a batch -> its index rows not merged into [`LEAF_INDEX`] and
+/// [`ENTRY_INDEX`] yet, [`UnindexedRow`]s back to back.
+const UNINDEXED: TableDefinition<u64, &[u8]> = TableDefinition::new("unindexed_rows");
 /// Metadata key -> value.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 /// Single row "latest": the latest checkpoint note.
@@ -73,6 +91,74 @@ mod v1 {
     pub(super) const ENTRY_INDEX: TableDefinition<&[u8], u64> = TableDefinition::new("entry_index");
 }
 
+/// Index rows gathered before they are merged into the indexes: about 12 MB of
+/// memory, and a merge every 65,536 entries (two rows each).
+const MERGE_ROWS: usize = 1 << 17;
+
+/// Bytes of one stored index row: which index (`L` or `E`), the hash, the leaf index
+/// (little-endian).
+const UNINDEXED_ROW_BYTES: usize = 1 + 32 + 8;
+
+/// The index rows of `unindexed_rows`, for look-ups before they are merged.
+#[derive(Default)]
+struct Unindexed {
+    leaves: HashMap<Hash, u64>,
+    entries: HashMap<Hash, u64>,
+    rows: usize,
+}
+
+impl Unindexed {
+    /// Adds rows in batch order, so that of two rows for one hash the later wins, as
+    /// it does in the index.
+    fn add(&mut self, leaves: &[(Hash, u64)], entries: &[(Hash, u64)]) {
+        self.leaves.extend(leaves.iter().copied());
+        self.entries.extend(entries.iter().copied());
+        self.rows += leaves.len() + entries.len();
+    }
+}
+
+fn encode_unindexed(leaves: &[(Hash, u64)], entries: &[(Hash, u64)], out: &mut Vec<u8>) {
+    out.reserve((leaves.len() + entries.len()) * UNINDEXED_ROW_BYTES);
+    for (tag, rows) in [(b'L', leaves), (b'E', entries)] {
+        for (hash, index) in rows {
+            out.push(tag);
+            out.extend_from_slice(hash.as_bytes());
+            out.extend_from_slice(&index.to_le_bytes());
+        }
+    }
+}
+
+/// The leaf and entry rows of one stored value of `unindexed_rows`.
+type IndexRows = (Vec<(Hash, u64)>, Vec<(Hash, u64)>);
+
+fn decode_unindexed(bytes: &[u8], rows: &mut IndexRows) -> Result<(), StoreError> {
+    if !bytes.len().is_multiple_of(UNINDEXED_ROW_BYTES) {
+        return Err(StoreError::Corrupt(format!(
+            "an unindexed-rows value is {} bytes, not a multiple of {UNINDEXED_ROW_BYTES}",
+            bytes.len()
+        )));
+    }
+    for row in bytes.chunks_exact(UNINDEXED_ROW_BYTES) {
+        let hash = Hash::from_slice(&row[1..33])
+            .ok_or_else(|| StoreError::Corrupt("an unindexed row's hash".into()))?;
+        let index = u64::from_le_bytes(
+            row[33..]
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("an unindexed row's index".into()))?,
+        );
+        match row[0] {
+            b'L' => rows.0.push((hash, index)),
+            b'E' => rows.1.push((hash, index)),
+            t => {
+                return Err(StoreError::Corrupt(format!(
+                    "an unindexed row names index {t:#04x}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 const STATE_KEY: &str = "tree";
 const CHECKPOINT_KEY: &str = "latest";
 
@@ -81,6 +167,12 @@ pub(crate) struct RedbStore {
     // Field order matters: the database is closed before the directory lock is released.
     db: Database,
     hashes: Arc<StoredHashCache>,
+    /// Index rows not merged yet (see the module comment).
+    unindexed: RwLock<Unindexed>,
+    /// Held through an append, from its transaction to its update of `unindexed`, so
+    /// that memory follows the commits in their order.
+    writer: Mutex<()>,
+    merge_rows: usize,
     _lock: DirLock,
 }
 
@@ -130,6 +222,7 @@ impl RedbStore {
             txn.open_table(FULL_BUNDLE_ZSTD_PARTS).map_err(map_err)?;
             txn.open_table(LEAF_INDEX).map_err(map_err)?;
             txn.open_table(ENTRY_INDEX).map_err(map_err)?;
+            txn.open_table(UNINDEXED).map_err(map_err)?;
             txn.open_table(META).map_err(map_err)?;
             txn.open_table(CHECKPOINT).map_err(map_err)?;
         }
@@ -138,11 +231,31 @@ impl RedbStore {
             // Give the old layout's pages back to the file system once.
             db.compact().map_err(map_err)?;
         }
+        let mut rows = IndexRows::default();
+        {
+            let txn = db.begin_read().map_err(map_err)?;
+            let table = txn.open_table(UNINDEXED).map_err(map_err)?;
+            for row in table.iter().map_err(map_err)? {
+                let (_, value) = row.map_err(map_err)?;
+                decode_unindexed(value.value(), &mut rows)?;
+            }
+        }
+        let mut unindexed = Unindexed::default();
+        unindexed.add(&rows.0, &rows.1);
         Ok(RedbStore {
             db,
             hashes: Arc::default(),
+            unindexed: RwLock::new(unindexed),
+            writer: Mutex::new(()),
+            merge_rows: MERGE_ROWS,
             _lock: lock,
         })
+    }
+
+    fn memory(&self) -> std::sync::RwLockReadGuard<'_, Unindexed> {
+        self.unindexed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn read_txn(&self) -> Result<ReadTransaction, StoreError> {
@@ -203,10 +316,19 @@ impl RedbStore {
 impl Store for RedbStore {
     fn append(&self, batch: &Batch) -> Result<(), StoreError> {
         batch.validate()?;
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         // redb allows one write transaction at a time, so the size check below and the
         // writes are serialized against every other append.
         let mut txn = self.db.begin_write().map_err(map_err)?;
         txn.set_durability(Durability::Immediate).map_err(map_err)?;
+        let new_rows = batch.leaf_index.len() + batch.entry_index.len();
+        let merge = {
+            let memory = self
+                .unindexed
+                .read()
+                .unwrap_or_else(PoisonError::into_inner);
+            memory.rows + new_rows >= self.merge_rows
+        };
         {
             let mut state = txn.open_table(STATE).map_err(map_err)?;
             let found = match state.get(STATE_KEY).map_err(map_err)? {
@@ -242,15 +364,39 @@ impl Store for RedbStore {
                     write_parts(&mut bundles, |p| (*index, p), data)?;
                 }
             }
-            // Hashes are random keys: inserted in key order, neighbouring inserts share
-            // the B-tree pages they touch.
-            let mut leaves = txn.open_table(LEAF_INDEX).map_err(map_err)?;
-            for (hash, index) in sorted_by_hash(&batch.leaf_index) {
-                leaves.insert(hash.as_bytes(), *index).map_err(map_err)?;
-            }
-            let mut entries = txn.open_table(ENTRY_INDEX).map_err(map_err)?;
-            for (hash, index) in sorted_by_hash(&batch.entry_index) {
-                entries.insert(hash.as_bytes(), *index).map_err(map_err)?;
+            let mut unindexed = txn.open_table(UNINDEXED).map_err(map_err)?;
+            if merge {
+                // Every row not merged yet, in batch order, then this batch's.
+                let mut rows = IndexRows::default();
+                for row in unindexed.iter().map_err(map_err)? {
+                    let (_, value) = row.map_err(map_err)?;
+                    decode_unindexed(value.value(), &mut rows)?;
+                }
+                rows.0.extend_from_slice(&batch.leaf_index);
+                rows.1.extend_from_slice(&batch.entry_index);
+                // Hashes are random keys: inserted in key order, neighbouring inserts
+                // share the B-tree pages they touch.
+                let mut leaves = txn.open_table(LEAF_INDEX).map_err(map_err)?;
+                for (hash, index) in sorted_by_hash(&rows.0) {
+                    leaves.insert(hash.as_bytes(), *index).map_err(map_err)?;
+                }
+                let mut entries = txn.open_table(ENTRY_INDEX).map_err(map_err)?;
+                for (hash, index) in sorted_by_hash(&rows.1) {
+                    entries.insert(hash.as_bytes(), *index).map_err(map_err)?;
+                }
+                unindexed.retain(|_, _| false).map_err(map_err)?;
+            } else if new_rows > 0 {
+                // A batch that adds rows adds leaves, so its first index is new; a row
+                // already there (none is expected) is kept and extended.
+                let mut value = unindexed
+                    .get(batch.old_size)
+                    .map_err(map_err)?
+                    .map(|v| v.value().to_vec())
+                    .unwrap_or_default();
+                encode_unindexed(&batch.leaf_index, &batch.entry_index, &mut value);
+                unindexed
+                    .insert(batch.old_size, value.as_slice())
+                    .map_err(map_err)?;
             }
             let mut meta = txn.open_table(META).map_err(map_err)?;
             for (key, value) in &batch.meta {
@@ -265,7 +411,17 @@ impl Store for RedbStore {
             }
         }
         // With Durability::Immediate, commit() fsyncs before returning.
-        txn.commit().map_err(map_err)
+        txn.commit().map_err(map_err)?;
+        let mut memory = self
+            .unindexed
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if merge {
+            *memory = Unindexed::default();
+        } else {
+            memory.add(&batch.leaf_index, &batch.entry_index);
+        }
+        Ok(())
     }
 
     fn state(&self) -> Result<Option<TreeState>, StoreError> {
@@ -291,20 +447,35 @@ impl Store for RedbStore {
     }
 
     fn lookup_leaf(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError> {
+        // Rows not merged yet are the newer ones, so they win.
+        if let Some(&i) = self.memory().leaves.get(leaf_hash) {
+            return Ok(Some(i));
+        }
         self.get_index(LEAF_INDEX, leaf_hash)
     }
 
     fn lookup_entry(&self, entry_hash: &Hash) -> Result<Option<u64>, StoreError> {
+        if let Some(&i) = self.memory().entries.get(entry_hash) {
+            return Ok(Some(i));
+        }
         self.get_index(ENTRY_INDEX, entry_hash)
     }
 
     fn lookup_entries(&self, entry_hashes: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
+        let mut out: Vec<Option<u64>> = {
+            let memory = self.memory();
+            entry_hashes
+                .iter()
+                .map(|h| memory.entries.get(h).copied())
+                .collect()
+        };
         let txn = self.read_txn()?;
         let table = txn.open_table(ENTRY_INDEX).map_err(map_err)?;
         // In key order, so that neighbouring lookups share B-tree pages.
-        let mut order: Vec<usize> = (0..entry_hashes.len()).collect();
+        let mut order: Vec<usize> = (0..entry_hashes.len())
+            .filter(|&i| out[i].is_none())
+            .collect();
         order.sort_unstable_by_key(|&i| entry_hashes[i]);
-        let mut out = vec![None; entry_hashes.len()];
         for i in order {
             out[i] = table
                 .get(entry_hashes[i].as_bytes())
@@ -636,6 +807,119 @@ mod tests {
 
     /// A bundle is stored uncompressed while partial and compressed, with its
     /// uncompressed parts deleted, by the batch that fills it; both read back exactly.
+    #[test]
+    fn index_rows_are_found_before_and_after_their_merge_and_a_reopen() {
+        use redb::ReadableTableMetadata;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::store::REDB_FILE);
+        let open = || {
+            let mut store = RedbStore::open(&path, DirLock::acquire(dir.path()).unwrap()).unwrap();
+            store.merge_rows = 10;
+            store
+        };
+        let state = |size: u64| TreeState {
+            size,
+            root: sha256(&size.to_be_bytes()),
+        };
+        let leaf = |i: u64| sha256(&[b'l', i as u8]);
+        let entry = |i: u64| sha256(&[b'e', i as u8]);
+        let count = |store: &RedbStore, table: TableDefinition<[u8; 32], u64>| -> u64 {
+            store
+                .db
+                .begin_read()
+                .unwrap()
+                .open_table(table)
+                .unwrap()
+                .len()
+                .unwrap()
+        };
+        let unindexed = |store: &RedbStore| -> u64 {
+            store
+                .db
+                .begin_read()
+                .unwrap()
+                .open_table(UNINDEXED)
+                .unwrap()
+                .len()
+                .unwrap()
+        };
+        let check = |store: &RedbStore, size: u64| {
+            for i in 0..size {
+                assert_eq!(store.lookup_leaf(&leaf(i)).unwrap(), Some(i), "leaf {i}");
+                assert_eq!(store.lookup_entry(&entry(i)).unwrap(), Some(i), "entry {i}");
+            }
+            let asked: Vec<Hash> = (0..=size).rev().map(entry).collect();
+            let mut want: Vec<Option<u64>> = (0..size).rev().map(Some).collect();
+            want.insert(0, None);
+            assert_eq!(store.lookup_entries(&asked).unwrap(), want);
+            assert_eq!(store.lookup_leaf(&leaf(size)).unwrap(), None);
+        };
+        let append = |store: &RedbStore, from: u64, to: u64| {
+            let mut batch = Batch::new(from, state(to));
+            for i in from..to {
+                batch.leaf_index.push((leaf(i), i));
+                batch.entry_index.push((entry(i), i));
+            }
+            store.append(&batch).unwrap();
+        };
+        {
+            let store = open();
+            // 2 + 2 rows: below the merge size, only in `unindexed_rows`.
+            append(&store, 0, 2);
+            append(&store, 2, 4);
+            assert_eq!((count(&store, LEAF_INDEX), unindexed(&store)), (0, 2));
+            check(&store, 4);
+            // 8 + 4 ≥ 10: this commit merges all six entries' rows.
+            append(&store, 4, 6);
+            assert_eq!(count(&store, LEAF_INDEX), 6);
+            assert_eq!(count(&store, ENTRY_INDEX), 6);
+            assert_eq!(unindexed(&store), 0);
+            check(&store, 6);
+            append(&store, 6, 9);
+            check(&store, 9);
+        }
+        // Rows not merged are read back on open.
+        let store = open();
+        assert_eq!((count(&store, LEAF_INDEX), unindexed(&store)), (6, 1));
+        check(&store, 9);
+        // A later row for a hash wins over an earlier one, merged or not.
+        let mut batch = Batch::new(9, state(10));
+        batch.leaf_index.push((leaf(0), 9));
+        store.append(&batch).unwrap();
+        assert_eq!(store.lookup_leaf(&leaf(0)).unwrap(), Some(9));
+        append(&store, 10, 12);
+        assert_eq!(unindexed(&store), 0, "merged");
+        assert_eq!(store.lookup_leaf(&leaf(0)).unwrap(), Some(9));
+        // A refused append changes nothing, in the file or in memory.
+        let mut stale = Batch::new(3, state(20));
+        stale.leaf_index.push((leaf(50), 19));
+        assert!(store.append(&stale).is_err());
+        assert_eq!(store.lookup_leaf(&leaf(50)).unwrap(), None);
+        drop(store);
+        let store = open();
+        assert_eq!(store.lookup_leaf(&leaf(0)).unwrap(), Some(9));
+        assert_eq!(store.lookup_entry(&entry(11)).unwrap(), Some(11));
+    }
+
+    #[test]
+    fn damaged_unindexed_rows_are_corrupt() {
+        let mut rows = IndexRows::default();
+        assert!(matches!(
+            decode_unindexed(&[b'L'; 40], &mut rows),
+            Err(StoreError::Corrupt(_))
+        ));
+        let mut row = vec![b'X'];
+        row.extend_from_slice(&[0; 40]);
+        assert!(matches!(
+            decode_unindexed(&row, &mut rows),
+            Err(StoreError::Corrupt(_))
+        ));
+        let mut good = Vec::new();
+        encode_unindexed(&[(sha256(b"a"), 7)], &[(sha256(b"b"), 8)], &mut good);
+        decode_unindexed(&good, &mut rows).unwrap();
+        assert_eq!(rows, (vec![(sha256(b"a"), 7)], vec![(sha256(b"b"), 8)]));
+    }
+
     #[test]
     fn full_bundles_are_stored_compressed() {
         let dir = tempfile::tempdir().unwrap();
