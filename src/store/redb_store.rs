@@ -95,6 +95,19 @@ mod v1 {
 /// memory, and a merge every 65,536 entries (two rows each).
 const MERGE_ROWS: usize = 1 << 17;
 
+/// [`MERGE_ROWS`], or `CANDOR_INDEX_MERGE_ROWS` where a test sets it (the crash
+/// suite makes merges frequent with it).
+fn merge_rows() -> Result<usize, StoreError> {
+    match std::env::var("CANDOR_INDEX_MERGE_ROWS") {
+        Err(_) => Ok(MERGE_ROWS),
+        Ok(v) => v.parse().ok().filter(|&n: &usize| n > 0).ok_or_else(|| {
+            StoreError::Backend(format!(
+                "CANDOR_INDEX_MERGE_ROWS is {v:?}; it must be a positive number of rows"
+            ))
+        }),
+    }
+}
+
 /// Bytes of one stored index row: which index (`L` or `E`), the hash, the leaf index
 /// (little-endian).
 const UNINDEXED_ROW_BYTES: usize = 1 + 32 + 8;
@@ -247,7 +260,7 @@ impl RedbStore {
             hashes: Arc::default(),
             unindexed: RwLock::new(unindexed),
             writer: Mutex::new(()),
-            merge_rows: MERGE_ROWS,
+            merge_rows: merge_rows()?,
             _lock: lock,
         })
     }

@@ -123,6 +123,9 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// Progress on standard error.
     pub verbose: bool,
+    /// `CANDOR_INDEX_MERGE_ROWS` for the server: a small number makes the redb store
+    /// merge its index rows many times per round, so kills land around merges too.
+    pub index_merge_rows: Option<usize>,
 }
 
 impl Options {
@@ -138,6 +141,7 @@ impl Options {
             resample: 32,
             data_dir: None,
             verbose: false,
+            index_merge_rows: None,
         }
     }
 }
@@ -289,7 +293,11 @@ fn spawn_server(opts: &Options, data: &Path, log: &Path) -> Result<Server, Harne
         .create(true)
         .append(true)
         .open(log)?;
-    let mut child = Command::new(&opts.candor)
+    let mut command = Command::new(&opts.candor);
+    if let Some(n) = opts.index_merge_rows {
+        command.env("CANDOR_INDEX_MERGE_ROWS", n.to_string());
+    }
+    let mut child = command
         .arg("serve")
         .arg("--data")
         .arg(data)
