@@ -79,7 +79,8 @@ mod limbs {
     /// The unique representative below p of a value whose limbs are below 2^62.
     pub fn canonical(a: Fe) -> Fe {
         let mut l = a;
-        // Two passes bring every limb below 2^51 + 19·2^11, then below 2^51 but l[0].
+        // Two carry passes: after the first every limb is below 2^51 + 19·2^11, after
+        // the second below 2^51 + 1 (l[0] below 2^51 + 19), so the value is below 2p.
         for _ in 0..2 {
             let c: [u64; 5] = std::array::from_fn(|i| l[i] >> 51);
             for limb in &mut l {
@@ -90,8 +91,8 @@ mod limbs {
                 l[i] += c[i - 1];
             }
         }
-        // Now the value is below 2^255 + small: subtract p once if it is at least p,
-        // found by adding 19 and looking at the carry out of bit 255.
+        // Subtract p once if the value is at least p, which adding 19 shows as a carry
+        // out of bit 255.
         let mut q = (l[0] + 19) >> 51;
         for &limb in &l[1..] {
             q = (limb + q) >> 51;
@@ -105,7 +106,7 @@ mod limbs {
         l
     }
 
-    /// −a for `a` below p (so each limb is at most p's... or below 2^51).
+    /// −a, for `a` in canonical form (every limb below 2^51).
     pub fn negate_canonical(a: Fe) -> Fe {
         // 2p's limbs are all at least 2^52 − 38 > 2^51, so no limb goes negative.
         canonical(std::array::from_fn(|i| 2 * P[i] - a[i]))

@@ -35,7 +35,8 @@
 //! that number inserts them all into the indexes, in key order, and empties the table.
 //! Each index page is then rewritten once per merge instead of once per commit. A
 //! crash loses nothing: the rows are durable with their entries, and are read back
-//! into memory when the file is opened.
+//! into memory when the file is opened. (A binary from before this table would not
+//! read it, so it would miss the unmerged rows' look-ups: de-duplication, not entries.)
 
 use super::{Batch, DirLock, Store, StoreError, StoreKind, TileId, TreeState};
 use crate::hash::Hash;
