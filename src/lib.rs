@@ -17,6 +17,7 @@ pub mod note;
 pub mod par;
 pub mod policy;
 pub mod receipt;
+pub mod sha512_lanes;
 pub mod subject;
 pub mod tiles;
 pub mod tlog_proof;

@@ -512,6 +512,28 @@ fn ed25519(c: &mut Criterion) {
         ),
         |b| b.iter(|| black_box(candor::ed25519_points::decompress_many(&rs))),
     );
+    // The 256 challenges SHA-512(R ‖ A ‖ M): one at a time (sha2), and eight at a time
+    // where the CPU has AVX-512 (`sha512_lanes`).
+    let challenge_input: Vec<[&[u8]; 3]> = few
+        .iter()
+        .zip(&few_vks)
+        .zip(&refs)
+        .map(|((s, k), m)| [s.r_bytes().as_slice(), k.as_bytes().as_slice(), *m])
+        .collect();
+    g.bench_function("challenges_256_each", |b| {
+        b.iter(|| black_box(candor::sha512_lanes::sha512_each(&challenge_input)))
+    });
+    g.bench_function(
+        format!(
+            "challenges_256_many_{}",
+            if candor::sha512_lanes::vectorised() {
+                "avx512"
+            } else {
+                "fallback"
+            }
+        ),
+        |b| b.iter(|| black_box(candor::sha512_lanes::sha512_many(&challenge_input))),
+    );
     g.finish();
 }
 
