@@ -63,7 +63,7 @@ const LEAF_INDEX: TableDefinition<[u8; 32], u64> = TableDefinition::new("leaf_ha
 /// Entry hash -> leaf index.
 const ENTRY_INDEX: TableDefinition<[u8; 32], u64> = TableDefinition::new("entry_hash_index");
 /// First leaf index of a batch -> its index rows not merged into [`LEAF_INDEX`] and
-/// [`ENTRY_INDEX`] yet, [`UnindexedRow`]s back to back.
+/// [`ENTRY_INDEX`] yet: rows of [`UNINDEXED_ROW_BYTES`] bytes, back to back.
 const UNINDEXED: TableDefinition<u64, &[u8]> = TableDefinition::new("unindexed_rows");
 /// Metadata key -> value.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
