@@ -153,16 +153,20 @@ mod ifma {
         765476049583133,
     ];
 
+    /// The CPU has the features [`decompress8`] is compiled for.
+    pub fn cpu_has_features() -> bool {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512ifma")
+            && is_x86_feature_detected!("avx512dq")
+    }
+
     /// The CPU has IFMA and the results match curve25519-dalek's (see the module
     /// comment); decided once.
     pub fn usable() -> bool {
         static USABLE: OnceLock<bool> = OnceLock::new();
         *USABLE.get_or_init(|| {
-            is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx512ifma")
-                && is_x86_feature_detected!("avx512dq")
-                // SAFETY: the features were just detected.
-                && unsafe { self_test() }
+            // SAFETY: the features were just detected.
+            cpu_has_features() && unsafe { self_test() }
         })
     }
 
@@ -426,16 +430,10 @@ mod ifma {
             limbs::canonical(a.store()[0])
         }
 
-        fn has_ifma() -> bool {
-            is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx512ifma")
-                && is_x86_feature_detected!("avx512dq")
-        }
-
         /// The constants are what they claim: d·121666 = −121665, (√−1)² = −1.
         #[test]
         fn constants_hold() {
-            if !has_ifma() {
+            if !cpu_has_features() {
                 return;
             }
             unsafe {
@@ -461,10 +459,7 @@ mod tests {
     /// fault shows here and not only as a silent fallback.
     fn vectorised_results(encodings: &[[u8; 32]]) -> Vec<Option<EdwardsPoint>> {
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx512ifma")
-            && is_x86_feature_detected!("avx512dq")
-        {
+        if ifma::cpu_has_features() {
             return encodings
                 .chunks(ifma::LANES)
                 // SAFETY: the features were just detected.
@@ -507,7 +502,7 @@ mod tests {
     #[test]
     fn reports_which_path_runs() {
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx512ifma") && is_x86_feature_detected!("avx512dq") {
+        if ifma::cpu_has_features() {
             assert!(vectorised(), "IFMA present but the self-test refused it");
         }
     }

@@ -146,13 +146,17 @@ mod lanes {
         0x5be0cd19137e2179,
     ];
 
+    /// The CPU has the features [`hash8`] is compiled for.
+    pub fn cpu_has_features() -> bool {
+        is_x86_feature_detected!("avx512f")
+    }
+
     /// The CPU has AVX-512F and the results match the sha2 crate's; decided once.
     pub fn usable() -> bool {
         static USABLE: OnceLock<bool> = OnceLock::new();
         *USABLE.get_or_init(|| {
-            is_x86_feature_detected!("avx512f")
             // SAFETY: the feature was just detected.
-                && unsafe { self_test() }
+            cpu_has_features() && unsafe { self_test() }
         })
     }
 
@@ -314,7 +318,7 @@ mod tests {
     /// The lane results whether or not the self-test accepted them.
     fn lane_results(messages: &[[&[u8]; 3]]) -> Vec<[u8; 64]> {
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx512f") {
+        if lanes::cpu_has_features() {
             return messages
                 .chunks(lanes::LANES)
                 // SAFETY: the feature was just detected.
@@ -327,7 +331,7 @@ mod tests {
     #[test]
     fn reports_which_path_runs() {
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx512f") {
+        if lanes::cpu_has_features() {
             assert!(
                 vectorised(),
                 "AVX-512F present but the self-test refused it"

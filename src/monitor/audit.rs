@@ -526,9 +526,9 @@ impl Auditor {
     /// stay in order), and one step's serial part leaves the other core to the other
     /// step. The company keys and volumes are moved out of `prog` into the entry
     /// checks and come back with their result ([`Auditor::checked`]), so each chunk's
-    /// checks see them as if every leaf had been checked in order. Cited purchases are found in the index, which
-    /// holds every chunk saved, and among the purchases of the two chunks not saved
-    /// yet (`Checker::unsaved`).
+    /// checks see them as if every leaf had been checked in order. Cited purchases
+    /// are found in the index, which holds every chunk saved, and among the purchases
+    /// of the two chunks not saved yet (`Checker::unsaved`).
     async fn next_chunk(
         &mut self,
         chunks: &mut Chunks,
@@ -659,8 +659,8 @@ impl Auditor {
     }
 
     /// Audits one bundle and its level-0 tile, leaving its new leaves in `unchecked`
-    /// for its chunk's checks ([`Auditor::next_chunk`]); returns false if the audit of this checkpoint
-    /// cannot go on (both unreadable).
+    /// for its chunk's checks ([`Auditor::next_chunk`]); returns false if the audit of
+    /// this checkpoint cannot go on (both unreadable).
     #[allow(clippy::too_many_arguments)]
     async fn audit_bundle(
         &mut self,
