@@ -15,8 +15,8 @@
 //! `ed25519_dalek::verify_batch` does, but gathers the terms of each distinct key
 //! into one: a log's batch holds thousands of signatures by a handful of keys, so the
 //! multiplication has about `n` points instead of `2n`. It decodes the signatures'
-//! `R` together ([`crate::ed25519_points::decompress_many`], eight at a time where
-//! the CPU has AVX-512 IFMA).
+//! `R` and hashes their challenges together ([`crate::ed25519_points`],
+//! [`crate::sha512_lanes`]: eight at a time where the CPU has AVX-512).
 
 use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
 use curve25519_dalek::edwards::EdwardsPoint;
@@ -174,15 +174,11 @@ fn strict_r(bytes: &[u8; 32], decoded: Option<EdwardsPoint>) -> Option<EdwardsPo
 /// pairs (or have `x = 0`), so `y` alone decides; comparing it costs nothing beside
 /// the three doublings of `is_small_order`.
 fn is_small_order_y(bytes: &[u8; 32]) -> bool {
-    static SMALL_ORDER_Y: LazyLock<Vec<[u8; 32]>> = LazyLock::new(|| {
-        SMALL_ORDER_ENCODINGS
-            .iter()
-            .map(|e| {
-                let mut y = *e;
-                y[31] &= 0x7f;
-                y
-            })
-            .collect()
+    static SMALL_ORDER_Y: LazyLock<[[u8; 32]; 8]> = LazyLock::new(|| {
+        SMALL_ORDER_ENCODINGS.map(|mut y| {
+            y[31] &= 0x7f;
+            y
+        })
     });
     let mut y = *bytes;
     y[31] &= 0x7f;
