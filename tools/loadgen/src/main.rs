@@ -84,7 +84,9 @@ struct Args {
     /// Storage backend of the log this tool starts.
     #[arg(long, default_value = "redb", value_parser = ["redb", "sled"])]
     store: String,
-    /// Use a running log at this URL instead of starting one.
+    /// Use a running log at this URL instead of starting one (`bytes_per_entry` and the
+    /// server's memory figures are then null: this tool cannot see that server's disk
+    /// or memory).
     #[arg(long, value_name = "URL", requires = "key")]
     log: Option<String>,
     /// With --log: the company's signed-note private key (PRIVATE+KEY+name+…), already
