@@ -26,9 +26,10 @@ fn round(backend: Backend, kills: u32, seed: u64) {
     opts.seed = seed;
     opts.clients = 3;
     opts.max_kill_delay = Duration::from_millis(250);
-    // The redb store merges its index rows every 200 rows here (131,072 in service),
-    // so a round's few thousand entries see many merges, and kills around them.
-    opts.index_merge_rows = Some(200);
+    // The redb store flushes its index rows every 200 rows here (131,072 in service),
+    // so a round's few thousand entries see many flushes and merges of runs, and kills
+    // around them.
+    opts.index_flush_rows = Some(200);
     let summary = run(&opts).expect("the crash harness runs");
     eprintln!("{summary:?}");
     assert!(

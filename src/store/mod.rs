@@ -70,6 +70,7 @@
 //! Reads of absent keys return `Ok(None)`. No operation panics on bad data: undecodable
 //! stored values are reported as [`StoreError::Corrupt`].
 
+mod index_runs;
 pub mod postgres;
 mod redb_store;
 mod sled_store;

@@ -23,7 +23,7 @@
 //! A file written with the first layout (whole tiles and bundles, variable-width
 //! index keys) is converted in place, in one transaction, when it is opened.
 //!
-//! # Index rows, merged in bulk
+//! # Index rows, gathered and flushed as sorted runs
 //!
 //! The two hash indexes have random keys, so the rows of one batch land on nearly as
 //! many B-tree pages, and redb writes a new copy of every page a commit changes: with
@@ -31,13 +31,16 @@
 //! CPU at 10^5 entries (BENCHMARKS.md). A batch's index rows are instead written as one
 //! row of `unindexed_rows`, keyed by the batch's first leaf index (sequential keys, so
 //! the appends share the last page), in the same transaction as its entries, and kept
-//! in memory for look-ups; once [`MERGE_ROWS`] have gathered, the commit that passes
-//! that number inserts them all into the indexes, in key order, and empties the table.
-//! Each index page is then rewritten once per merge instead of once per commit. A
-//! crash loses nothing: the rows are durable with their entries, and are read back
-//! into memory when the file is opened. (A binary from before this table would not
-//! read it, so it would miss the unmerged rows' look-ups: de-duplication, not entries.)
+//! in memory for look-ups; once [`FLUSH_ROWS`] have gathered, the commit that passes
+//! that number writes them as one sorted run per index ([`index_runs`]: sequential
+//! writes, merged level by level) and empties the table. A crash loses nothing: the
+//! rows are durable with their entries, and are read back into memory when the file
+//! is opened. Files written before runs keep their rows in one B-tree per index
+//! (`leaf_hash_index`, `entry_hash_index`), read as older than every run. (A binary
+//! from before these tables would not read them, so it would miss their look-ups:
+//! de-duplication and look-up by leaf hash, not entries.)
 
+use super::index_runs::{self, ENTRY, LEAF, RunChange, RunFilter};
 use super::{Batch, DirLock, Store, StoreError, StoreKind, TileId, TreeState};
 use crate::hash::Hash;
 use crate::tiles::{StoredHashCache, TILE_WIDTH};
@@ -58,12 +61,11 @@ const BUNDLE_PARTS: TableDefinition<(u64, u32), &[u8]> = TableDefinition::new("b
 /// (bundle index, part) -> part of a full entry bundle, zstd-compressed.
 const FULL_BUNDLE_ZSTD_PARTS: TableDefinition<(u64, u32), &[u8]> =
     TableDefinition::new("full_bundle_zstd_parts");
-/// Leaf hash -> leaf index.
+/// Leaf hash -> leaf index, in files written before index runs (read only since).
 const LEAF_INDEX: TableDefinition<[u8; 32], u64> = TableDefinition::new("leaf_hash_index");
-/// Entry hash -> leaf index.
+/// Entry hash -> leaf index, in files written before index runs (read only since).
 const ENTRY_INDEX: TableDefinition<[u8; 32], u64> = TableDefinition::new("entry_hash_index");
-/// First leaf index of a batch -> its index rows not merged into [`LEAF_INDEX`] and
-/// [`ENTRY_INDEX`] yet: rows of [`UNINDEXED_ROW_BYTES`] bytes, back to back.
+/// First leaf index of a batch -> its index rows not flushed to runs yet: rows of [`UNINDEXED_ROW_BYTES`] bytes, back to back.
 const UNINDEXED: TableDefinition<u64, &[u8]> = TableDefinition::new("unindexed_rows");
 /// Metadata key -> value.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -92,18 +94,18 @@ mod v1 {
     pub(super) const ENTRY_INDEX: TableDefinition<&[u8], u64> = TableDefinition::new("entry_index");
 }
 
-/// Index rows gathered before they are merged into the indexes: about 12 MB of
-/// memory, and a merge every 65,536 entries (two rows each).
-const MERGE_ROWS: usize = 1 << 17;
+/// Index rows gathered before they are flushed as runs: about 12 MB of memory, and a
+/// flush every 65,536 entries (two rows each).
+const FLUSH_ROWS: usize = 1 << 17;
 
-/// [`MERGE_ROWS`], or `CANDOR_INDEX_MERGE_ROWS` where a test sets it (the crash
-/// suite makes merges frequent with it).
-fn merge_rows() -> Result<usize, StoreError> {
-    match std::env::var("CANDOR_INDEX_MERGE_ROWS") {
-        Err(_) => Ok(MERGE_ROWS),
+/// [`FLUSH_ROWS`], or `CANDOR_INDEX_FLUSH_ROWS` where a test sets it (the crash
+/// suite makes flushes and merges frequent with it).
+fn flush_rows() -> Result<usize, StoreError> {
+    match std::env::var("CANDOR_INDEX_FLUSH_ROWS") {
+        Err(_) => Ok(FLUSH_ROWS),
         Ok(v) => v.parse().ok().filter(|&n: &usize| n > 0).ok_or_else(|| {
             StoreError::Backend(format!(
-                "CANDOR_INDEX_MERGE_ROWS is {v:?}; it must be a positive number of rows"
+                "CANDOR_INDEX_FLUSH_ROWS is {v:?}; it must be a positive number of rows"
             ))
         }),
     }
@@ -113,7 +115,7 @@ fn merge_rows() -> Result<usize, StoreError> {
 /// (little-endian).
 const UNINDEXED_ROW_BYTES: usize = 1 + 32 + 8;
 
-/// The index rows of `unindexed_rows`, for look-ups before they are merged.
+/// The index rows of `unindexed_rows`, for look-ups before they are flushed.
 #[derive(Default)]
 struct Unindexed {
     leaves: HashMap<Hash, u64>,
@@ -181,17 +183,21 @@ pub(crate) struct RedbStore {
     // Field order matters: the database is closed before the directory lock is released.
     db: Database,
     hashes: Arc<StoredHashCache>,
-    /// Index rows not merged yet (see the module comment).
+    /// Index rows not flushed yet (see the module comment).
     unindexed: RwLock<Unindexed>,
+    /// A filter for each live run of the entry-hash index, by run number: a look-up
+    /// reads only the runs whose filter may hold its hash. A run without one here
+    /// (its commit is newer than this map, for a moment) is read unfiltered.
+    entry_filters: RwLock<HashMap<u32, RunFilter>>,
     /// Held through an append, from its transaction to its update of `unindexed`, so
     /// that memory follows the commits in their order.
     writer: Mutex<()>,
-    merge_rows: usize,
+    flush_rows: usize,
     _lock: DirLock,
 }
 
 /// Maps any redb error to a [`StoreError`].
-fn map_err(err: impl Into<redb::Error>) -> StoreError {
+pub(super) fn map_err(err: impl Into<redb::Error>) -> StoreError {
     let err: redb::Error = err.into();
     match err {
         redb::Error::DatabaseAlreadyOpen | redb::Error::LockProtocolMismatch => {
@@ -237,6 +243,8 @@ impl RedbStore {
             txn.open_table(LEAF_INDEX).map_err(map_err)?;
             txn.open_table(ENTRY_INDEX).map_err(map_err)?;
             txn.open_table(UNINDEXED).map_err(map_err)?;
+            txn.open_table(index_runs::RUN_CHUNKS).map_err(map_err)?;
+            txn.open_table(index_runs::RUNS).map_err(map_err)?;
             txn.open_table(META).map_err(map_err)?;
             txn.open_table(CHECKPOINT).map_err(map_err)?;
         }
@@ -256,12 +264,22 @@ impl RedbStore {
         }
         let mut unindexed = Unindexed::default();
         unindexed.add(&rows.0, &rows.1);
+        let mut entry_filters = HashMap::new();
+        {
+            let txn = db.begin_read().map_err(map_err)?;
+            let runs = txn.open_table(index_runs::RUNS).map_err(map_err)?;
+            let chunks = txn.open_table(index_runs::RUN_CHUNKS).map_err(map_err)?;
+            for run in index_runs::live_runs(&runs, ENTRY)? {
+                entry_filters.insert(run.id, RunFilter::of_run(&chunks, ENTRY, &run)?);
+            }
+        }
         Ok(RedbStore {
             db,
             hashes: Arc::default(),
             unindexed: RwLock::new(unindexed),
+            entry_filters: RwLock::new(entry_filters),
             writer: Mutex::new(()),
-            merge_rows: merge_rows()?,
+            flush_rows: flush_rows()?,
             _lock: lock,
         })
     }
@@ -291,21 +309,49 @@ impl RedbStore {
         Ok(table.get(key).map_err(map_err)?.map(|v| v.value().to_vec()))
     }
 
-    fn get_index(
+    /// Looks `hashes` up in index `tag` on disk, where `out` holds no answer yet: its
+    /// runs, newest first, then the B-tree of files written before runs (`legacy`),
+    /// which is older than any run. One read snapshot for all of them.
+    fn lookup_on_disk(
         &self,
-        table: TableDefinition<[u8; 32], u64>,
-        hash: &Hash,
-    ) -> Result<Option<u64>, StoreError> {
+        tag: u8,
+        legacy: TableDefinition<[u8; 32], u64>,
+        hashes: &[Hash],
+        out: &mut [Option<u64>],
+    ) -> Result<(), StoreError> {
         let txn = self.read_txn()?;
-        let table = match txn.open_table(table) {
-            Ok(t) => t,
-            Err(TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(map_err(e)),
-        };
-        Ok(table
-            .get(hash.as_bytes())
-            .map_err(map_err)?
-            .map(|v| v.value()))
+        let runs = txn.open_table(index_runs::RUNS).map_err(map_err)?;
+        let chunks = txn.open_table(index_runs::RUN_CHUNKS).map_err(map_err)?;
+        // In key order, so that neighbouring look-ups share pages.
+        let mut order: Vec<usize> = (0..hashes.len()).filter(|&i| out[i].is_none()).collect();
+        order.sort_unstable_by_key(|&i| hashes[i]);
+        for run in index_runs::live_runs(&runs, tag)? {
+            {
+                let filters = self
+                    .entry_filters
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let filter = if tag == ENTRY {
+                    filters.get(&run.id)
+                } else {
+                    None
+                };
+                for &i in &order {
+                    if filter.is_none_or(|f| f.may_contain(&hashes[i])) {
+                        out[i] = index_runs::probe(&chunks, tag, run.id, &hashes[i])?;
+                    }
+                }
+            }
+            order.retain(|&i| out[i].is_none());
+        }
+        let legacy = txn.open_table(legacy).map_err(map_err)?;
+        for i in order {
+            out[i] = legacy
+                .get(hashes[i].as_bytes())
+                .map_err(map_err)?
+                .map(|v| v.value());
+        }
+        Ok(())
     }
 
     /// Reads a tile or bundle stored in parts; a missing table reads as missing parts.
@@ -335,13 +381,14 @@ impl Store for RedbStore {
         // writes are serialized against every other append.
         let mut txn = self.db.begin_write().map_err(map_err)?;
         txn.set_durability(Durability::Immediate).map_err(map_err)?;
+        let mut entry_runs = Vec::new();
         let new_rows = batch.leaf_index.len() + batch.entry_index.len();
-        let merge = {
+        let flush = {
             let memory = self
                 .unindexed
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
-            memory.rows + new_rows >= self.merge_rows
+            memory.rows + new_rows >= self.flush_rows
         };
         {
             let mut state = txn.open_table(STATE).map_err(map_err)?;
@@ -379,8 +426,8 @@ impl Store for RedbStore {
                 }
             }
             let mut unindexed = txn.open_table(UNINDEXED).map_err(map_err)?;
-            if merge {
-                // Every row not merged yet, in batch order, then this batch's.
+            if flush {
+                // Every row not flushed yet, in batch order, then this batch's.
                 let mut rows = IndexRows::default();
                 for row in unindexed.iter().map_err(map_err)? {
                     let (_, value) = row.map_err(map_err)?;
@@ -388,16 +435,8 @@ impl Store for RedbStore {
                 }
                 rows.0.extend_from_slice(&batch.leaf_index);
                 rows.1.extend_from_slice(&batch.entry_index);
-                // Hashes are random keys: inserted in key order, neighbouring inserts
-                // share the B-tree pages they touch.
-                let mut leaves = txn.open_table(LEAF_INDEX).map_err(map_err)?;
-                for (hash, index) in sorted_by_hash(&rows.0) {
-                    leaves.insert(hash.as_bytes(), *index).map_err(map_err)?;
-                }
-                let mut entries = txn.open_table(ENTRY_INDEX).map_err(map_err)?;
-                for (hash, index) in sorted_by_hash(&rows.1) {
-                    entries.insert(hash.as_bytes(), *index).map_err(map_err)?;
-                }
+                index_runs::add_run(&txn, LEAF, &rows.0, false)?;
+                entry_runs = index_runs::add_run(&txn, ENTRY, &rows.1, true)?;
                 unindexed.retain(|_, _| false).map_err(map_err)?;
             } else if new_rows > 0 {
                 // A batch that adds rows adds leaves, so its first index is new; a row
@@ -430,10 +469,27 @@ impl Store for RedbStore {
             .unindexed
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        if merge {
+        if flush {
             *memory = Unindexed::default();
         } else {
             memory.add(&batch.leaf_index, &batch.entry_index);
+        }
+        if !entry_runs.is_empty() {
+            let mut filters = self
+                .entry_filters
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
+            for change in entry_runs {
+                match change {
+                    RunChange::Added(id, Some(filter)) => {
+                        filters.insert(id, filter);
+                    }
+                    RunChange::Added(_, None) => {}
+                    RunChange::Removed(id) => {
+                        filters.remove(&id);
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -461,18 +517,16 @@ impl Store for RedbStore {
     }
 
     fn lookup_leaf(&self, leaf_hash: &Hash) -> Result<Option<u64>, StoreError> {
-        // Rows not merged yet are the newer ones, so they win.
-        if let Some(&i) = self.memory().leaves.get(leaf_hash) {
-            return Ok(Some(i));
+        // Rows not flushed yet are the newer ones, so they win.
+        let mut out = [self.memory().leaves.get(leaf_hash).copied()];
+        if out[0].is_none() {
+            self.lookup_on_disk(LEAF, LEAF_INDEX, std::slice::from_ref(leaf_hash), &mut out)?;
         }
-        self.get_index(LEAF_INDEX, leaf_hash)
+        Ok(out[0])
     }
 
     fn lookup_entry(&self, entry_hash: &Hash) -> Result<Option<u64>, StoreError> {
-        if let Some(&i) = self.memory().entries.get(entry_hash) {
-            return Ok(Some(i));
-        }
-        self.get_index(ENTRY_INDEX, entry_hash)
+        Ok(self.lookup_entries(std::slice::from_ref(entry_hash))?[0])
     }
 
     fn lookup_entries(&self, entry_hashes: &[Hash]) -> Result<Vec<Option<u64>>, StoreError> {
@@ -483,18 +537,8 @@ impl Store for RedbStore {
                 .map(|h| memory.entries.get(h).copied())
                 .collect()
         };
-        let txn = self.read_txn()?;
-        let table = txn.open_table(ENTRY_INDEX).map_err(map_err)?;
-        // In key order, so that neighbouring lookups share B-tree pages.
-        let mut order: Vec<usize> = (0..entry_hashes.len())
-            .filter(|&i| out[i].is_none())
-            .collect();
-        order.sort_unstable_by_key(|&i| entry_hashes[i]);
-        for i in order {
-            out[i] = table
-                .get(entry_hashes[i].as_bytes())
-                .map_err(map_err)?
-                .map(|v| v.value());
+        if out.iter().any(Option::is_none) {
+            self.lookup_on_disk(ENTRY, ENTRY_INDEX, entry_hashes, &mut out)?;
         }
         Ok(out)
     }
@@ -586,14 +630,6 @@ where
         key,
         u32::try_from(chunks.len()).map_err(|_| too_many())?,
     )
-}
-
-/// Index rows in key order; for a key given twice, the later row still comes later
-/// (a stable sort), so it wins as it would have in batch order.
-fn sorted_by_hash(rows: &[(Hash, u64)]) -> Vec<&(Hash, u64)> {
-    let mut sorted: Vec<&(Hash, u64)> = rows.iter().collect();
-    sorted.sort_by_key(|(hash, _)| *hash);
-    sorted
 }
 
 /// Removes parts `key(from)`, `key(from + 1)`, ... up to the first missing one.
@@ -822,13 +858,13 @@ mod tests {
     /// A bundle is stored uncompressed while partial and compressed, with its
     /// uncompressed parts deleted, by the batch that fills it; both read back exactly.
     #[test]
-    fn index_rows_are_found_before_and_after_their_merge_and_a_reopen() {
+    fn index_rows_are_found_before_and_after_their_flush_and_a_reopen() {
         use redb::ReadableTableMetadata;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(crate::store::REDB_FILE);
         let open = || {
             let mut store = RedbStore::open(&path, DirLock::acquire(dir.path()).unwrap()).unwrap();
-            store.merge_rows = 10;
+            store.flush_rows = 10;
             store
         };
         let state = |size: u64| TreeState {
@@ -837,15 +873,15 @@ mod tests {
         };
         let leaf = |i: u64| sha256(&[b'l', i as u8]);
         let entry = |i: u64| sha256(&[b'e', i as u8]);
-        let count = |store: &RedbStore, table: TableDefinition<[u8; 32], u64>| -> u64 {
-            store
-                .db
-                .begin_read()
+        // Records in the index's runs.
+        let count = |store: &RedbStore, tag: u8| -> u64 {
+            let txn = store.db.begin_read().unwrap();
+            let runs = txn.open_table(index_runs::RUNS).unwrap();
+            index_runs::live_runs(&runs, tag)
                 .unwrap()
-                .open_table(table)
-                .unwrap()
-                .len()
-                .unwrap()
+                .iter()
+                .map(|r| r.records)
+                .sum()
         };
         let unindexed = |store: &RedbStore| -> u64 {
             store
@@ -878,31 +914,39 @@ mod tests {
         };
         {
             let store = open();
-            // 2 + 2 rows: below the merge size, only in `unindexed_rows`.
+            // 2 + 2 rows: below the flush size, only in `unindexed_rows`.
             append(&store, 0, 2);
             append(&store, 2, 4);
-            assert_eq!((count(&store, LEAF_INDEX), unindexed(&store)), (0, 2));
+            assert_eq!((count(&store, LEAF), unindexed(&store)), (0, 2));
             check(&store, 4);
-            // 8 + 4 ≥ 10: this commit merges all six entries' rows.
+            // 8 + 4 ≥ 10: this commit flushes all six entries' rows.
             append(&store, 4, 6);
-            assert_eq!(count(&store, LEAF_INDEX), 6);
-            assert_eq!(count(&store, ENTRY_INDEX), 6);
+            assert_eq!(count(&store, LEAF), 6);
+            assert_eq!(count(&store, ENTRY), 6);
             assert_eq!(unindexed(&store), 0);
             check(&store, 6);
             append(&store, 6, 9);
             check(&store, 9);
         }
-        // Rows not merged are read back on open.
+        // Rows not flushed are read back on open.
         let store = open();
-        assert_eq!((count(&store, LEAF_INDEX), unindexed(&store)), (6, 1));
+        // Every live run of the entry index has its filter again, rebuilt on open.
+        let live = {
+            let txn = store.db.begin_read().unwrap();
+            let runs = txn.open_table(index_runs::RUNS).unwrap();
+            index_runs::live_runs(&runs, ENTRY).unwrap().len()
+        };
+        assert_eq!(live, 1);
+        assert_eq!(store.entry_filters.read().unwrap().len(), live);
+        assert_eq!((count(&store, LEAF), unindexed(&store)), (6, 1));
         check(&store, 9);
-        // A later row for a hash wins over an earlier one, merged or not.
+        // A later row for a hash wins over an earlier one, flushed or not.
         let mut batch = Batch::new(9, state(10));
         batch.leaf_index.push((leaf(0), 9));
         store.append(&batch).unwrap();
         assert_eq!(store.lookup_leaf(&leaf(0)).unwrap(), Some(9));
         append(&store, 10, 12);
-        assert_eq!(unindexed(&store), 0, "merged");
+        assert_eq!(unindexed(&store), 0, "flushed");
         assert_eq!(store.lookup_leaf(&leaf(0)).unwrap(), Some(9));
         // A refused append changes nothing, in the file or in memory.
         let mut stale = Batch::new(3, state(20));
@@ -913,6 +957,46 @@ mod tests {
         let store = open();
         assert_eq!(store.lookup_leaf(&leaf(0)).unwrap(), Some(9));
         assert_eq!(store.lookup_entry(&entry(11)).unwrap(), Some(11));
+    }
+
+    /// A file from before runs keeps its rows in one B-tree per index; they are still
+    /// found, and rows flushed since, in runs, are newer and win.
+    #[test]
+    fn rows_of_the_older_b_tree_indexes_are_found_and_runs_win_over_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(crate::store::REDB_FILE);
+        let mut store = RedbStore::open(&path, DirLock::acquire(dir.path()).unwrap()).unwrap();
+        store.flush_rows = 4;
+        let (old, both, new) = (sha256(b"old"), sha256(b"both"), sha256(b"new"));
+        let txn = store.db.begin_write().unwrap();
+        {
+            let mut leaves = txn.open_table(LEAF_INDEX).unwrap();
+            leaves.insert(old.as_bytes(), 1).unwrap();
+            leaves.insert(both.as_bytes(), 2).unwrap();
+            let mut entries = txn.open_table(ENTRY_INDEX).unwrap();
+            entries.insert(old.as_bytes(), 1).unwrap();
+        }
+        txn.commit().unwrap();
+        let mut batch = Batch::new(
+            0,
+            TreeState {
+                size: 2,
+                root: sha256(b"root"),
+            },
+        );
+        batch.leaf_index = vec![(both, 7), (new, 8)];
+        batch.entry_index = vec![(both, 7), (new, 8)];
+        store.append(&batch).unwrap();
+        assert_eq!(store.memory().rows, 0, "flushed to runs");
+        assert_eq!(store.lookup_leaf(&old).unwrap(), Some(1));
+        assert_eq!(store.lookup_leaf(&both).unwrap(), Some(7));
+        assert_eq!(store.lookup_leaf(&new).unwrap(), Some(8));
+        assert_eq!(
+            store
+                .lookup_entries(&[new, old, both, sha256(b"none")])
+                .unwrap(),
+            vec![Some(8), Some(1), Some(7), None]
+        );
     }
 
     #[test]

@@ -123,9 +123,10 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// Progress on standard error.
     pub verbose: bool,
-    /// `CANDOR_INDEX_MERGE_ROWS` for the server: a small number makes the redb store
-    /// merge its index rows many times per round, so kills land around merges too.
-    pub index_merge_rows: Option<usize>,
+    /// `CANDOR_INDEX_FLUSH_ROWS` for the server: a small number makes the redb store
+    /// flush its index rows to runs, and merge runs, many times per round, so kills
+    /// land around flushes and merges too.
+    pub index_flush_rows: Option<usize>,
 }
 
 impl Options {
@@ -141,7 +142,7 @@ impl Options {
             resample: 32,
             data_dir: None,
             verbose: false,
-            index_merge_rows: None,
+            index_flush_rows: None,
         }
     }
 }
@@ -294,8 +295,8 @@ fn spawn_server(opts: &Options, data: &Path, log: &Path) -> Result<Server, Harne
         .append(true)
         .open(log)?;
     let mut command = Command::new(&opts.candor);
-    if let Some(n) = opts.index_merge_rows {
-        command.env("CANDOR_INDEX_MERGE_ROWS", n.to_string());
+    if let Some(n) = opts.index_flush_rows {
+        command.env("CANDOR_INDEX_FLUSH_ROWS", n.to_string());
     }
     let mut child = command
         .arg("serve")

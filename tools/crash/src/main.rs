@@ -42,10 +42,11 @@ struct Args {
     /// Older receipts re-checked after each restart.
     #[arg(long, default_value_t = 32)]
     resample: usize,
-    /// Merge the redb store's index rows every N rows instead of every 131,072
-    /// (sets CANDOR_INDEX_MERGE_ROWS for the server), so kills also land around merges.
+    /// Flush the redb store's index rows to a sorted run every N rows instead of every
+    /// 131,072 (sets CANDOR_INDEX_FLUSH_ROWS for the server), so kills also land around
+    /// flushes and the merges of runs.
     #[arg(long, value_name = "N")]
-    index_merge_rows: Option<usize>,
+    index_flush_rows: Option<usize>,
     /// Print one JSON summary per backend (a JSON array) instead of text.
     #[arg(long)]
     json: bool,
@@ -92,7 +93,7 @@ fn main() -> ExitCode {
         opts.max_kill_delay = Duration::from_millis(args.max_delay_ms);
         opts.resample = args.resample;
         opts.verbose = args.verbose;
-        opts.index_merge_rows = args.index_merge_rows;
+        opts.index_flush_rows = args.index_flush_rows;
         match run(&opts) {
             Ok(s) => {
                 if !args.json {
