@@ -195,6 +195,7 @@ fn merge_full_levels(
             return Ok(());
         }
         let id = next_id(&live)?;
+        let started = std::time::Instant::now();
         let (records, filter) = merge_runs(chunks, tag, &inputs, id, filters)?;
         for run in &inputs {
             chunks
@@ -211,6 +212,18 @@ fn merge_full_levels(
             .ok_or_else(|| StoreError::Corrupt("an index run's level is 255".into()))?;
         runs.insert((tag, id), (level, records)).map_err(map_err)?;
         changes.push(RunChange::Added(id, filter));
+        // Merges stall the append that carries them, in proportion to their size.
+        tracing::info!(
+            index = if tag == LEAF {
+                "leaf_hash"
+            } else {
+                "entry_hash"
+            },
+            level,
+            records,
+            seconds = started.elapsed().as_secs_f64(),
+            "merged {FAN_IN} index runs into one"
+        );
     }
 }
 
