@@ -5,9 +5,11 @@
 //! ~38k entries/s over the first million entries to ~17k/s over the tenth
 //! (BENCHMARKS.md, session 8). Here each flush of gathered rows is written as a new
 //! immutable *run*, sorted by hash, with sequential keys, and [`FAN_IN`] runs of one
-//! level are merged, by one sequential pass, into one run of the next level. Every row
-//! is rewritten once per level (log base [`FAN_IN`] of the log's size over the flush
-//! size), and a look-up probes one chunk of each live run, newest first.
+//! level are merged, by one sequential pass, into one run of the next level, up to
+//! [`TOP_LEVEL`], whose runs gather unmerged so that no merge stalls an append for long.
+//! Every row is rewritten once per level (log base [`FAN_IN`] of the log's size over
+//! the flush size), and a look-up probes one chunk of each live run, newest first (of
+//! the entry-hash index, only of the runs whose [`RunFilter`] may hold the hash).
 //!
 //! A run is stored as chunks of at most [`CHUNK_RECORDS`] records in [`RUN_CHUNKS`],
 //! keyed (index, run, first hash of the chunk), so that the chunk that may hold a hash
@@ -42,6 +44,11 @@ const CHUNK_RECORDS: usize = 100;
 /// Runs of one level merged into one run of the next: each row is rewritten once
 /// per level, and a level holds at most `FAN_IN - 1` runs between merges.
 pub(super) const FAN_IN: usize = 4;
+/// Runs of this level are never merged: they hold up to 4^4 flushes (about 1.7·10^7
+/// rows), whose merge stalls its append for a few seconds, and a merge one level up
+/// would stall it for a quarter of a minute. Past ~10^8 entries the top level then
+/// gathers a run per 1.7·10^7 entries, each tested in memory by its filter.
+const TOP_LEVEL: u8 = 4;
 
 /// One live run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +140,17 @@ pub(super) fn add_run(
     rows: &[(Hash, u64)],
     filters: bool,
 ) -> Result<Vec<RunChange>, StoreError> {
+    add_run_below(txn, tag, rows, filters, TOP_LEVEL)
+}
+
+/// [`add_run`] with runs of level `top` never merged.
+fn add_run_below(
+    txn: &WriteTransaction,
+    tag: u8,
+    rows: &[(Hash, u64)],
+    filters: bool,
+    top: u8,
+) -> Result<Vec<RunChange>, StoreError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -153,7 +171,7 @@ pub(super) fn add_run(
     let (records, filter) = out.finish(&mut chunks)?;
     runs.insert((tag, id), (0, records)).map_err(map_err)?;
     let mut changes = vec![RunChange::Added(id, filter)];
-    merge_full_levels(&mut chunks, &mut runs, tag, filters, &mut changes)?;
+    merge_full_levels(&mut chunks, &mut runs, tag, filters, top, &mut changes)?;
     Ok(changes)
 }
 
@@ -169,7 +187,7 @@ fn next_id(live: &[Run]) -> Result<u32, StoreError> {
 }
 
 /// Merges the runs of the lowest level that holds [`FAN_IN`] of them, and again for
-/// the level above, until no level is full. Levels only fill from below, so the runs
+/// the level above, until no level below `top` is full. Levels only fill from below, so the runs
 /// of a full level are the newest, and the merged run, numbered above them, keeps
 /// numbers in age order; a level whose runs are not the newest (a file written with
 /// other constants) is left alone rather than reordered.
@@ -178,6 +196,7 @@ fn merge_full_levels(
     runs: &mut Table<(u8, u32), (u8, u64)>,
     tag: u8,
     filters: bool,
+    top: u8,
     changes: &mut Vec<RunChange>,
 ) -> Result<(), StoreError> {
     loop {
@@ -191,7 +210,7 @@ fn merge_full_levels(
             .take_while(|r| r.level == level)
             .copied()
             .collect();
-        if inputs.len() < FAN_IN {
+        if inputs.len() < FAN_IN || level >= top {
             return Ok(());
         }
         let id = next_id(&live)?;
@@ -656,6 +675,31 @@ mod tests {
             .map(|r| r.records)
             .sum();
         assert_eq!(stored as u64, live);
+    }
+
+    /// Runs of the top level gather instead of merging, and are still all read.
+    #[test]
+    fn top_level_runs_are_never_merged() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("runs.redb")).unwrap();
+        let flushes = 5 * FAN_IN * FAN_IN + 2;
+        for k in 0..flushes as u64 {
+            let rows: Vec<(Hash, u64)> = (0..10).map(|i| (hash(k, i), k * 10 + i)).collect();
+            let txn = db.begin_write().unwrap();
+            add_run_below(&txn, LEAF, &rows, false, 2).unwrap();
+            txn.commit().unwrap();
+        }
+        let levels: Vec<u8> = check_runs(&db, LEAF).iter().map(|r| r.level).collect();
+        assert_eq!(
+            levels,
+            [0, 0, 2, 2, 2, 2, 2],
+            "two flushes, then five level-2 runs"
+        );
+        for k in 0..flushes as u64 {
+            for i in 0..10 {
+                assert_eq!(lookup(&db, LEAF, &hash(k, i)), Some(k * 10 + i));
+            }
+        }
     }
 
     /// No false negatives; about 1 % false positives at the configured size.
