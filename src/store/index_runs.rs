@@ -482,11 +482,19 @@ impl RunFilter {
     ) -> Result<RunFilter, StoreError> {
         let mut filter = RunFilter::with_capacity(run.records);
         let mut reader = RunReader::open(chunks, tag, run.id)?;
+        let mut records = 0u64;
         while let Some(head) = reader.head() {
             let mut hash = [0u8; 32];
             hash.copy_from_slice(&head[..32]);
             filter.insert(&hash);
+            records += 1;
             reader.advance(chunks)?;
+        }
+        if records != run.records {
+            return Err(StoreError::Corrupt(format!(
+                "index run {} is listed with {} records but holds {records}",
+                run.id, run.records
+            )));
         }
         Ok(filter)
     }
@@ -743,6 +751,28 @@ mod tests {
         ));
         assert!(matches!(
             RunReader::open(&chunks, LEAF, 0),
+            Err(StoreError::Corrupt(_))
+        ));
+        // A run listed with more records than its chunks hold.
+        drop((chunks, txn));
+        let txn = db.begin_write().unwrap();
+        {
+            let mut chunks = txn.open_table(RUN_CHUNKS).unwrap();
+            chunks
+                .insert((ENTRY, 0, *h.as_bytes()), [7u8; 40].as_slice())
+                .unwrap();
+        }
+        txn.commit().unwrap();
+        let txn = db.begin_read().unwrap();
+        let chunks = txn.open_table(RUN_CHUNKS).unwrap();
+        let listed = |records| Run {
+            id: 0,
+            level: 0,
+            records,
+        };
+        assert!(RunFilter::of_run(&chunks, ENTRY, &listed(1)).is_ok());
+        assert!(matches!(
+            RunFilter::of_run(&chunks, ENTRY, &listed(2)),
             Err(StoreError::Corrupt(_))
         ));
     }

@@ -36,7 +36,8 @@
 //! writes, merged level by level) and empties the table. A crash loses nothing: the
 //! rows are durable with their entries, and are read back into memory when the file
 //! is opened. Files written before runs keep their rows in one B-tree per index
-//! (`leaf_hash_index`, `entry_hash_index`), read as older than every run. (A binary
+//! (`leaf_hash_index`, `entry_hash_index`), read as older than every run and without a
+//! filter (so such a log still reads one B-tree page per new entry). (A binary
 //! from before these tables would not read them, so it would miss their look-ups:
 //! de-duplication and look-up by leaf hash, not entries.)
 
@@ -65,7 +66,8 @@ const FULL_BUNDLE_ZSTD_PARTS: TableDefinition<(u64, u32), &[u8]> =
 const LEAF_INDEX: TableDefinition<[u8; 32], u64> = TableDefinition::new("leaf_hash_index");
 /// Entry hash -> leaf index, in files written before index runs (read only since).
 const ENTRY_INDEX: TableDefinition<[u8; 32], u64> = TableDefinition::new("entry_hash_index");
-/// First leaf index of a batch -> its index rows not flushed to runs yet: rows of [`UNINDEXED_ROW_BYTES`] bytes, back to back.
+/// First leaf index of a batch -> its index rows not flushed to runs yet: rows of
+/// [`UNINDEXED_ROW_BYTES`] bytes, back to back.
 const UNINDEXED: TableDefinition<u64, &[u8]> = TableDefinition::new("unindexed_rows");
 /// Metadata key -> value.
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
@@ -855,8 +857,8 @@ mod tests {
         }
     }
 
-    /// A bundle is stored uncompressed while partial and compressed, with its
-    /// uncompressed parts deleted, by the batch that fills it; both read back exactly.
+    /// Index rows are found in memory, in runs once flushed, and after a reopen; a
+    /// later row for a hash wins; a refused append leaves no trace.
     #[test]
     fn index_rows_are_found_before_and_after_their_flush_and_a_reopen() {
         use redb::ReadableTableMetadata;
@@ -1018,6 +1020,8 @@ mod tests {
         assert_eq!(rows, (vec![(sha256(b"a"), 7)], vec![(sha256(b"b"), 8)]));
     }
 
+    /// A bundle is stored uncompressed while partial and compressed, with its
+    /// uncompressed parts deleted, by the batch that fills it; both read back exactly.
     #[test]
     fn full_bundles_are_stored_compressed() {
         let dir = tempfile::tempdir().unwrap();
