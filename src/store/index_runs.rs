@@ -48,7 +48,7 @@ pub(super) const FAN_IN: usize = 4;
 /// rows), whose merge stalls its append for a few seconds, and a merge one level up
 /// would stall it for a quarter of a minute. Past ~10^8 entries the top level then
 /// gathers a run per 1.7·10^7 entries, each tested in memory by its filter.
-const TOP_LEVEL: u8 = 4;
+pub(super) const TOP_LEVEL: u8 = 4;
 
 /// One live run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,6 +173,39 @@ fn add_run_below(
     let mut changes = vec![RunChange::Added(id, filter)];
     merge_full_levels(&mut chunks, &mut runs, tag, filters, top, &mut changes)?;
     Ok(changes)
+}
+
+/// Writes `rows`, given in strictly increasing hash order, as the first run of index
+/// `tag`, at `level`: how the B-tree index of a file written before runs becomes its
+/// oldest run. Writes nothing and returns `false` if the index has runs already.
+pub(super) fn import_sorted(
+    txn: &WriteTransaction,
+    tag: u8,
+    rows: impl IntoIterator<Item = Result<([u8; 32], u64), StoreError>>,
+    level: u8,
+) -> Result<bool, StoreError> {
+    let mut chunks = txn.open_table(RUN_CHUNKS).map_err(map_err)?;
+    let mut runs = txn.open_table(RUNS).map_err(map_err)?;
+    if !live_runs(&runs, tag)?.is_empty() {
+        return Ok(false);
+    }
+    let mut out = RunWriter::new(tag, 0, None);
+    let mut last: Option<[u8; 32]> = None;
+    for row in rows {
+        let (hash, index) = row?;
+        if last.is_some_and(|l| l >= hash) {
+            return Err(StoreError::Corrupt(
+                "an index B-tree's keys are out of order".into(),
+            ));
+        }
+        last = Some(hash);
+        out.push(&mut chunks, &hash, index)?;
+    }
+    let (records, _) = out.finish(&mut chunks)?;
+    if records > 0 {
+        runs.insert((tag, 0), (level, records)).map_err(map_err)?;
+    }
+    Ok(true)
 }
 
 /// A number above every live run's.

@@ -250,6 +250,7 @@ impl RedbStore {
             txn.open_table(META).map_err(map_err)?;
             txn.open_table(CHECKPOINT).map_err(map_err)?;
         }
+        runs_from_b_trees(&txn)?;
         txn.commit().map_err(map_err)?;
         if migrated {
             // Give the old layout's pages back to the file system once.
@@ -752,6 +753,33 @@ fn migrate_v1(txn: &WriteTransaction) -> Result<bool, StoreError> {
     Ok(true)
 }
 
+/// Turns the B-tree indexes of a file written before runs into each index's oldest
+/// run, in key order (one sequential pass), and empties them; part of the opening
+/// transaction. Runs of the top level are never merged, so the old rows are not
+/// rewritten again. (An index that has runs already keeps its B-tree, read after them.)
+fn runs_from_b_trees(txn: &WriteTransaction) -> Result<(), StoreError> {
+    use redb::ReadableTableMetadata;
+    for (tag, table) in [(LEAF, LEAF_INDEX), (ENTRY, ENTRY_INDEX)] {
+        let imported = {
+            let legacy = txn.open_table(table).map_err(map_err)?;
+            if legacy.is_empty().map_err(map_err)? {
+                continue;
+            }
+            let rows = legacy.iter().map_err(map_err)?.map(|row| {
+                let (k, v) = row.map_err(map_err)?;
+                Ok((k.value(), v.value()))
+            });
+            index_runs::import_sorted(txn, tag, rows, index_runs::TOP_LEVEL)?
+        };
+        if imported {
+            // Deleting the table frees its pages at once; an empty one is made again.
+            txn.delete_table(table).map_err(map_err)?;
+            txn.open_table(table).map_err(map_err)?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -961,24 +989,59 @@ mod tests {
         assert_eq!(store.lookup_entry(&entry(11)).unwrap(), Some(11));
     }
 
-    /// A file from before runs keeps its rows in one B-tree per index; they are still
-    /// found, and rows flushed since, in runs, are newer and win.
+    /// A file from before runs keeps its rows in one B-tree per index: opening it makes
+    /// them each index's oldest run, and rows flushed since, in newer runs, win.
     #[test]
-    fn rows_of_the_older_b_tree_indexes_are_found_and_runs_win_over_them() {
+    fn b_tree_indexes_of_older_files_become_their_oldest_runs() {
+        use redb::ReadableTableMetadata;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(crate::store::REDB_FILE);
-        let mut store = RedbStore::open(&path, DirLock::acquire(dir.path()).unwrap()).unwrap();
-        store.flush_rows = 4;
+        let open = || {
+            let mut store = RedbStore::open(&path, DirLock::acquire(dir.path()).unwrap()).unwrap();
+            store.flush_rows = 4;
+            store
+        };
         let (old, both, new) = (sha256(b"old"), sha256(b"both"), sha256(b"new"));
-        let txn = store.db.begin_write().unwrap();
+        // 250 more rows, so that the run spans chunks.
+        let many: Vec<Hash> = (0..250u32).map(|i| sha256(&i.to_be_bytes())).collect();
         {
-            let mut leaves = txn.open_table(LEAF_INDEX).unwrap();
-            leaves.insert(old.as_bytes(), 1).unwrap();
-            leaves.insert(both.as_bytes(), 2).unwrap();
-            let mut entries = txn.open_table(ENTRY_INDEX).unwrap();
-            entries.insert(old.as_bytes(), 1).unwrap();
+            let store = open();
+            let txn = store.db.begin_write().unwrap();
+            {
+                let mut leaves = txn.open_table(LEAF_INDEX).unwrap();
+                leaves.insert(old.as_bytes(), 1).unwrap();
+                leaves.insert(both.as_bytes(), 2).unwrap();
+                let mut entries = txn.open_table(ENTRY_INDEX).unwrap();
+                entries.insert(old.as_bytes(), 1).unwrap();
+                for (i, h) in many.iter().enumerate() {
+                    entries.insert(h.as_bytes(), 10 + i as u64).unwrap();
+                }
+            }
+            txn.commit().unwrap();
         }
-        txn.commit().unwrap();
+        let store = open();
+        {
+            let txn = store.db.begin_read().unwrap();
+            assert!(txn.open_table(LEAF_INDEX).unwrap().is_empty().unwrap());
+            assert!(txn.open_table(ENTRY_INDEX).unwrap().is_empty().unwrap());
+            let runs = txn.open_table(index_runs::RUNS).unwrap();
+            let top = index_runs::TOP_LEVEL;
+            let shape = |tag| -> Vec<(u8, u64)> {
+                index_runs::live_runs(&runs, tag)
+                    .unwrap()
+                    .iter()
+                    .map(|r| (r.level, r.records))
+                    .collect()
+            };
+            assert_eq!(shape(LEAF), [(top, 2)]);
+            assert_eq!(shape(ENTRY), [(top, 251)]);
+        }
+        assert_eq!(store.entry_filters.read().unwrap().len(), 1);
+        assert_eq!(store.lookup_leaf(&old).unwrap(), Some(1));
+        assert_eq!(store.lookup_leaf(&both).unwrap(), Some(2));
+        for (i, h) in many.iter().enumerate() {
+            assert_eq!(store.lookup_entry(h).unwrap(), Some(10 + i as u64));
+        }
         let mut batch = Batch::new(
             0,
             TreeState {
@@ -995,9 +1058,9 @@ mod tests {
         assert_eq!(store.lookup_leaf(&new).unwrap(), Some(8));
         assert_eq!(
             store
-                .lookup_entries(&[new, old, both, sha256(b"none")])
+                .lookup_entries(&[new, old, both, many[7], sha256(b"none")])
                 .unwrap(),
-            vec![Some(8), Some(1), Some(7), None]
+            vec![Some(8), Some(1), Some(7), Some(17), None]
         );
     }
 
