@@ -35,9 +35,9 @@
 //! that number writes them as one sorted run per index ([`index_runs`]: sequential
 //! writes, merged level by level) and empties the table. A crash loses nothing: the
 //! rows are durable with their entries, and are read back into memory when the file
-//! is opened. Files written before runs keep their rows in one B-tree per index
-//! (`leaf_hash_index`, `entry_hash_index`), read as older than every run and without a
-//! filter (so such a log still reads one B-tree page per new entry). (A binary
+//! is opened. A file written before runs kept its rows in one B-tree per index
+//! (`leaf_hash_index`, `entry_hash_index`); opening it makes each B-tree the index's
+//! oldest run ([`runs_from_b_trees`]). (A binary
 //! from before these tables would not read them, so it would miss their look-ups:
 //! de-duplication and look-up by leaf hash, not entries.)
 
