@@ -22,6 +22,7 @@
 //! transaction, so they are as durable and as atomic as the entries they index.
 
 use super::StoreError;
+use super::redb_store::map_err;
 use crate::hash::Hash;
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 use std::ops::Bound;
@@ -124,10 +125,6 @@ fn corrupt_chunk(len: usize) -> StoreError {
     StoreError::Corrupt(format!(
         "an index run chunk is {len} bytes, not a positive multiple of {RECORD_BYTES}"
     ))
-}
-
-fn map_err(err: impl Into<redb::Error>) -> StoreError {
-    super::redb_store::map_err(err)
 }
 
 /// Writes `rows` (in the order they were logged, so that of two rows for one hash

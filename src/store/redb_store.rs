@@ -256,7 +256,10 @@ impl RedbStore {
             // Give the old layout's pages back to the file system once.
             db.compact().map_err(map_err)?;
         }
+        // The rows not flushed yet, and a filter for each run of the entry index, from
+        // one snapshot.
         let mut rows = IndexRows::default();
+        let mut entry_filters = HashMap::new();
         {
             let txn = db.begin_read().map_err(map_err)?;
             let table = txn.open_table(UNINDEXED).map_err(map_err)?;
@@ -264,18 +267,14 @@ impl RedbStore {
                 let (_, value) = row.map_err(map_err)?;
                 decode_unindexed(value.value(), &mut rows)?;
             }
-        }
-        let mut unindexed = Unindexed::default();
-        unindexed.add(&rows.0, &rows.1);
-        let mut entry_filters = HashMap::new();
-        {
-            let txn = db.begin_read().map_err(map_err)?;
             let runs = txn.open_table(index_runs::RUNS).map_err(map_err)?;
             let chunks = txn.open_table(index_runs::RUN_CHUNKS).map_err(map_err)?;
             for run in index_runs::live_runs(&runs, ENTRY)? {
                 entry_filters.insert(run.id, RunFilter::of_run(&chunks, ENTRY, &run)?);
             }
         }
+        let mut unindexed = Unindexed::default();
+        unindexed.add(&rows.0, &rows.1);
         Ok(RedbStore {
             db,
             hashes: Arc::default(),
@@ -328,25 +327,22 @@ impl RedbStore {
         // In key order, so that neighbouring look-ups share pages.
         let mut order: Vec<usize> = (0..hashes.len()).filter(|&i| out[i].is_none()).collect();
         order.sort_unstable_by_key(|&i| hashes[i]);
+        // Only the entry index has filters.
+        let filters = (tag == ENTRY).then(|| {
+            self.entry_filters
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+        });
         for run in index_runs::live_runs(&runs, tag)? {
-            {
-                let filters = self
-                    .entry_filters
-                    .read()
-                    .unwrap_or_else(PoisonError::into_inner);
-                let filter = if tag == ENTRY {
-                    filters.get(&run.id)
-                } else {
-                    None
-                };
-                for &i in &order {
-                    if filter.is_none_or(|f| f.may_contain(&hashes[i])) {
-                        out[i] = index_runs::probe(&chunks, tag, run.id, &hashes[i])?;
-                    }
+            let filter = filters.as_ref().and_then(|f| f.get(&run.id));
+            for &i in &order {
+                if filter.is_none_or(|f| f.may_contain(&hashes[i])) {
+                    out[i] = index_runs::probe(&chunks, tag, run.id, &hashes[i])?;
                 }
             }
             order.retain(|&i| out[i].is_none());
         }
+        drop(filters);
         let legacy = txn.open_table(legacy).map_err(map_err)?;
         for i in order {
             out[i] = legacy
@@ -885,18 +881,21 @@ mod tests {
         }
     }
 
+    /// The store in `dir`, flushing its index rows every `rows` rows.
+    fn open_flushing_every(dir: &std::path::Path, rows: usize) -> RedbStore {
+        let path = dir.join(crate::store::REDB_FILE);
+        let mut store = RedbStore::open(&path, DirLock::acquire(dir).unwrap()).unwrap();
+        store.flush_rows = rows;
+        store
+    }
+
     /// Index rows are found in memory, in runs once flushed, and after a reopen; a
     /// later row for a hash wins; a refused append leaves no trace.
     #[test]
     fn index_rows_are_found_before_and_after_their_flush_and_a_reopen() {
         use redb::ReadableTableMetadata;
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(crate::store::REDB_FILE);
-        let open = || {
-            let mut store = RedbStore::open(&path, DirLock::acquire(dir.path()).unwrap()).unwrap();
-            store.flush_rows = 10;
-            store
-        };
+        let open = || open_flushing_every(dir.path(), 10);
         let state = |size: u64| TreeState {
             size,
             root: sha256(&size.to_be_bytes()),
@@ -995,12 +994,7 @@ mod tests {
     fn b_tree_indexes_of_older_files_become_their_oldest_runs() {
         use redb::ReadableTableMetadata;
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(crate::store::REDB_FILE);
-        let open = || {
-            let mut store = RedbStore::open(&path, DirLock::acquire(dir.path()).unwrap()).unwrap();
-            store.flush_rows = 4;
-            store
-        };
+        let open = || open_flushing_every(dir.path(), 4);
         let (old, both, new) = (sha256(b"old"), sha256(b"both"), sha256(b"new"));
         // 250 more rows, so that the run spans chunks.
         let many: Vec<Hash> = (0..250u32).map(|i| sha256(&i.to_be_bytes())).collect();
