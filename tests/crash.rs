@@ -27,9 +27,10 @@ fn round(backend: Backend, kills: u32, seed: u64) {
     opts.clients = 3;
     opts.max_kill_delay = Duration::from_millis(250);
     // The redb store flushes its index rows every 200 rows here (131,072 in service),
-    // so a round's few thousand entries see many flushes and merges of runs, and kills
-    // around them.
+    // and moves a merge on by 25 records per append, so a round's few thousand entries
+    // see many flushes, and merges spanning several appends, with kills around them.
     opts.index_flush_rows = Some(200);
+    opts.index_merge_step = Some(25);
     let summary = run(&opts).expect("the crash harness runs");
     eprintln!("{summary:?}");
     assert!(

@@ -323,7 +323,7 @@ fn conflict_leaves_store_unchanged(kind: StoreKind) {
     assert_eq!(store.state().unwrap(), Some(state(6, 3)));
 }
 
-fn shrinking_batch_is_rejected(kind: StoreKind) {
+fn shrinking_or_misordered_batch_is_rejected(kind: StoreKind) {
     let place = Place::new(kind);
     let store = place.open();
     store.append(&Batch::new(0, state(4, 1))).unwrap();
@@ -338,6 +338,30 @@ fn shrinking_batch_is_rejected(kind: StoreKind) {
     same.meta.push(("x".into(), vec![2]));
     store.append(&same).unwrap();
     assert_eq!(store.get_meta("x").unwrap(), Some(vec![2]));
+    // Index rows name the batch's own leaves, in leaf order: before it, past it, or
+    // going back, a row is refused, in either index.
+    for rows in [vec![(h(7), 3)], vec![(h(7), 6)], vec![(h(7), 5), (h(8), 4)]] {
+        for entry in [false, true] {
+            let mut bad = Batch::new(4, state(6, 2));
+            if entry {
+                bad.entry_index = rows.clone();
+            } else {
+                bad.leaf_index = rows.clone();
+            }
+            let err = store.append(&bad).unwrap_err();
+            assert!(
+                matches!(err, StoreError::InvalidBatch(_)),
+                "{rows:?}: {err:?}"
+            );
+            assert!(err.to_string().contains("leaf order"), "{err}");
+        }
+    }
+    assert_eq!(store.state().unwrap(), Some(state(4, 1)));
+    assert_eq!(store.lookup_leaf(&h(7)).unwrap(), None);
+    let mut good = Batch::new(4, state(6, 2));
+    good.leaf_index = vec![(h(7), 4), (h(7), 5)];
+    store.append(&good).unwrap();
+    assert_eq!(store.lookup_leaf(&h(7)).unwrap(), Some(5));
 }
 
 fn concurrent_appends_one_winner(kind: StoreKind) {
@@ -805,7 +829,7 @@ macro_rules! backend_suite {
             }
             #[test]
             fn shrinking_batch() {
-                shrinking_batch_is_rejected($kind);
+                shrinking_or_misordered_batch_is_rejected($kind);
             }
             #[test]
             fn concurrent_appends() {
@@ -876,7 +900,7 @@ mod postgres {
     }
     #[test]
     fn shrinking_batch() {
-        with_pg(shrinking_batch_is_rejected);
+        with_pg(shrinking_or_misordered_batch_is_rejected);
     }
     #[test]
     fn concurrent_appends() {

@@ -6,25 +6,35 @@
 //! (BENCHMARKS.md, session 8). Here each flush of gathered rows is written as a new
 //! immutable *run*, sorted by hash, with sequential keys, and [`FAN_IN`] runs of one
 //! level are merged, by one sequential pass, into one run of the next level, up to
-//! [`TOP_LEVEL`], whose runs gather unmerged so that no merge stalls an append for long.
-//! Every row is rewritten once per level (log base [`FAN_IN`] of the log's size over
-//! the flush size), and a look-up probes one chunk of each live run, newest first (of
-//! the entry-hash index, only of the runs whose [`RunFilter`] may hold the hash).
+//! [`TOP_LEVEL`], whose runs gather unmerged. Every row is rewritten once per level
+//! (log base [`FAN_IN`] of the log's size over the flush size), and a look-up probes
+//! one chunk of each live run (of the entry-hash index, only of the runs whose
+//! [`RunFilter`] may hold the hash).
 //!
 //! A run is stored as chunks of at most [`CHUNK_RECORDS`] records in [`RUN_CHUNKS`],
 //! keyed (index, run, first hash of the chunk), so that the chunk that may hold a hash
 //! is the last one whose key is not above it; a chunk fills one 4 KiB page. A record
 //! is the hash and the leaf index (little-endian). [`RUNS`] lists the live runs:
-//! (index, run) -> (level, records). Run numbers grow with age (a merge's output is
-//! numbered above every run, and it only ever merges the newest runs), so of two
-//! records for one hash the one in the higher-numbered run is the later and wins, as
-//! it would have in a B-tree. Flushes and merges happen inside the append's write
-//! transaction, so they are as durable and as atomic as the entries they index.
+//! (index, run) -> (level, records). Of two records for one hash the one with the
+//! larger leaf index wins: it was logged later ([`super::Batch`] checks that a
+//! batch's rows are in order and within the batch), as it would have in a B-tree.
+//!
+//! A merge is spread over many appends, so that none stalls: [`step`], called in
+//! every append's write transaction, starts a merge when a level holds [`FAN_IN`]
+//! runs that no merge is reading, and moves each merge in progress on by a bounded
+//! number of records, writing its output run's chunks in hash order. [`MERGES`]
+//! records where each merge stands (its inputs, its output's number, the last hash
+//! written); its inputs stay live, and are what look-ups read, until the step that
+//! writes their last record lists the output and unlists them in one commit. Their
+//! chunks are then deleted a bounded number per append ([`DEAD_RUNS`]). All of it is
+//! in the append's write transaction, so it is as durable and as atomic as the
+//! entries it indexes, and a restart resumes each merge where its last commit left it.
 
 use super::StoreError;
 use super::redb_store::map_err;
 use crate::hash::Hash;
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
+use std::collections::HashMap;
 use std::ops::Bound;
 
 /// (index, run, first hash of the chunk) -> records, sorted by hash.
@@ -32,10 +42,15 @@ pub(super) const RUN_CHUNKS: TableDefinition<(u8, u32, [u8; 32]), &[u8]> =
     TableDefinition::new("index_run_chunks");
 /// (index, run) -> (level, records): the live runs.
 pub(super) const RUNS: TableDefinition<(u8, u32), (u8, u64)> = TableDefinition::new("index_runs");
+/// (index, level of its inputs) -> a merge in progress, as [`Merge::encode`] writes it.
+pub(super) const MERGES: TableDefinition<(u8, u8), &[u8]> = TableDefinition::new("index_merges");
+/// (index, run) -> records: runs merged away whose chunks are still to be deleted.
+pub(super) const DEAD_RUNS: TableDefinition<(u8, u32), u64> =
+    TableDefinition::new("index_dead_runs");
 
-/// The leaf-hash index's tag in both tables.
+/// The leaf-hash index's tag in the tables.
 pub(super) const LEAF: u8 = b'L';
-/// The entry-hash index's tag in both tables.
+/// The entry-hash index's tag in the tables.
 pub(super) const ENTRY: u8 = b'E';
 
 /// Bytes of one record: the hash, then the leaf index (little-endian).
@@ -43,13 +58,20 @@ const RECORD_BYTES: usize = 32 + 8;
 /// Records per chunk: 4,000 bytes, which with its 39-byte key fits one 4 KiB page.
 const CHUNK_RECORDS: usize = 100;
 /// Runs of one level merged into one run of the next: each row is rewritten once
-/// per level, and a level holds at most `FAN_IN - 1` runs between merges.
+/// per level, and a level holds at most `FAN_IN - 1` runs between merges (and up
+/// to `2 * FAN_IN - 1` while one merges).
 pub(super) const FAN_IN: usize = 4;
-/// Runs of this level are never merged: they hold up to 4^4 flushes (about 1.7·10^7
-/// rows), whose merge stalls its append for a few seconds, and a merge one level up
-/// would stall it for a quarter of a minute. Past ~10^8 entries the top level then
-/// gathers a run per 1.7·10^7 entries, each tested in memory by its filter.
-pub(super) const TOP_LEVEL: u8 = 4;
+/// Runs of this level are never merged. They hold up to 4^5 flushes (about 6.7·10^7
+/// rows). Merges do not stall appends, so this only bounds what one merge holds while
+/// it runs: its inputs' filters and its output's, both in memory (~170 MB for a merge
+/// into this level, ~670 MB one level up), and its inputs' chunks on disk. Past
+/// 6.7·10^7 entries the top level gathers a run per 6.7·10^7 entries, each tested in
+/// memory by its filter.
+pub(super) const TOP_LEVEL: u8 = 5;
+
+/// Dead chunks deleted per append, for every `CHUNK_RECORDS` records of merge budget:
+/// twice the rate at which merges make them, so deletion keeps up.
+const DELETES_PER_CHUNK_OF_BUDGET: usize = 2;
 
 /// One live run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -93,26 +115,30 @@ pub(super) fn probe(
         return Ok(None);
     };
     let (_, value) = row.map_err(map_err)?;
-    find_in_chunk(value.value(), hash)
+    let chunk = value.value();
+    check_chunk(chunk)?;
+    Ok(match first_at_or_after(chunk, hash.as_bytes()) {
+        Some(at) if chunk[at..at + 32] == hash.as_bytes()[..] => {
+            Some(record_index(&chunk[at..at + RECORD_BYTES]))
+        }
+        _ => None,
+    })
 }
 
-/// Binary search of one chunk's records.
-fn find_in_chunk(chunk: &[u8], hash: &Hash) -> Result<Option<u64>, StoreError> {
-    if chunk.is_empty() || !chunk.len().is_multiple_of(RECORD_BYTES) {
-        return Err(corrupt_chunk(chunk.len()));
-    }
+/// The byte offset of the first record of `chunk` whose hash is not below `hash`, by
+/// binary search; `None` if every record's is.
+fn first_at_or_after(chunk: &[u8], hash: &[u8; 32]) -> Option<usize> {
     let records = chunk.len() / RECORD_BYTES;
     let (mut lo, mut hi) = (0, records);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
-        let record = &chunk[mid * RECORD_BYTES..(mid + 1) * RECORD_BYTES];
-        match record[..32].cmp(hash.as_bytes().as_slice()) {
-            std::cmp::Ordering::Less => lo = mid + 1,
-            std::cmp::Ordering::Greater => hi = mid,
-            std::cmp::Ordering::Equal => return Ok(Some(record_index(record))),
+        if chunk[mid * RECORD_BYTES..mid * RECORD_BYTES + 32] < hash[..] {
+            lo = mid + 1;
+        } else {
+            hi = mid;
         }
     }
-    Ok(None)
+    (lo < records).then_some(lo * RECORD_BYTES)
 }
 
 fn record_index(record: &[u8]) -> u64 {
@@ -121,55 +147,46 @@ fn record_index(record: &[u8]) -> u64 {
     u64::from_le_bytes(le)
 }
 
-fn corrupt_chunk(len: usize) -> StoreError {
-    StoreError::Corrupt(format!(
-        "an index run chunk is {len} bytes, not a positive multiple of {RECORD_BYTES}"
-    ))
+fn check_chunk(chunk: &[u8]) -> Result<(), StoreError> {
+    if chunk.is_empty() || !chunk.len().is_multiple_of(RECORD_BYTES) {
+        return Err(StoreError::Corrupt(format!(
+            "an index run chunk is {} bytes, not a positive multiple of {RECORD_BYTES}",
+            chunk.len()
+        )));
+    }
+    Ok(())
 }
 
-/// Writes `rows` (in the order they were logged, so that of two rows for one hash
-/// the later wins) as a new run of index `tag`, then merges every level that holds
-/// [`FAN_IN`] runs. Part of the caller's write transaction; returns what changed,
-/// with a [`RunFilter`] for each new run if `filters`, to apply once it commits.
+/// Writes `rows` (in the order they were logged) as a new run of level 0 of index
+/// `tag`, keeping the last row of each hash. Part of the caller's write transaction;
+/// returns the change, with the run's [`RunFilter`] if `filter`, to apply once it
+/// commits. Merging is [`step`]'s.
 pub(super) fn add_run(
     txn: &WriteTransaction,
     tag: u8,
     rows: &[(Hash, u64)],
-    filters: bool,
-) -> Result<Vec<RunChange>, StoreError> {
-    add_run_below(txn, tag, rows, filters, TOP_LEVEL)
-}
-
-/// [`add_run`] with runs of level `top` never merged.
-fn add_run_below(
-    txn: &WriteTransaction,
-    tag: u8,
-    rows: &[(Hash, u64)],
-    filters: bool,
-    top: u8,
-) -> Result<Vec<RunChange>, StoreError> {
+    filter: bool,
+) -> Result<Option<RunChange>, StoreError> {
     if rows.is_empty() {
-        return Ok(Vec::new());
+        return Ok(None);
     }
     // A stable sort keeps a hash's rows in logged order; the last of each is kept.
     let mut sorted: Vec<&(Hash, u64)> = rows.iter().collect();
     sorted.sort_by_key(|(hash, _)| *hash);
+    let id = next_id(txn, tag)?;
     let mut chunks = txn.open_table(RUN_CHUNKS).map_err(map_err)?;
     let mut runs = txn.open_table(RUNS).map_err(map_err)?;
-    let live = live_runs(&runs, tag)?;
-    let id = next_id(&live)?;
-    let mut out = RunWriter::new(tag, id, filters.then_some(rows.len() as u64));
+    let mut new_filter = filter.then(|| RunFilter::with_capacity(rows.len() as u64));
+    let mut out = RunWriter::new(tag, id, 0, new_filter.as_mut());
     for (i, (hash, index)) in sorted.iter().enumerate() {
         if sorted.get(i + 1).is_some_and(|(next, _)| next == hash) {
             continue;
         }
         out.push(&mut chunks, hash.as_bytes(), *index)?;
     }
-    let (records, filter) = out.finish(&mut chunks)?;
+    let records = out.finish(&mut chunks)?;
     runs.insert((tag, id), (0, records)).map_err(map_err)?;
-    let mut changes = vec![RunChange::Added(id, filter)];
-    merge_full_levels(&mut chunks, &mut runs, tag, filters, top, &mut changes)?;
-    Ok(changes)
+    Ok(Some(RunChange::Added(id, new_filter)))
 }
 
 /// Writes `rows`, given in strictly increasing hash order, as the first run of index
@@ -181,12 +198,13 @@ pub(super) fn import_sorted(
     rows: impl IntoIterator<Item = Result<([u8; 32], u64), StoreError>>,
     level: u8,
 ) -> Result<bool, StoreError> {
+    let id = next_id(txn, tag)?;
     let mut chunks = txn.open_table(RUN_CHUNKS).map_err(map_err)?;
     let mut runs = txn.open_table(RUNS).map_err(map_err)?;
     if !live_runs(&runs, tag)?.is_empty() {
         return Ok(false);
     }
-    let mut out = RunWriter::new(tag, 0, None);
+    let mut out = RunWriter::new(tag, id, 0, None);
     let mut last: Option<[u8; 32]> = None;
     for row in rows {
         let (hash, index) = row?;
@@ -198,70 +216,210 @@ pub(super) fn import_sorted(
         last = Some(hash);
         out.push(&mut chunks, &hash, index)?;
     }
-    let (records, _) = out.finish(&mut chunks)?;
+    let records = out.finish(&mut chunks)?;
     if records > 0 {
-        runs.insert((tag, 0), (level, records)).map_err(map_err)?;
+        runs.insert((tag, id), (level, records)).map_err(map_err)?;
     }
     Ok(true)
 }
 
-/// A number above every live run's.
-fn next_id(live: &[Run]) -> Result<u32, StoreError> {
-    match live.first() {
+/// A run number of index `tag` that no live run, merge output or dead run has: one
+/// above them all.
+fn next_id(txn: &WriteTransaction, tag: u8) -> Result<u32, StoreError> {
+    let runs = txn.open_table(RUNS).map_err(map_err)?;
+    let dead = txn.open_table(DEAD_RUNS).map_err(map_err)?;
+    let mut highest = last_id(&runs, tag)?.max(last_id(&dead, tag)?);
+    for merge in merges(txn, tag)? {
+        highest = highest.max(Some(merge.output));
+    }
+    match highest {
         None => Ok(0),
-        Some(newest) => newest
-            .id
+        Some(id) => id
             .checked_add(1)
             .ok_or_else(|| StoreError::Backend("index run numbers are exhausted".into())),
     }
 }
 
-/// Merges the runs of the lowest level that holds [`FAN_IN`] of them, and again for
-/// the level above, until no level below `top` is full. Levels only fill from below, so the runs
-/// of a full level are the newest, and the merged run, numbered above them, keeps
-/// numbers in age order; a level whose runs are not the newest (a file written with
-/// other constants) is left alone rather than reordered.
-fn merge_full_levels(
-    chunks: &mut Table<(u8, u32, [u8; 32]), &'static [u8]>,
-    runs: &mut Table<(u8, u32), (u8, u64)>,
+/// The lowest run number of index `tag` in a table keyed (index, run).
+fn first_id<V: redb::Value + 'static>(
+    table: &impl ReadableTable<(u8, u32), V>,
     tag: u8,
-    filters: bool,
-    top: u8,
-    changes: &mut Vec<RunChange>,
-) -> Result<(), StoreError> {
-    loop {
-        let live = live_runs(runs, tag)?;
-        let Some(newest) = live.first() else {
-            return Ok(());
+) -> Result<Option<u32>, StoreError> {
+    let mut range = table.range((tag, 0)..=(tag, u32::MAX)).map_err(map_err)?;
+    range
+        .next()
+        .map(|row| row.map(|(key, _)| key.value().1).map_err(map_err))
+        .transpose()
+}
+
+/// The highest run number of index `tag` in a table keyed (index, run).
+fn last_id<V: redb::Value + 'static>(
+    table: &impl ReadableTable<(u8, u32), V>,
+    tag: u8,
+) -> Result<Option<u32>, StoreError> {
+    let mut range = table.range((tag, 0)..=(tag, u32::MAX)).map_err(map_err)?;
+    range
+        .next_back()
+        .map(|row| row.map(|(key, _)| key.value().1).map_err(map_err))
+        .transpose()
+}
+
+/// A merge in progress: [`FAN_IN`] runs of `level` being written as run `output` of
+/// the next level.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Merge {
+    pub(super) level: u8,
+    pub(super) output: u32,
+    /// Records written to the output so far.
+    pub(super) written: u64,
+    /// The last hash written (meaningless while `written` is 0): every input record
+    /// up to it is in the output.
+    last: [u8; 32],
+    pub(super) inputs: Vec<u32>,
+}
+
+impl Merge {
+    /// output (u32 LE), written (u64 LE), last hash, then each input (u32 LE).
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(4 + 8 + 32 + 4 * self.inputs.len());
+        out.extend_from_slice(&self.output.to_le_bytes());
+        out.extend_from_slice(&self.written.to_le_bytes());
+        out.extend_from_slice(&self.last);
+        for input in &self.inputs {
+            out.extend_from_slice(&input.to_le_bytes());
+        }
+        out
+    }
+
+    fn decode(level: u8, bytes: &[u8]) -> Result<Merge, StoreError> {
+        let corrupt =
+            || StoreError::Corrupt(format!("an index merge record of {} bytes", bytes.len()));
+        if bytes.len() < 44 || !(bytes.len() - 44).is_multiple_of(4) {
+            return Err(corrupt());
+        }
+        let u32_at = |at: usize| -> u32 {
+            let mut le = [0u8; 4];
+            le.copy_from_slice(&bytes[at..at + 4]);
+            u32::from_le_bytes(le)
         };
-        let level = newest.level;
-        let inputs: Vec<Run> = live
-            .iter()
-            .take_while(|r| r.level == level)
-            .copied()
-            .collect();
-        if inputs.len() < FAN_IN || level >= top {
-            return Ok(());
+        let mut written = [0u8; 8];
+        written.copy_from_slice(&bytes[4..12]);
+        let mut last = [0u8; 32];
+        last.copy_from_slice(&bytes[12..44]);
+        Ok(Merge {
+            level,
+            output: u32_at(0),
+            written: u64::from_le_bytes(written),
+            last,
+            inputs: (44..bytes.len()).step_by(4).map(u32_at).collect(),
+        })
+    }
+}
+
+/// The merges in progress of index `tag`, lowest level first.
+pub(super) fn merges(txn: &WriteTransaction, tag: u8) -> Result<Vec<Merge>, StoreError> {
+    let table = txn.open_table(MERGES).map_err(map_err)?;
+    read_merges(&table, tag)
+}
+
+/// [`merges`] from any view of the table (a reader's on open).
+pub(super) fn read_merges(
+    table: &impl ReadableTable<(u8, u8), &'static [u8]>,
+    tag: u8,
+) -> Result<Vec<Merge>, StoreError> {
+    let mut out = Vec::new();
+    for row in table.range((tag, 0)..=(tag, u8::MAX)).map_err(map_err)? {
+        let (key, value) = row.map_err(map_err)?;
+        out.push(Merge::decode(key.value().1, value.value())?);
+    }
+    Ok(out)
+}
+
+/// Merge work in one append: records per merge in progress, and dead chunks deleted.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Budget {
+    pub(super) records: u64,
+}
+
+impl Budget {
+    /// The least records a merge moves on per append, whatever the batch: 4,096 take
+    /// about a millisecond.
+    pub(super) const MIN_RECORDS: u64 = 4096;
+
+    /// For an append adding `rows` rows to an index. A merge of level L writes
+    /// FAN_IN^(L+1) flushes' worth of records and must end before FAN_IN more runs
+    /// of level L gather, which takes as many rows: one record per row keeps up, and
+    /// two leave a margin.
+    pub(super) fn for_rows(rows: usize) -> Budget {
+        Budget {
+            records: (rows as u64).saturating_mul(2).max(Budget::MIN_RECORDS),
         }
-        let id = next_id(&live)?;
+    }
+
+    fn dead_chunks(self) -> usize {
+        let chunks = usize::try_from(self.records / CHUNK_RECORDS as u64).unwrap_or(usize::MAX);
+        chunks.saturating_mul(DELETES_PER_CHUNK_OF_BUDGET).max(1)
+    }
+}
+
+/// One append's share of index `tag`'s merging, in its write transaction: starts a
+/// merge for each level below [`TOP_LEVEL`] that holds [`FAN_IN`] runs no merge
+/// reads, moves every merge in progress on by `budget`, lists the output of each that
+/// ends and unlists its inputs, and deletes some chunks of dead runs. `filters`, for
+/// an index with filters, holds the filter of each merge's output as it is written;
+/// the changes returned are to apply once the transaction commits.
+pub(super) fn step(
+    txn: &WriteTransaction,
+    tag: u8,
+    budget: Budget,
+    filters: Option<&mut HashMap<u32, RunFilter>>,
+) -> Result<Vec<RunChange>, StoreError> {
+    step_below(txn, tag, budget, filters, TOP_LEVEL)
+}
+
+/// [`step`] with runs of level `top` never merged.
+fn step_below(
+    txn: &WriteTransaction,
+    tag: u8,
+    budget: Budget,
+    mut filters: Option<&mut HashMap<u32, RunFilter>>,
+    top: u8,
+) -> Result<Vec<RunChange>, StoreError> {
+    let mut changes = Vec::new();
+    start_merges(txn, tag, top, filters.as_deref_mut())?;
+    let mut chunks = txn.open_table(RUN_CHUNKS).map_err(map_err)?;
+    let mut runs = txn.open_table(RUNS).map_err(map_err)?;
+    let mut table = txn.open_table(MERGES).map_err(map_err)?;
+    let mut dead = txn.open_table(DEAD_RUNS).map_err(map_err)?;
+    for mut merge in read_merges(&table, tag)? {
+        let filter = filters
+            .as_deref_mut()
+            .and_then(|f| f.get_mut(&merge.output));
         let started = std::time::Instant::now();
-        let (records, filter) = merge_runs(chunks, tag, &inputs, id, filters)?;
-        for run in &inputs {
-            chunks
-                .retain_in(
-                    (tag, run.id, [0u8; 32])..=(tag, run.id, [0xff; 32]),
-                    |_, _| false,
-                )
+        let done = advance(&mut chunks, tag, &mut merge, budget.records, filter)?;
+        if !done {
+            table
+                .insert((tag, merge.level), merge.encode().as_slice())
                 .map_err(map_err)?;
-            runs.remove((tag, run.id)).map_err(map_err)?;
-            changes.push(RunChange::Removed(run.id));
+            continue;
         }
-        let level = level
+        let level = merge
+            .level
             .checked_add(1)
             .ok_or_else(|| StoreError::Corrupt("an index run's level is 255".into()))?;
-        runs.insert((tag, id), (level, records)).map_err(map_err)?;
-        changes.push(RunChange::Added(id, filter));
-        // Merges stall the append that carries them, in proportion to their size.
+        runs.insert((tag, merge.output), (level, merge.written))
+            .map_err(map_err)?;
+        for &input in &merge.inputs {
+            let (_, records) = runs
+                .remove((tag, input))
+                .map_err(map_err)?
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("index merge input run {input} is not live"))
+                })?
+                .value();
+            dead.insert((tag, input), records).map_err(map_err)?;
+        }
+        table.remove((tag, merge.level)).map_err(map_err)?;
         tracing::info!(
             index = if tag == LEAF {
                 "leaf_hash"
@@ -269,53 +427,148 @@ fn merge_full_levels(
                 "entry_hash"
             },
             level,
-            records,
-            seconds = started.elapsed().as_secs_f64(),
-            "merged {FAN_IN} index runs into one"
+            records = merge.written,
+            last_step_seconds = started.elapsed().as_secs_f64(),
+            "merged {} index runs into one",
+            merge.inputs.len()
         );
+        changes.push(RunChange::Merged {
+            output: merge.output,
+            inputs: merge.inputs,
+        });
     }
+    delete_dead_chunks(&mut chunks, &mut dead, tag, budget.dead_chunks())?;
+    Ok(changes)
 }
 
-/// Writes the union of `inputs` (newest first) as run `id`, one sequential pass over
-/// each; of records for one hash the newest run's is kept. Returns its record count,
-/// and its filter if `filter`.
-fn merge_runs(
+/// Starts a merge of the [`FAN_IN`] oldest runs of each level below `top` that holds
+/// that many runs and has no merge in progress. Its output is numbered above every
+/// run, so numbers stay unique; which record wins does not depend on them.
+fn start_merges(
+    txn: &WriteTransaction,
+    tag: u8,
+    top: u8,
+    mut filters: Option<&mut HashMap<u32, RunFilter>>,
+) -> Result<(), StoreError> {
+    let busy: Vec<u8> = merges(txn, tag)?.iter().map(|m| m.level).collect();
+    let mut live = {
+        let runs = txn.open_table(RUNS).map_err(map_err)?;
+        live_runs(&runs, tag)?
+    };
+    live.reverse();
+    for level in 0..top {
+        if busy.contains(&level) {
+            continue;
+        }
+        let inputs: Vec<Run> = live
+            .iter()
+            .filter(|r| r.level == level)
+            .take(FAN_IN)
+            .copied()
+            .collect();
+        if inputs.len() < FAN_IN {
+            continue;
+        }
+        let merge = Merge {
+            level,
+            output: next_id(txn, tag)?,
+            written: 0,
+            last: [0; 32],
+            inputs: inputs.iter().map(|r| r.id).collect(),
+        };
+        if let Some(filters) = filters.as_deref_mut() {
+            let records: u64 = inputs.iter().map(|r| r.records).sum();
+            filters.insert(merge.output, RunFilter::with_capacity(records));
+        }
+        txn.open_table(MERGES)
+            .map_err(map_err)?
+            .insert((tag, level), merge.encode().as_slice())
+            .map_err(map_err)?;
+    }
+    Ok(())
+}
+
+/// Writes up to `budget` more records of `merge`'s output, in hash order, from its
+/// inputs past its last hash; of records for one hash the one with the larger leaf
+/// index is kept. Returns whether the inputs are exhausted.
+fn advance(
     chunks: &mut Table<(u8, u32, [u8; 32]), &'static [u8]>,
     tag: u8,
-    inputs: &[Run],
-    id: u32,
-    filter: bool,
-) -> Result<(u64, Option<RunFilter>), StoreError> {
-    let mut readers = inputs
+    merge: &mut Merge,
+    budget: u64,
+    filter: Option<&mut RunFilter>,
+) -> Result<bool, StoreError> {
+    let after = (merge.written > 0).then_some(merge.last);
+    let mut readers = merge
+        .inputs
         .iter()
-        .map(|run| RunReader::open(chunks, tag, run.id))
+        .map(|&run| RunReader::open_after(chunks, tag, run, after.as_ref()))
         .collect::<Result<Vec<_>, _>>()?;
-    let capacity: u64 = inputs.iter().map(|r| r.records).sum();
-    let mut out = RunWriter::new(tag, id, filter.then_some(capacity));
-    loop {
-        // The smallest head; on a tie the first reader, the newest run, wins.
-        let mut best: Option<(usize, [u8; 32])> = None;
-        for (i, reader) in readers.iter().enumerate() {
-            if let Some(head) = reader.head()
-                && best.is_none_or(|(_, b)| head[..32] < b[..])
-            {
-                let mut key = [0u8; 32];
-                key.copy_from_slice(&head[..32]);
-                best = Some((i, key));
+    let mut out = RunWriter::new(tag, merge.output, merge.written, filter);
+    while out.records < merge.written + budget {
+        // The smallest head; of equal ones, the larger leaf index.
+        let mut best: Option<([u8; 32], u64)> = None;
+        for reader in &readers {
+            if let Some(head) = reader.head() {
+                let index = record_index(head);
+                let better = match &best {
+                    None => true,
+                    Some((hash, i)) => match head[..32].cmp(&hash[..]) {
+                        std::cmp::Ordering::Less => true,
+                        std::cmp::Ordering::Equal => index > *i,
+                        std::cmp::Ordering::Greater => false,
+                    },
+                };
+                if better {
+                    let mut key = [0u8; 32];
+                    key.copy_from_slice(&head[..32]);
+                    best = Some((key, index));
+                }
             }
         }
-        let Some((winner, key)) = best else {
+        let Some((key, index)) = best else {
             break;
         };
-        let index = readers[winner].head().map(record_index).unwrap_or_default();
         out.push(chunks, &key, index)?;
+        merge.last = key;
         for reader in &mut readers {
             if reader.head().is_some_and(|h| h[..32] == key[..]) {
                 reader.advance(chunks)?;
             }
         }
     }
-    out.finish(chunks)
+    merge.written = out.finish(chunks)?;
+    Ok(readers.iter().all(|r| r.head().is_none()))
+}
+
+/// Deletes up to `limit` chunks of index `tag`'s dead runs, oldest run first, and
+/// forgets each run once none of its chunks is left.
+fn delete_dead_chunks(
+    chunks: &mut Table<(u8, u32, [u8; 32]), &'static [u8]>,
+    dead: &mut Table<(u8, u32), u64>,
+    tag: u8,
+    limit: usize,
+) -> Result<(), StoreError> {
+    let mut left = limit;
+    while left > 0 {
+        let Some(run) = first_id(dead, tag)? else {
+            return Ok(());
+        };
+        let keys: Vec<[u8; 32]> = chunks
+            .range((tag, run, [0u8; 32])..=(tag, run, [0xff; 32]))
+            .map_err(map_err)?
+            .take(left)
+            .map(|row| row.map(|(key, _)| key.value().2).map_err(map_err))
+            .collect::<Result<_, _>>()?;
+        for key in &keys {
+            chunks.remove((tag, run, *key)).map_err(map_err)?;
+        }
+        if keys.len() < left {
+            dead.remove((tag, run)).map_err(map_err)?;
+        }
+        left -= keys.len();
+    }
+    Ok(())
 }
 
 /// Reads one run's records in order, a chunk at a time.
@@ -334,6 +587,17 @@ impl RunReader {
         tag: u8,
         run: u32,
     ) -> Result<RunReader, StoreError> {
+        RunReader::open_after(chunks, tag, run, None)
+    }
+
+    /// A reader of run `run` positioned at its first record whose hash is above
+    /// `after` (at its first record if `None`).
+    fn open_after(
+        chunks: &impl ReadableTable<(u8, u32, [u8; 32]), &'static [u8]>,
+        tag: u8,
+        run: u32,
+        after: Option<&[u8; 32]>,
+    ) -> Result<RunReader, StoreError> {
         let mut reader = RunReader {
             tag,
             run,
@@ -341,7 +605,31 @@ impl RunReader {
             chunk: Vec::new(),
             at: 0,
         };
-        reader.load(chunks, Bound::Included((tag, run, [0u8; 32])))?;
+        let Some(after) = after else {
+            reader.load(chunks, Bound::Included((tag, run, [0u8; 32])))?;
+            return Ok(reader);
+        };
+        // The chunk that may hold `after`: the last whose first hash is not above it.
+        let holder = chunks
+            .range((tag, run, [0u8; 32])..=(tag, run, *after))
+            .map_err(map_err)?
+            .next_back()
+            .map(|row| row.map(|(key, _)| key.value().2).map_err(map_err))
+            .transpose()?;
+        match holder {
+            None => reader.load(chunks, Bound::Included((tag, run, [0u8; 32])))?,
+            Some(key) => {
+                reader.load(chunks, Bound::Included((tag, run, key)))?;
+                reader.at = match first_at_or_after(&reader.chunk, after) {
+                    Some(at) if reader.chunk[at..at + 32] == after[..] => at + RECORD_BYTES,
+                    Some(at) => at,
+                    None => reader.chunk.len(),
+                };
+                if reader.at >= reader.chunk.len() {
+                    reader.load(chunks, Bound::Excluded((tag, run, key)))?;
+                }
+            }
+        }
         Ok(reader)
     }
 
@@ -360,9 +648,7 @@ impl RunReader {
         if let Some(row) = row {
             let (key, value) = row.map_err(map_err)?;
             let value = value.value();
-            if value.is_empty() || !value.len().is_multiple_of(RECORD_BYTES) {
-                return Err(corrupt_chunk(value.len()));
-            }
+            check_chunk(value)?;
             self.key = key.value().2;
             self.chunk.extend_from_slice(value);
         }
@@ -385,24 +671,27 @@ impl RunReader {
     }
 }
 
-/// Writes one run's records, given in hash order, as chunks.
-struct RunWriter {
+/// Writes one run's records, given in hash order, as chunks; a merge's output is
+/// written by several writers in turn, each starting a new chunk.
+struct RunWriter<'f> {
     tag: u8,
     run: u32,
     chunk: Vec<u8>,
+    /// Records of the run written so far, by this writer and before it.
     records: u64,
-    filter: Option<RunFilter>,
+    filter: Option<&'f mut RunFilter>,
 }
 
-impl RunWriter {
-    /// `filter`: build a [`RunFilter`] sized for this many records.
-    fn new(tag: u8, run: u32, filter: Option<u64>) -> RunWriter {
+impl<'f> RunWriter<'f> {
+    /// A writer of run `run`, which holds `records` records already, adding each
+    /// record it writes to `filter`.
+    fn new(tag: u8, run: u32, records: u64, filter: Option<&'f mut RunFilter>) -> RunWriter<'f> {
         RunWriter {
             tag,
             run,
             chunk: Vec::with_capacity(CHUNK_RECORDS * RECORD_BYTES),
-            records: 0,
-            filter: filter.map(RunFilter::with_capacity),
+            records,
+            filter,
         }
     }
 
@@ -415,7 +704,7 @@ impl RunWriter {
         self.chunk.extend_from_slice(hash);
         self.chunk.extend_from_slice(&index.to_le_bytes());
         self.records += 1;
-        if let Some(filter) = &mut self.filter {
+        if let Some(filter) = self.filter.as_deref_mut() {
             filter.insert(hash);
         }
         if self.chunk.len() == CHUNK_RECORDS * RECORD_BYTES {
@@ -440,12 +729,13 @@ impl RunWriter {
         Ok(())
     }
 
+    /// Writes the last, partial chunk; returns the run's records so far.
     fn finish(
         mut self,
         chunks: &mut Table<(u8, u32, [u8; 32]), &'static [u8]>,
-    ) -> Result<(u64, Option<RunFilter>), StoreError> {
+    ) -> Result<u64, StoreError> {
         self.write(chunks)?;
-        Ok((self.records, self.filter))
+        Ok(self.records)
     }
 }
 
@@ -510,33 +800,56 @@ impl RunFilter {
         tag: u8,
         run: &Run,
     ) -> Result<RunFilter, StoreError> {
-        let mut filter = RunFilter::with_capacity(run.records);
-        let mut reader = RunReader::open(chunks, tag, run.id)?;
-        let mut records = 0u64;
+        RunFilter::of_chunks(chunks, tag, run.id, run.records, run.records)
+    }
+
+    /// The filter of `merge`'s output so far, sized for its inputs' `records` (on
+    /// open, to resume the merge).
+    pub(super) fn of_merge(
+        chunks: &impl ReadableTable<(u8, u32, [u8; 32]), &'static [u8]>,
+        tag: u8,
+        merge: &Merge,
+        records: u64,
+    ) -> Result<RunFilter, StoreError> {
+        RunFilter::of_chunks(chunks, tag, merge.output, records, merge.written)
+    }
+
+    /// A filter sized for `capacity` records of the chunks of run `id`, which must
+    /// hold `records`.
+    fn of_chunks(
+        chunks: &impl ReadableTable<(u8, u32, [u8; 32]), &'static [u8]>,
+        tag: u8,
+        id: u32,
+        capacity: u64,
+        records: u64,
+    ) -> Result<RunFilter, StoreError> {
+        let mut filter = RunFilter::with_capacity(capacity);
+        let mut reader = RunReader::open(chunks, tag, id)?;
+        let mut found = 0u64;
         while let Some(head) = reader.head() {
             let mut hash = [0u8; 32];
             hash.copy_from_slice(&head[..32]);
             filter.insert(&hash);
-            records += 1;
+            found += 1;
             reader.advance(chunks)?;
         }
-        if records != run.records {
+        if found != records {
             return Err(StoreError::Corrupt(format!(
-                "index run {} is listed with {} records but holds {records}",
-                run.id, run.records
+                "index run {id} is recorded with {records} records but holds {found}"
             )));
         }
         Ok(filter)
     }
 }
 
-/// What an [`add_run`] did to the live runs, in order, for filters kept in memory.
+/// What an [`add_run`] or a [`step`] did to the live runs, for filters kept in memory.
 #[derive(Debug)]
 pub(super) enum RunChange {
     /// A run was written; its filter if the caller asked for filters.
     Added(u32, Option<RunFilter>),
-    /// A run was merged away.
-    Removed(u32),
+    /// A merge ended: `output` is live (its filter was built as it was written) and
+    /// `inputs` are not.
+    Merged { output: u32, inputs: Vec<u32> },
 }
 
 #[cfg(test)]
@@ -544,7 +857,6 @@ mod tests {
     use super::*;
     use crate::hash::sha256;
     use redb::{Database, ReadableDatabase};
-    use std::collections::HashMap;
 
     fn hash(k: u64, i: u64) -> Hash {
         let mut b = [0u8; 16];
@@ -553,8 +865,9 @@ mod tests {
         sha256(&b)
     }
 
-    /// The runs of `tag`, each checked: records sorted across its chunks, chunks full
-    /// but the last, counts as listed.
+    /// The live runs of `tag`, each checked: records strictly in hash order across its
+    /// chunks, each chunk keyed by its first hash and at most `CHUNK_RECORDS` long,
+    /// counts as listed.
     fn check_runs(db: &Database, tag: u8) -> Vec<Run> {
         let txn = db.begin_read().unwrap();
         let runs = txn.open_table(RUNS).unwrap();
@@ -563,21 +876,18 @@ mod tests {
         for run in &live {
             let mut last: Option<Vec<u8>> = None;
             let mut records = 0u64;
-            let rows: Vec<_> = chunks
+            for row in chunks
                 .range((tag, run.id, [0u8; 32])..=(tag, run.id, [0xff; 32]))
                 .unwrap()
-                .map(|r| r.unwrap())
-                .collect();
-            for (n, (key, value)) in rows.iter().enumerate() {
+            {
+                let (key, value) = row.unwrap();
                 let value = value.value();
                 assert_eq!(
                     key.value().2[..],
                     value[..32],
                     "a chunk's key is its first hash"
                 );
-                if n + 1 < rows.len() {
-                    assert_eq!(value.len(), CHUNK_RECORDS * RECORD_BYTES);
-                }
+                assert!(value.len() <= CHUNK_RECORDS * RECORD_BYTES);
                 for record in value.chunks_exact(RECORD_BYTES) {
                     if let Some(prev) = &last {
                         assert!(prev[..] < record[..32], "records strictly in hash order");
@@ -591,11 +901,8 @@ mod tests {
         live
     }
 
-    fn lookup(db: &Database, tag: u8, hash: &Hash) -> Option<u64> {
-        lookup_filtered(db, tag, hash, &HashMap::new())
-    }
-
-    /// A look-up that skips the runs whose filter (if it has one) rules `hash` out.
+    /// A look-up as the store makes it: every live run whose filter (if it has one)
+    /// may hold `hash`, the largest leaf index winning.
     fn lookup_filtered(
         db: &Database,
         tag: u8,
@@ -605,27 +912,90 @@ mod tests {
         let txn = db.begin_read().unwrap();
         let runs = txn.open_table(RUNS).unwrap();
         let chunks = txn.open_table(RUN_CHUNKS).unwrap();
+        let mut found = None;
         for run in live_runs(&runs, tag).unwrap() {
             if filters.get(&run.id).is_some_and(|f| !f.may_contain(hash)) {
                 continue;
             }
-            if let Some(i) = probe(&chunks, tag, run.id, hash).unwrap() {
-                return Some(i);
-            }
+            found = found.max(probe(&chunks, tag, run.id, hash).unwrap());
         }
-        None
+        found
     }
 
+    fn lookup(db: &Database, tag: u8, hash: &Hash) -> Option<u64> {
+        lookup_filtered(db, tag, hash, &HashMap::new())
+    }
+
+    /// Both indexes as the redb store keeps them, with the entry index's filters.
+    #[derive(Default)]
+    struct Indexes {
+        filters: HashMap<u32, RunFilter>,
+        merge_filters: HashMap<u32, RunFilter>,
+    }
+
+    impl Indexes {
+        /// One append's work: `rows` flushed as new runs (if any), then a step of
+        /// `budget` records, committed.
+        fn append(&mut self, db: &Database, rows: &[(Hash, u64)], budget: u64, top: u8) {
+            let txn = db.begin_write().unwrap();
+            let mut changes = Vec::new();
+            add_run(&txn, LEAF, rows, false).unwrap();
+            changes.extend(add_run(&txn, ENTRY, rows, true).unwrap());
+            let budget = Budget { records: budget };
+            step_below(&txn, LEAF, budget, None, top).unwrap();
+            changes.extend(
+                step_below(&txn, ENTRY, budget, Some(&mut self.merge_filters), top).unwrap(),
+            );
+            txn.commit().unwrap();
+            for change in changes {
+                match change {
+                    RunChange::Added(id, filter) => {
+                        self.filters
+                            .insert(id, filter.expect("a filter was asked for"));
+                    }
+                    RunChange::Merged { output, inputs } => {
+                        let filter = self.merge_filters.remove(&output).expect("built");
+                        self.filters.insert(output, filter);
+                        for id in inputs {
+                            self.filters.remove(&id).expect("an input run had a filter");
+                        }
+                    }
+                }
+            }
+        }
+
+        /// Steps with nothing to flush until no merge is in progress or can start
+        /// and every dead chunk is gone.
+        fn settle(&mut self, db: &Database, top: u8) {
+            for _ in 0..1000 {
+                self.append(db, &[], 1 << 20, top);
+                let txn = db.begin_read().unwrap();
+                let merges = txn.open_table(MERGES).unwrap();
+                let dead = txn.open_table(DEAD_RUNS).unwrap();
+                let runs = txn.open_table(RUNS).unwrap();
+                let live = live_runs(&runs, LEAF).unwrap();
+                let full = (0..top).any(|l| live.iter().filter(|r| r.level == l).count() >= FAN_IN);
+                if merges.is_empty().unwrap() && dead.is_empty().unwrap() && !full {
+                    return;
+                }
+            }
+            panic!("merges did not end");
+        }
+    }
+
+    use redb::ReadableTableMetadata;
+
     /// Flushes of 150 rows (two chunks each), every one also re-recording one shared
-    /// hash: levels fill and merge like the digits of a base-FAN_IN counter, every
-    /// hash keeps its latest index, and the other index is untouched.
+    /// hash, each followed by steps until no merge is left: levels fill and merge like
+    /// the digits of a base-FAN_IN counter, every hash keeps its latest index, and
+    /// merged runs leave no chunk behind.
     #[test]
     fn runs_merge_level_by_level_and_the_latest_record_wins() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::create(dir.path().join("runs.redb")).unwrap();
         let shared = sha256(b"shared");
         let mut model: HashMap<Hash, u64> = HashMap::new();
-        let mut filters: HashMap<u32, RunFilter> = HashMap::new();
+        let mut indexes = Indexes::default();
         let flushes = (FAN_IN * FAN_IN + FAN_IN + 1) as u64;
         let mut next = 0u64;
         for k in 0..flushes {
@@ -637,23 +1007,8 @@ mod tests {
             for (h, i) in &rows {
                 model.insert(*h, *i);
             }
-            let txn = db.begin_write().unwrap();
-            assert!(matches!(
-                add_run(&txn, LEAF, &rows, false).unwrap()[..],
-                [RunChange::Added(_, None), ..]
-            ));
-            // The entry-hash index gets the same rows, with filters.
-            for change in add_run(&txn, ENTRY, &rows, true).unwrap() {
-                match change {
-                    RunChange::Added(id, filter) => {
-                        filters.insert(id, filter.expect("a filter was asked for"));
-                    }
-                    RunChange::Removed(id) => {
-                        filters.remove(&id).expect("a removed run had a filter");
-                    }
-                }
-            }
-            txn.commit().unwrap();
+            indexes.append(&db, &rows, 0, TOP_LEVEL);
+            indexes.settle(&db, TOP_LEVEL);
 
             let live = check_runs(&db, LEAF);
             let mut digits = Vec::new();
@@ -666,21 +1021,15 @@ mod tests {
                 let at_level = live.iter().filter(|r| r.level as usize == level).count();
                 assert_eq!(at_level, digit, "flush {k}: runs at level {level}");
             }
-            let ids: Vec<u32> = live.iter().map(|r| r.id).collect();
-            assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
-            let levels: Vec<u8> = live.iter().map(|r| r.level).collect();
-            assert!(
-                levels.windows(2).all(|w| w[0] <= w[1]),
-                "older runs are higher: {levels:?}"
+            assert_eq!(
+                check_runs(&db, ENTRY),
+                live,
+                "both indexes got the same rows"
             );
-            let total: u64 = live.iter().map(|r| r.records).sum();
-            assert!(total >= model.len() as u64);
-            let entry_runs = check_runs(&db, ENTRY);
-            assert_eq!(entry_runs, live, "both indexes got the same rows");
-            assert_eq!(filters.len(), live.len(), "one filter per live run");
+            assert_eq!(indexes.filters.len(), live.len(), "one filter per live run");
             for (h, i) in &model {
                 assert_eq!(lookup(&db, LEAF, h), Some(*i), "flush {k}");
-                assert_eq!(lookup_filtered(&db, ENTRY, h, &filters), Some(*i));
+                assert_eq!(lookup_filtered(&db, ENTRY, h, &indexes.filters), Some(*i));
             }
         }
         assert_eq!(
@@ -696,12 +1045,9 @@ mod tests {
         let chunks = txn.open_table(RUN_CHUNKS).unwrap();
         for run in check_runs(&db, ENTRY) {
             let rebuilt = RunFilter::of_run(&chunks, ENTRY, &run).unwrap();
-            assert_eq!(rebuilt.blocks, filters[&run.id].blocks);
+            assert_eq!(rebuilt.blocks, indexes.filters[&run.id].blocks);
         }
-        drop((chunks, txn));
         // Merged runs leave no chunks behind: every stored record is in a live run.
-        let txn = db.begin_read().unwrap();
-        let chunks = txn.open_table(RUN_CHUNKS).unwrap();
         let stored: usize = chunks
             .iter()
             .unwrap()
@@ -715,19 +1061,91 @@ mod tests {
         assert_eq!(stored as u64, live);
     }
 
+    /// Merges moved on a few records per append, with flushes landing mid-merge and
+    /// hashes logged again later: after every commit each hash is found at its
+    /// latest index, by the filtered and the unfiltered look-up; the filters of
+    /// merges in progress, rebuilt from their chunks as on open, equal those built
+    /// as they were written; and once the appends stop, a few more steps end every
+    /// merge.
+    #[test]
+    fn merges_spread_over_appends_keep_every_look_up_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("runs.redb")).unwrap();
+        let mut model: HashMap<Hash, u64> = HashMap::new();
+        let mut indexes = Indexes::default();
+        let mut pending: Vec<(Hash, u64)> = Vec::new();
+        let mut in_progress_seen = 0;
+        for index in 0..3000u64 {
+            // Every seventh row logs an earlier row's hash again.
+            let h = if index % 7 == 6 {
+                hash(0, index / 2)
+            } else {
+                hash(0, index)
+            };
+            model.insert(h, index);
+            pending.push((h, index));
+            // Rows of 30 flushed every 30 appends of one row; a merge moves 9
+            // records per append, so a merge of four 30-record runs spans ~13.
+            let flush = pending.len() == 30;
+            let rows = if flush {
+                std::mem::take(&mut pending)
+            } else {
+                Vec::new()
+            };
+            indexes.append(&db, &rows, 9, 2);
+            if index % 97 != 0 {
+                continue;
+            }
+            for (h, &i) in &model {
+                if pending.iter().any(|(p, _)| p == h) {
+                    continue; // not flushed yet: the store answers it from memory
+                }
+                assert_eq!(lookup(&db, LEAF, h), Some(i), "after {index}");
+                assert_eq!(lookup_filtered(&db, ENTRY, h, &indexes.filters), Some(i));
+            }
+            check_runs(&db, LEAF);
+            let txn = db.begin_read().unwrap();
+            let table = txn.open_table(MERGES).unwrap();
+            let chunks = txn.open_table(RUN_CHUNKS).unwrap();
+            let runs = txn.open_table(RUNS).unwrap();
+            let live = live_runs(&runs, ENTRY).unwrap();
+            for merge in read_merges(&table, ENTRY).unwrap() {
+                in_progress_seen += 1;
+                let records = merge
+                    .inputs
+                    .iter()
+                    .map(|id| live.iter().find(|r| r.id == *id).unwrap().records)
+                    .sum();
+                let rebuilt = RunFilter::of_merge(&chunks, ENTRY, &merge, records).unwrap();
+                assert_eq!(rebuilt.blocks, indexes.merge_filters[&merge.output].blocks);
+            }
+        }
+        assert!(in_progress_seen > 5, "merges were caught in progress");
+        indexes.settle(&db, 2);
+        let live = check_runs(&db, LEAF);
+        assert!(live.len() < 2 * FAN_IN + 3, "merged: {live:?}");
+        assert_eq!(live.iter().filter(|r| r.level == 0).count(), 0);
+        for (h, &i) in &model {
+            if !pending.iter().any(|(p, _)| p == h) {
+                assert_eq!(lookup(&db, LEAF, h), Some(i));
+            }
+        }
+    }
+
     /// Runs of the top level gather instead of merging, and are still all read.
     #[test]
     fn top_level_runs_are_never_merged() {
         let dir = tempfile::tempdir().unwrap();
         let db = Database::create(dir.path().join("runs.redb")).unwrap();
+        let mut indexes = Indexes::default();
         let flushes = 5 * FAN_IN * FAN_IN + 2;
         for k in 0..flushes as u64 {
             let rows: Vec<(Hash, u64)> = (0..10).map(|i| (hash(k, i), k * 10 + i)).collect();
-            let txn = db.begin_write().unwrap();
-            add_run_below(&txn, LEAF, &rows, false, 2).unwrap();
-            txn.commit().unwrap();
+            indexes.append(&db, &rows, 0, 2);
+            indexes.settle(&db, 2);
         }
-        let levels: Vec<u8> = check_runs(&db, LEAF).iter().map(|r| r.level).collect();
+        let mut levels: Vec<u8> = check_runs(&db, LEAF).iter().map(|r| r.level).collect();
+        levels.sort();
         assert_eq!(
             levels,
             [0, 0, 2, 2, 2, 2, 2],
@@ -737,6 +1155,22 @@ mod tests {
             for i in 0..10 {
                 assert_eq!(lookup(&db, LEAF, &hash(k, i)), Some(k * 10 + i));
             }
+        }
+    }
+
+    #[test]
+    fn merge_records_round_trip_and_damaged_ones_are_corrupt() {
+        let merge = Merge {
+            level: 3,
+            output: 77,
+            written: 12_345,
+            last: [9; 32],
+            inputs: vec![1, 2, 40, 41],
+        };
+        let bytes = merge.encode();
+        assert_eq!(Merge::decode(3, &bytes).unwrap(), merge);
+        for bad in [&bytes[..43], &bytes[..bytes.len() - 1]] {
+            assert!(matches!(Merge::decode(3, bad), Err(StoreError::Corrupt(_))));
         }
     }
 

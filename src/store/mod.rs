@@ -169,9 +169,10 @@ pub struct Batch {
     pub tiles: Vec<(TileId, Vec<u8>)>,
     /// Entry bundle index -> full latest contents.
     pub bundles: Vec<(u64, Vec<u8>)>,
-    /// Leaf hash -> leaf index.
+    /// Leaf hash -> leaf index, in leaf order, each index a leaf of this batch
+    /// (`old_size..new_state.size`); of two rows for one hash the later wins.
     pub leaf_index: Vec<(Hash, u64)>,
-    /// Entry hash (the dedup key) -> leaf index.
+    /// Entry hash (the dedup key) -> leaf index, as `leaf_index`.
     pub entry_index: Vec<(Hash, u64)>,
     /// Small key/values written in the same transaction (company registry, ...).
     pub meta: Vec<(String, Vec<u8>)>,
@@ -203,6 +204,23 @@ impl Batch {
                 "new size {} is smaller than old size {}: the log is append-only",
                 self.new_state.size, self.old_size
             )));
+        }
+        // A row names a leaf of this batch, in the order of the leaves: so the later
+        // of two rows for one hash always has the larger leaf index, which is how
+        // the redb backend's merged runs tell which wins.
+        let leaves = self.old_size..self.new_state.size;
+        for (name, rows) in [("leaf", &self.leaf_index), ("entry", &self.entry_index)] {
+            let mut previous = self.old_size;
+            for (hash, index) in rows.iter() {
+                if !leaves.contains(index) || *index < previous {
+                    return Err(StoreError::InvalidBatch(format!(
+                        "{name} index row {hash} -> {index} is not in leaf order within \
+                         the batch's leaves {}..{}",
+                        leaves.start, leaves.end
+                    )));
+                }
+                previous = *index;
+            }
         }
         Ok(())
     }

@@ -113,6 +113,25 @@ fn flush_rows() -> Result<usize, StoreError> {
     }
 }
 
+/// `CANDOR_INDEX_MERGE_STEP` where a test sets it: records each merge in progress
+/// moves on per append, in place of [`index_runs::Budget::for_rows`] (the crash suite
+/// makes merges span many appends with it).
+fn merge_step() -> Result<Option<u64>, StoreError> {
+    match std::env::var("CANDOR_INDEX_MERGE_STEP") {
+        Err(_) => Ok(None),
+        Ok(v) => v
+            .parse()
+            .ok()
+            .filter(|&n: &u64| n > 0)
+            .map(Some)
+            .ok_or_else(|| {
+                StoreError::Backend(format!(
+                    "CANDOR_INDEX_MERGE_STEP is {v:?}; it must be a positive number of records"
+                ))
+            }),
+    }
+}
+
 /// Bytes of one stored index row: which index (`L` or `E`), the hash, the leaf index
 /// (little-endian).
 const UNINDEXED_ROW_BYTES: usize = 1 + 32 + 8;
@@ -192,9 +211,13 @@ pub(crate) struct RedbStore {
     /// (its commit is newer than this map, for a moment) is read unfiltered.
     entry_filters: RwLock<HashMap<u32, RunFilter>>,
     /// Held through an append, from its transaction to its update of `unindexed`, so
-    /// that memory follows the commits in their order.
-    writer: Mutex<()>,
+    /// that memory follows the commits in their order. It guards the filters of the
+    /// entry index's merge outputs being written, by run number, which only appends
+    /// touch: each becomes a live run's filter when its merge ends.
+    writer: Mutex<HashMap<u32, RunFilter>>,
     flush_rows: usize,
+    /// Records each index merge moves on per append, when a test fixes it.
+    merge_step: Option<u64>,
     _lock: DirLock,
 }
 
@@ -247,6 +270,8 @@ impl RedbStore {
             txn.open_table(UNINDEXED).map_err(map_err)?;
             txn.open_table(index_runs::RUN_CHUNKS).map_err(map_err)?;
             txn.open_table(index_runs::RUNS).map_err(map_err)?;
+            txn.open_table(index_runs::MERGES).map_err(map_err)?;
+            txn.open_table(index_runs::DEAD_RUNS).map_err(map_err)?;
             txn.open_table(META).map_err(map_err)?;
             txn.open_table(CHECKPOINT).map_err(map_err)?;
         }
@@ -256,10 +281,11 @@ impl RedbStore {
             // Give the old layout's pages back to the file system once.
             db.compact().map_err(map_err)?;
         }
-        // The rows not flushed yet, and a filter for each run of the entry index, from
-        // one snapshot.
+        // The rows not flushed yet, and a filter for each run of the entry index and
+        // for each of its merge outputs, from one snapshot.
         let mut rows = IndexRows::default();
         let mut entry_filters = HashMap::new();
+        let mut merge_filters = HashMap::new();
         {
             let txn = db.begin_read().map_err(map_err)?;
             let table = txn.open_table(UNINDEXED).map_err(map_err)?;
@@ -269,8 +295,25 @@ impl RedbStore {
             }
             let runs = txn.open_table(index_runs::RUNS).map_err(map_err)?;
             let chunks = txn.open_table(index_runs::RUN_CHUNKS).map_err(map_err)?;
-            for run in index_runs::live_runs(&runs, ENTRY)? {
-                entry_filters.insert(run.id, RunFilter::of_run(&chunks, ENTRY, &run)?);
+            let live = index_runs::live_runs(&runs, ENTRY)?;
+            for run in &live {
+                entry_filters.insert(run.id, RunFilter::of_run(&chunks, ENTRY, run)?);
+            }
+            let merges = txn.open_table(index_runs::MERGES).map_err(map_err)?;
+            for merge in index_runs::read_merges(&merges, ENTRY)? {
+                let records = merge
+                    .inputs
+                    .iter()
+                    .map(|id| live.iter().find(|r| r.id == *id).map(|r| r.records))
+                    .sum::<Option<u64>>()
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "an index merge into run {} reads a run that is not live",
+                            merge.output
+                        ))
+                    })?;
+                let filter = RunFilter::of_merge(&chunks, ENTRY, &merge, records)?;
+                merge_filters.insert(merge.output, filter);
             }
         }
         let mut unindexed = Unindexed::default();
@@ -280,8 +323,9 @@ impl RedbStore {
             hashes: Arc::default(),
             unindexed: RwLock::new(unindexed),
             entry_filters: RwLock::new(entry_filters),
-            writer: Mutex::new(()),
+            writer: Mutex::new(merge_filters),
             flush_rows: flush_rows()?,
+            merge_step: merge_step()?,
             _lock: lock,
         })
     }
@@ -311,9 +355,10 @@ impl RedbStore {
         Ok(table.get(key).map_err(map_err)?.map(|v| v.value().to_vec()))
     }
 
-    /// Looks `hashes` up in index `tag` on disk, where `out` holds no answer yet: its
-    /// runs, newest first, then the B-tree of files written before runs (`legacy`),
-    /// which is older than any run. One read snapshot for all of them.
+    /// Looks `hashes` up in index `tag` on disk, where `out` holds no answer yet: in
+    /// every live run, the largest leaf index found winning, then in the B-tree of
+    /// files written before runs (`legacy`), which is older than any run. One read
+    /// snapshot for all of them.
     fn lookup_on_disk(
         &self,
         tag: u8,
@@ -337,12 +382,13 @@ impl RedbStore {
             let filter = filters.as_ref().and_then(|f| f.get(&run.id));
             for &i in &order {
                 if filter.is_none_or(|f| f.may_contain(&hashes[i])) {
-                    out[i] = index_runs::probe(&chunks, tag, run.id, &hashes[i])?;
+                    let found = index_runs::probe(&chunks, tag, run.id, &hashes[i])?;
+                    out[i] = out[i].max(found);
                 }
             }
-            order.retain(|&i| out[i].is_none());
         }
         drop(filters);
+        order.retain(|&i| out[i].is_none());
         let legacy = txn.open_table(legacy).map_err(map_err)?;
         for i in order {
             out[i] = legacy
@@ -375,12 +421,16 @@ impl RedbStore {
 impl Store for RedbStore {
     fn append(&self, batch: &Batch) -> Result<(), StoreError> {
         batch.validate()?;
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut merge_filters = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         // redb allows one write transaction at a time, so the size check below and the
         // writes are serialized against every other append.
         let mut txn = self.db.begin_write().map_err(map_err)?;
         txn.set_durability(Durability::Immediate).map_err(map_err)?;
         let mut entry_runs = Vec::new();
+        let budget = |rows: usize| match self.merge_step {
+            Some(records) => index_runs::Budget { records },
+            None => index_runs::Budget::for_rows(rows),
+        };
         let new_rows = batch.leaf_index.len() + batch.entry_index.len();
         let flush = {
             let memory = self
@@ -435,7 +485,7 @@ impl Store for RedbStore {
                 rows.0.extend_from_slice(&batch.leaf_index);
                 rows.1.extend_from_slice(&batch.entry_index);
                 index_runs::add_run(&txn, LEAF, &rows.0, false)?;
-                entry_runs = index_runs::add_run(&txn, ENTRY, &rows.1, true)?;
+                entry_runs.extend(index_runs::add_run(&txn, ENTRY, &rows.1, true)?);
                 unindexed.retain(|_, _| false).map_err(map_err)?;
             } else if new_rows > 0 {
                 // A batch that adds rows adds leaves, so its first index is new; a row
@@ -450,6 +500,14 @@ impl Store for RedbStore {
                     .insert(batch.old_size, value.as_slice())
                     .map_err(map_err)?;
             }
+            // Merging, a little in every append, so that none stalls.
+            index_runs::step(&txn, LEAF, budget(batch.leaf_index.len()), None)?;
+            entry_runs.extend(index_runs::step(
+                &txn,
+                ENTRY,
+                budget(batch.entry_index.len()),
+                Some(&mut merge_filters),
+            )?);
             let mut meta = txn.open_table(META).map_err(map_err)?;
             for (key, value) in &batch.meta {
                 meta.insert(key.as_str(), value.as_slice())
@@ -484,8 +542,13 @@ impl Store for RedbStore {
                         filters.insert(id, filter);
                     }
                     RunChange::Added(_, None) => {}
-                    RunChange::Removed(id) => {
-                        filters.remove(&id);
+                    RunChange::Merged { output, inputs } => {
+                        if let Some(filter) = merge_filters.remove(&output) {
+                            filters.insert(output, filter);
+                        }
+                        for id in inputs {
+                            filters.remove(&id);
+                        }
                     }
                 }
             }
@@ -889,6 +952,83 @@ mod tests {
         store
     }
 
+    /// Merges a few records per append, the store reopened every so often while
+    /// they are in progress: every row is found at its latest index after each
+    /// append, every live run of the entry index and every merge output being written
+    /// has its filter (rebuilt on open), and the merges end.
+    #[test]
+    fn merges_resume_after_a_reopen_and_keep_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            let mut store = open_flushing_every(dir.path(), 20);
+            store.merge_step = Some(3);
+            store
+        };
+        let leaf = |i: u64| sha256(&[b'l', (i % 251) as u8, (i / 251) as u8]);
+        let entry = |i: u64| sha256(&[b'e', (i % 251) as u8, (i / 251) as u8]);
+        let mut store = open();
+        let mut caught = 0;
+        for size in 0..600u64 {
+            let mut batch = Batch::new(
+                size,
+                TreeState {
+                    size: size + 1,
+                    root: sha256(&size.to_be_bytes()),
+                },
+            );
+            batch.leaf_index.push((leaf(size), size));
+            batch.entry_index.push((entry(size), size));
+            store.append(&batch).unwrap();
+            if size % 37 == 36 {
+                drop(store);
+                store = open();
+            }
+            let txn = store.db.begin_read().unwrap();
+            let runs = txn.open_table(index_runs::RUNS).unwrap();
+            let live: Vec<u32> = index_runs::live_runs(&runs, ENTRY)
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect();
+            let merges = txn.open_table(index_runs::MERGES).unwrap();
+            let mut outputs: Vec<u32> = index_runs::read_merges(&merges, ENTRY)
+                .unwrap()
+                .iter()
+                .map(|m| m.output)
+                .collect();
+            outputs.sort_unstable();
+            caught += usize::from(!outputs.is_empty());
+            let mut filtered: Vec<u32> = store
+                .entry_filters
+                .read()
+                .unwrap()
+                .keys()
+                .copied()
+                .collect();
+            filtered.sort_unstable();
+            let mut want = live.clone();
+            want.sort_unstable();
+            assert_eq!(filtered, want, "after {size}");
+            let mut building: Vec<u32> = store.writer.lock().unwrap().keys().copied().collect();
+            building.sort_unstable();
+            assert_eq!(building, outputs, "after {size}");
+            if size % 10 == 0 {
+                for i in 0..=size {
+                    assert_eq!(
+                        store.lookup_leaf(&leaf(i)).unwrap(),
+                        Some(i),
+                        "{i} after {size}"
+                    );
+                }
+                let asked: Vec<Hash> = (0..=size + 1).map(entry).collect();
+                let mut want: Vec<Option<u64>> = (0..=size).map(Some).collect();
+                want.push(None);
+                assert_eq!(store.lookup_entries(&asked).unwrap(), want);
+            }
+        }
+        assert!(caught > 100, "merges were in progress at {caught} appends");
+    }
+
     /// Index rows are found in memory, in runs once flushed, and after a reopen; a
     /// later row for a hash wins; a refused append leaves no trace.
     #[test]
@@ -1039,7 +1179,7 @@ mod tests {
         let mut batch = Batch::new(
             0,
             TreeState {
-                size: 2,
+                size: 9,
                 root: sha256(b"root"),
             },
         );

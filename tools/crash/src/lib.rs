@@ -127,6 +127,10 @@ pub struct Options {
     /// flush its index rows to runs, and merge runs, many times per round, so kills
     /// land around flushes and merges too.
     pub index_flush_rows: Option<usize>,
+    /// `CANDOR_INDEX_MERGE_STEP` for the server: records a merge of runs moves on per
+    /// append; a small number makes each merge span many appends, so kills land
+    /// while merges are in progress.
+    pub index_merge_step: Option<u64>,
 }
 
 impl Options {
@@ -143,6 +147,7 @@ impl Options {
             data_dir: None,
             verbose: false,
             index_flush_rows: None,
+            index_merge_step: None,
         }
     }
 }
@@ -297,6 +302,9 @@ fn spawn_server(opts: &Options, data: &Path, log: &Path) -> Result<Server, Harne
     let mut command = Command::new(&opts.candor);
     if let Some(n) = opts.index_flush_rows {
         command.env("CANDOR_INDEX_FLUSH_ROWS", n.to_string());
+    }
+    if let Some(n) = opts.index_merge_step {
+        command.env("CANDOR_INDEX_MERGE_STEP", n.to_string());
     }
     let mut child = command
         .arg("serve")

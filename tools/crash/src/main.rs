@@ -47,6 +47,11 @@ struct Args {
     /// flushes and the merges of runs.
     #[arg(long, value_name = "N")]
     index_flush_rows: Option<usize>,
+    /// Move each merge of index runs on by N records per append instead of twice the
+    /// append's rows (sets CANDOR_INDEX_MERGE_STEP for the server), so merges span
+    /// many appends and kills land while they are in progress.
+    #[arg(long, value_name = "N")]
+    index_merge_step: Option<u64>,
     /// Print one JSON summary per backend (a JSON array) instead of text.
     #[arg(long)]
     json: bool,
@@ -94,6 +99,7 @@ fn main() -> ExitCode {
         opts.resample = args.resample;
         opts.verbose = args.verbose;
         opts.index_flush_rows = args.index_flush_rows;
+        opts.index_merge_step = args.index_merge_step;
         match run(&opts) {
             Ok(s) => {
                 if !args.json {
