@@ -859,6 +859,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         "entries_per_sec": round(eps, 0),
         "p50_ms": round(percentile(&lat, 0.50), 2),
         "p99_ms": round(percentile(&lat, 0.99), 2),
+        // The tail a stall in one batch shows up in, and the worst of all.
+        "p999_ms": round(percentile(&lat, 0.999), 2),
+        "max_ms": round(percentile(&lat, 1.0), 2),
         "bytes_per_entry": disk.map(|d| round(d as f64 / size_after.max(1) as f64, 1)),
         "leaf_bytes_per_entry": round(leaf_bytes as f64 / receipts.max(1) as f64, 1),
         "server_rss_mb": rss.map(|r| round(r.0, 1)),

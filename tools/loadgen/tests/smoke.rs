@@ -40,6 +40,8 @@ fn loadgen_runs_end_to_end_and_reports_json() {
         "entries_per_sec",
         "p50_ms",
         "p99_ms",
+        "p999_ms",
+        "max_ms",
         "bytes_per_entry",
         "server_rss_mb",
         "verify_limit_per_sec",
@@ -48,6 +50,14 @@ fn loadgen_runs_end_to_end_and_reports_json() {
     ] {
         assert!(v[k].as_f64().is_some_and(|x| x > 0.0), "{k} in {last}");
     }
+    let tail: Vec<f64> = ["p50_ms", "p99_ms", "p999_ms", "max_ms"]
+        .iter()
+        .filter_map(|k| v[*k].as_f64())
+        .collect();
+    assert!(
+        tail.windows(2).all(|w| w[0] <= w[1]),
+        "percentiles in order: {last}"
+    );
     // On disk there is at least every leaf once.
     assert!(v["bytes_per_entry"].as_f64() >= v["leaf_bytes_per_entry"].as_f64());
     assert!(stderr.contains("all 2000 receipts verify"), "{stderr}");
