@@ -228,7 +228,7 @@ pub(super) fn import_sorted(
 fn next_id(txn: &WriteTransaction, tag: u8) -> Result<u32, StoreError> {
     let runs = txn.open_table(RUNS).map_err(map_err)?;
     let dead = txn.open_table(DEAD_RUNS).map_err(map_err)?;
-    let mut highest = last_id(&runs, tag)?.max(last_id(&dead, tag)?);
+    let mut highest = edge_id(&runs, tag, Edge::Highest)?.max(edge_id(&dead, tag, Edge::Highest)?);
     for merge in merges(txn, tag)? {
         highest = highest.max(Some(merge.output));
     }
@@ -240,27 +240,25 @@ fn next_id(txn: &WriteTransaction, tag: u8) -> Result<u32, StoreError> {
     }
 }
 
-/// The lowest run number of index `tag` in a table keyed (index, run).
-fn first_id<V: redb::Value + 'static>(
-    table: &impl ReadableTable<(u8, u32), V>,
-    tag: u8,
-) -> Result<Option<u32>, StoreError> {
-    let mut range = table.range((tag, 0)..=(tag, u32::MAX)).map_err(map_err)?;
-    range
-        .next()
-        .map(|row| row.map(|(key, _)| key.value().1).map_err(map_err))
-        .transpose()
+/// Which end of a table's run numbers [`edge_id`] reads.
+#[derive(Clone, Copy)]
+enum Edge {
+    Lowest,
+    Highest,
 }
 
-/// The highest run number of index `tag` in a table keyed (index, run).
-fn last_id<V: redb::Value + 'static>(
+/// The lowest or highest run number of index `tag` in a table keyed (index, run).
+fn edge_id<V: redb::Value + 'static>(
     table: &impl ReadableTable<(u8, u32), V>,
     tag: u8,
+    edge: Edge,
 ) -> Result<Option<u32>, StoreError> {
     let mut range = table.range((tag, 0)..=(tag, u32::MAX)).map_err(map_err)?;
-    range
-        .next_back()
-        .map(|row| row.map(|(key, _)| key.value().1).map_err(map_err))
+    let row = match edge {
+        Edge::Lowest => range.next(),
+        Edge::Highest => range.next_back(),
+    };
+    row.map(|row| row.map(|(key, _)| key.value().1).map_err(map_err))
         .transpose()
 }
 
@@ -551,7 +549,7 @@ fn delete_dead_chunks(
 ) -> Result<(), StoreError> {
     let mut left = limit;
     while left > 0 {
-        let Some(run) = first_id(dead, tag)? else {
+        let Some(run) = edge_id(dead, tag, Edge::Lowest)? else {
             return Ok(());
         };
         let keys: Vec<[u8; 32]> = chunks
