@@ -173,7 +173,7 @@ pub(super) fn add_run(
     // A stable sort keeps a hash's rows in logged order; the last of each is kept.
     let mut sorted: Vec<&(Hash, u64)> = rows.iter().collect();
     sorted.sort_by_key(|(hash, _)| *hash);
-    let id = next_id(txn, tag)?;
+    let id = next_id(txn, tag, &merges(txn, tag)?)?;
     let mut chunks = txn.open_table(RUN_CHUNKS).map_err(map_err)?;
     let mut runs = txn.open_table(RUNS).map_err(map_err)?;
     let mut new_filter = filter.then(|| RunFilter::with_capacity(rows.len() as u64));
@@ -198,7 +198,7 @@ pub(super) fn import_sorted(
     rows: impl IntoIterator<Item = Result<([u8; 32], u64), StoreError>>,
     level: u8,
 ) -> Result<bool, StoreError> {
-    let id = next_id(txn, tag)?;
+    let id = next_id(txn, tag, &merges(txn, tag)?)?;
     let mut chunks = txn.open_table(RUN_CHUNKS).map_err(map_err)?;
     let mut runs = txn.open_table(RUNS).map_err(map_err)?;
     if !live_runs(&runs, tag)?.is_empty() {
@@ -223,15 +223,14 @@ pub(super) fn import_sorted(
     Ok(true)
 }
 
-/// A run number of index `tag` that no live run, merge output or dead run has: one
-/// above them all.
-fn next_id(txn: &WriteTransaction, tag: u8) -> Result<u32, StoreError> {
+/// A run number of index `tag` that no live run, dead run or output of `merges` (the
+/// index's merges in progress) has: one above them all.
+fn next_id(txn: &WriteTransaction, tag: u8, merges: &[Merge]) -> Result<u32, StoreError> {
     let runs = txn.open_table(RUNS).map_err(map_err)?;
     let dead = txn.open_table(DEAD_RUNS).map_err(map_err)?;
-    let mut highest = edge_id(&runs, tag, Edge::Highest)?.max(edge_id(&dead, tag, Edge::Highest)?);
-    for merge in merges(txn, tag)? {
-        highest = highest.max(Some(merge.output));
-    }
+    let highest = edge_id(&runs, tag, Edge::Highest)?
+        .max(edge_id(&dead, tag, Edge::Highest)?)
+        .max(merges.iter().map(|m| m.output).max());
     match highest {
         None => Ok(0),
         Some(id) => id
@@ -384,12 +383,14 @@ fn step_below(
     top: u8,
 ) -> Result<Vec<RunChange>, StoreError> {
     let mut changes = Vec::new();
-    start_merges(txn, tag, top, filters.as_deref_mut())?;
+    let mut in_progress = merges(txn, tag)?;
+    start_merges(txn, tag, top, &mut in_progress, filters.as_deref_mut())?;
     let mut chunks = txn.open_table(RUN_CHUNKS).map_err(map_err)?;
     let mut runs = txn.open_table(RUNS).map_err(map_err)?;
     let mut table = txn.open_table(MERGES).map_err(map_err)?;
     let mut dead = txn.open_table(DEAD_RUNS).map_err(map_err)?;
-    for mut merge in read_merges(&table, tag)? {
+    // Each merge is written back where it stands, or removed once it ends.
+    for mut merge in in_progress {
         let filter = filters
             .as_deref_mut()
             .and_then(|f| f.get_mut(&merge.output));
@@ -439,16 +440,18 @@ fn step_below(
     Ok(changes)
 }
 
-/// Starts a merge of the [`FAN_IN`] oldest runs of each level below `top` that holds
-/// that many runs and has no merge in progress. Its output is numbered above every
-/// run, so numbers stay unique; which record wins does not depend on them.
+/// Adds to `in_progress` a merge of the [`FAN_IN`] oldest runs of each level below
+/// `top` that holds that many runs and has no merge in progress. Its output is
+/// numbered above every run, so numbers stay unique; which record wins does not
+/// depend on them.
 fn start_merges(
     txn: &WriteTransaction,
     tag: u8,
     top: u8,
+    in_progress: &mut Vec<Merge>,
     mut filters: Option<&mut HashMap<u32, RunFilter>>,
 ) -> Result<(), StoreError> {
-    let busy: Vec<u8> = merges(txn, tag)?.iter().map(|m| m.level).collect();
+    let busy: Vec<u8> = in_progress.iter().map(|m| m.level).collect();
     let mut live = {
         let runs = txn.open_table(RUNS).map_err(map_err)?;
         live_runs(&runs, tag)?
@@ -469,7 +472,7 @@ fn start_merges(
         }
         let merge = Merge {
             level,
-            output: next_id(txn, tag)?,
+            output: next_id(txn, tag, in_progress)?,
             written: 0,
             last: [0; 32],
             inputs: inputs.iter().map(|r| r.id).collect(),
@@ -478,10 +481,7 @@ fn start_merges(
             let records: u64 = inputs.iter().map(|r| r.records).sum();
             filters.insert(merge.output, RunFilter::with_capacity(records));
         }
-        txn.open_table(MERGES)
-            .map_err(map_err)?
-            .insert((tag, level), merge.encode().as_slice())
-            .map_err(map_err)?;
+        in_progress.push(merge);
     }
     Ok(())
 }

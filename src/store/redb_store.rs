@@ -1027,6 +1027,31 @@ mod tests {
             }
         }
         assert!(caught > 100, "merges were in progress at {caught} appends");
+        // Appends that add no rows still move merges on, and end them all.
+        let idle = |store: &RedbStore| {
+            use redb::ReadableTableMetadata;
+            let txn = store.db.begin_read().unwrap();
+            let merges = txn.open_table(index_runs::MERGES).unwrap();
+            let dead = txn.open_table(index_runs::DEAD_RUNS).unwrap();
+            merges.is_empty().unwrap() && dead.is_empty().unwrap()
+        };
+        let state = TreeState {
+            size: 600,
+            root: sha256(b"no rows"),
+        };
+        let mut appends = 0;
+        while !idle(&store) && appends < 2000 {
+            store.append(&Batch::new(600, state)).unwrap();
+            appends += 1;
+        }
+        assert!(
+            idle(&store),
+            "merges still in progress after {appends} appends"
+        );
+        assert!(store.writer.lock().unwrap().is_empty());
+        for i in 0..600 {
+            assert_eq!(store.lookup_leaf(&leaf(i)).unwrap(), Some(i));
+        }
     }
 
     /// Index rows are found in memory, in runs once flushed, and after a reopen; a
