@@ -58,8 +58,11 @@ fn loadgen_runs_end_to_end_and_reports_json() {
         tail.windows(2).all(|w| w[0] <= w[1]),
         "percentiles in order: {last}"
     );
-    // On disk there is at least every leaf once.
-    assert!(v["bytes_per_entry"].as_f64() >= v["leaf_bytes_per_entry"].as_f64());
+    // Full entry bundles are stored zstd-compressed, so the disk may hold less than the
+    // leaves' own bytes; but every leaf's 32-byte hash is stored as it is.
+    let disk = v["bytes_per_entry"].as_f64().expect("a disk figure");
+    let leaf = v["leaf_bytes_per_entry"].as_f64().expect("a leaf figure");
+    assert!(disk >= 32.0 && leaf > 32.0, "{last}");
     assert!(stderr.contains("all 2000 receipts verify"), "{stderr}");
     // The load is what a real log of this mix holds: the monitor flags only the 1 %
     // special-category purchases (20 of 2,000), nothing dated in the future, back-dated
