@@ -6,7 +6,9 @@ mod common;
 
 use common::{Company, LogServer, ndjson};
 use serde_json::Value;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 async fn sigterm_under_load(store: &str) {
     let mut s = LogServer::start(store, &[]).await;
@@ -18,7 +20,9 @@ async fn sigterm_under_load(store: &str) {
 
     // Eight clients submit NDJSON batches of 20 until the log goes away.
     let mut clients = Vec::new();
+    let acked = Arc::new(AtomicUsize::new(0));
     for c in 0..8u64 {
+        let acked = Arc::clone(&acked);
         let http = s.client.clone();
         let url = s.url("/v1/entries");
         let entries: Vec<_> = (0..40)
@@ -42,11 +46,14 @@ async fn sigterm_under_load(store: &str) {
                 let status = r.status().as_u16();
                 let Ok(body) = r.bytes().await else { break };
                 match status {
-                    200 => acknowledged.extend(
-                        body.split(|&b| b == b'\n')
-                            .filter(|l| !l.is_empty())
-                            .map(|l| serde_json::from_slice::<Value>(l).expect("receipt line")),
-                    ),
+                    200 => {
+                        acknowledged.extend(
+                            body.split(|&b| b == b'\n')
+                                .filter(|l| !l.is_empty())
+                                .map(|l| serde_json::from_slice::<Value>(l).expect("receipt line")),
+                        );
+                        acked.fetch_add(1, Ordering::Relaxed);
+                    }
                     503 => {
                         let e: Value = serde_json::from_slice(&body).expect("JSON error body");
                         assert!(e["error"].is_string(), "{e}");
@@ -62,8 +69,13 @@ async fn sigterm_under_load(store: &str) {
         }));
     }
 
-    // Let the load build up, then ask the log to stop.
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Let the load build up (a slow machine may take a while for the first batch), then
+    // ask the log to stop while batches are in flight.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.load(Ordering::Relaxed) < 8 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let status = tokio::task::block_in_place(|| s.stop());
     assert!(status.success(), "graceful shutdown exit status {status}");
 
