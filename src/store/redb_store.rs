@@ -103,30 +103,32 @@ const FLUSH_ROWS: usize = 1 << 17;
 /// [`FLUSH_ROWS`], or `CANDOR_INDEX_FLUSH_ROWS` where a test sets it (the crash
 /// suite makes flushes and merges frequent with it).
 fn flush_rows() -> Result<usize, StoreError> {
-    match std::env::var("CANDOR_INDEX_FLUSH_ROWS") {
-        Err(_) => Ok(FLUSH_ROWS),
-        Ok(v) => v.parse().ok().filter(|&n: &usize| n > 0).ok_or_else(|| {
-            StoreError::Backend(format!(
-                "CANDOR_INDEX_FLUSH_ROWS is {v:?}; it must be a positive number of rows"
-            ))
-        }),
-    }
+    Ok(positive_env("CANDOR_INDEX_FLUSH_ROWS", "rows")?.unwrap_or(FLUSH_ROWS))
 }
 
 /// `CANDOR_INDEX_MERGE_STEP` where a test sets it: records each merge in progress
 /// moves on per append, in place of [`index_runs::Budget::for_rows`] (the crash suite
 /// makes merges span many appends with it).
 fn merge_step() -> Result<Option<u64>, StoreError> {
-    match std::env::var("CANDOR_INDEX_MERGE_STEP") {
+    positive_env("CANDOR_INDEX_MERGE_STEP", "records")
+}
+
+/// The positive number of `unit` in environment variable `name`, if it is set; any
+/// other value set there is an error, not a silent default.
+fn positive_env<T: std::str::FromStr + Default + PartialOrd>(
+    name: &str,
+    unit: &str,
+) -> Result<Option<T>, StoreError> {
+    match std::env::var(name) {
         Err(_) => Ok(None),
         Ok(v) => v
             .parse()
             .ok()
-            .filter(|&n: &u64| n > 0)
+            .filter(|n: &T| *n > T::default())
             .map(Some)
             .ok_or_else(|| {
                 StoreError::Backend(format!(
-                    "CANDOR_INDEX_MERGE_STEP is {v:?}; it must be a positive number of records"
+                    "{name} is {v:?}; it must be a positive number of {unit}"
                 ))
             }),
     }
