@@ -801,14 +801,26 @@ impl RunFilter {
         RunFilter::of_chunks(chunks, tag, run.id, run.records, run.records)
     }
 
-    /// The filter of `merge`'s output so far, sized for its inputs' `records` (on
+    /// The filter of `merge`'s output so far, sized as [`start_merges`] sized it, for
+    /// its inputs' records; the inputs are found in `live`, the index's live runs (on
     /// open, to resume the merge).
     pub(super) fn of_merge(
         chunks: &impl ReadableTable<(u8, u32, [u8; 32]), &'static [u8]>,
         tag: u8,
         merge: &Merge,
-        records: u64,
+        live: &[Run],
     ) -> Result<RunFilter, StoreError> {
+        let records = merge
+            .inputs
+            .iter()
+            .map(|id| live.iter().find(|r| r.id == *id).map(|r| r.records))
+            .sum::<Option<u64>>()
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "an index merge into run {} reads a run that is not live",
+                    merge.output
+                ))
+            })?;
         RunFilter::of_chunks(chunks, tag, merge.output, records, merge.written)
     }
 
@@ -1109,12 +1121,7 @@ mod tests {
             let live = live_runs(&runs, ENTRY).unwrap();
             for merge in read_merges(&table, ENTRY).unwrap() {
                 in_progress_seen += 1;
-                let records = merge
-                    .inputs
-                    .iter()
-                    .map(|id| live.iter().find(|r| r.id == *id).unwrap().records)
-                    .sum();
-                let rebuilt = RunFilter::of_merge(&chunks, ENTRY, &merge, records).unwrap();
+                let rebuilt = RunFilter::of_merge(&chunks, ENTRY, &merge, &live).unwrap();
                 assert_eq!(rebuilt.blocks, indexes.merge_filters[&merge.output].blocks);
             }
         }

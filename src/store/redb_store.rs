@@ -303,18 +303,7 @@ impl RedbStore {
             }
             let merges = txn.open_table(index_runs::MERGES).map_err(map_err)?;
             for merge in index_runs::read_merges(&merges, ENTRY)? {
-                let records = merge
-                    .inputs
-                    .iter()
-                    .map(|id| live.iter().find(|r| r.id == *id).map(|r| r.records))
-                    .sum::<Option<u64>>()
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(format!(
-                            "an index merge into run {} reads a run that is not live",
-                            merge.output
-                        ))
-                    })?;
-                let filter = RunFilter::of_merge(&chunks, ENTRY, &merge, records)?;
+                let filter = RunFilter::of_merge(&chunks, ENTRY, &merge, &live)?;
                 merge_filters.insert(merge.output, filter);
             }
         }
