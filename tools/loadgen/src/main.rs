@@ -74,8 +74,9 @@ struct Args {
     /// Requests in flight at once (closed loop; ignored with --rate, which is open loop).
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
-    /// Offered load in entries per second (open loop: requests leave on schedule
-    /// whether or not earlier ones were answered; latency counts from the schedule).
+    /// Offered load in entries per second (open loop: a request leaves when its last
+    /// entry is due, whether or not earlier ones were answered; latency counts from
+    /// then).
     #[arg(long)]
     rate: Option<f64>,
     /// Entries per NDJSON request.
@@ -639,10 +640,13 @@ async fn submit(
 ) -> anyhow::Result<Vec<Answer>> {
     let mut handles = Vec::new();
     if let Some(rate) = args.rate {
-        // Open loop: request k leaves at start + k·batch/rate.
-        let per = Duration::from_secs_f64(args.batch as f64 / rate);
-        for (k, (body, n)) in bodies.into_iter().enumerate() {
-            let at = start + per * k as u32;
+        // Open loop: entries fall due at `rate` from `start`, and a request leaves
+        // when its last entry is due. Leaving when its first was due would offer N
+        // requests in N - 1 intervals, and a short run would report more than `rate`.
+        let mut due = 0usize;
+        for (body, n) in bodies {
+            due += n;
+            let at = start + Duration::from_secs_f64(due as f64 / rate);
             tokio::time::sleep_until(at.into()).await;
             let http = http.clone();
             let url = url.to_owned();
@@ -685,6 +689,11 @@ async fn submit(
 fn run(args: Args) -> anyhow::Result<()> {
     if args.entries == 0 || args.batch == 0 || args.concurrency == 0 || args.chunk == 0 {
         bail!("--entries, --chunk, --batch and --concurrency must be at least 1");
+    }
+    if let Some(rate) = args.rate
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        bail!("--rate must be a positive, finite number of entries per second, not {rate}");
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -121,3 +121,40 @@ fn loadgen_in_chunks_logs_and_verifies_every_entry() {
     assert!(v["presign_seconds"].as_f64().is_some_and(|x| x > 0.0));
     assert_eq!(v["latency_percentiles"], "exact");
 }
+
+/// Open loop: a request leaves when its last entry is due, so the run cannot report
+/// more than the offered rate (six requests of 500 at 3,000/s take at least a second).
+/// A rate that is not a positive, finite number is refused before anything starts.
+#[test]
+fn loadgen_open_loop_never_reports_more_than_the_offered_rate() {
+    let (stderr, v, last) = run_loadgen(&[
+        "--entries",
+        "3000",
+        "--batch",
+        "500",
+        "--rate",
+        "3000",
+        "--limit-secs",
+        "0.2",
+    ]);
+    assert!(stderr.contains("all 3000 receipts verify"), "{stderr}");
+    assert_eq!(v["offered_rate"], 3000.0, "{last}");
+    assert!(v["concurrency"].is_null(), "{last}");
+    let seconds = v["seconds"].as_f64().expect("seconds");
+    let eps = v["entries_per_sec"].as_f64().expect("entries_per_sec");
+    assert!(seconds >= 1.0 && eps <= 3000.0, "{last}");
+
+    for rate in ["0", "-5", "NaN", "inf"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_candor-loadgen"))
+            .args(["--entries", "10", &format!("--rate={rate}")])
+            .output()
+            .expect("run candor-loadgen");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "--rate {rate} was accepted");
+        assert!(
+            stderr.contains("--rate must be a positive, finite number")
+                && !stderr.contains("panicked"),
+            "--rate {rate}: {stderr}"
+        );
+    }
+}
