@@ -23,8 +23,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_ORIGIN: &str = "candor.local/log";
 /// Default maximum entries per sequenced batch. A batch has one fsync'd commit, one
 /// signature and a serial part of the sequencer's work: at 1,024 the sequencer, not
-/// the CPU, bounded ingest; 8,192 gave 15-20 % more at the same p99 under an offered
-/// 10k/s (BENCHMARKS.md, session 4).
+/// the CPU, bounds ingest; 8,192 gives 15-20 % more at the same p99 under an offered
+/// 10k/s (BENCHMARKS.md, "Ingest").
 pub const DEFAULT_BATCH_SIZE: usize = 8192;
 /// Default time the sequencer waits to fill a batch.
 pub const DEFAULT_BATCH_DELAY_MS: u64 = 20;

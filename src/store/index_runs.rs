@@ -1,9 +1,9 @@
 //! The redb backend's hash indexes as sorted runs: a log-structured merge tree.
 //!
-//! A hash index has random keys. Merged into one B-tree, every bulk merge rewrote
-//! most of the tree's pages, so its cost grew with the log and ingest fell from
+//! A hash index has random keys. Merged into one B-tree, every bulk merge rewrites
+//! most of the tree's pages, so its cost grows with the log and ingest falls from
 //! ~38k entries/s over the first million entries to ~17k/s over the tenth
-//! (BENCHMARKS.md, session 8). Here each flush of gathered rows is written as a new
+//! (BENCHMARKS.md, "Ingest"). Here each flush of gathered rows is written as a new
 //! immutable *run*, sorted by hash, with sequential keys, and [`FAN_IN`] runs of one
 //! level are merged, by one sequential pass, into one run of the next level, up to
 //! [`TOP_LEVEL`], whose runs gather unmerged. Every row is rewritten once per level
