@@ -6,6 +6,7 @@
 
 // Pure verification core.
 pub mod checkpoint;
+pub mod clock;
 pub mod cosignature;
 pub mod ed25519_points;
 pub mod ed25519_strict;

@@ -109,9 +109,15 @@ fn canonical_bytes_are_sorted_compact_and_stable() {
             "{skeleton}"
         );
     }
-    // A pinned example: the company_key sample's exact bytes and entry hash.
+    // A pinned example: a company_key entry's exact bytes and entry hash (a fixed
+    // date: canonical bytes do not depend on the clock).
     let sk = ed25519_dalek::SigningKey::from_bytes(&[1u8; 32]);
-    let e = samples::company_key("acme.example", &sk.verifying_key(), KeyAction::Register);
+    let e = Entry::CompanyKey(CompanyKey::new(
+        "acme.example",
+        KeyAction::Register,
+        &sk.verifying_key(),
+        "2026-11-01T00:00:00Z",
+    ));
     let vkey = verifier_key_string("acme.example", &sk.verifying_key());
     assert_eq!(
         String::from_utf8(e.canonical_bytes().unwrap()).unwrap(),
@@ -137,21 +143,18 @@ fn strip_strings(v: &mut Value) {
 
 #[test]
 fn accessors() {
+    let at = |days: i64| format_time(samples::sample_now() - time::Duration::days(days));
     let e = td();
     assert_eq!(
         (e.kind(), e.company(), e.time()),
-        ("targeting_decision", CO, "2026-11-29T05:31:40Z")
+        ("targeting_decision", CO, at(0).as_str())
     );
     let e = dp();
-    assert_eq!(
-        (e.kind(), e.time()),
-        ("data_purchase", "2026-10-01T09:00:00Z")
-    );
+    assert_eq!((e.kind(), e.time()), ("data_purchase", at(7).as_str()));
     let e = ck();
-    assert_eq!(
-        (e.kind(), e.time()),
-        ("company_key", "2026-11-01T00:00:00Z")
-    );
+    assert_eq!((e.kind(), e.time()), ("company_key", at(1).as_str()));
+    let e = samples::dated(e, "2031-01-01T00:00:00Z");
+    assert_eq!(e.time(), "2031-01-01T00:00:00Z");
 }
 
 // ---- error classes, each with the field path ----
@@ -685,6 +688,8 @@ fn alternatives(v: &Value) -> Vec<Value> {
             }
             alts.push(json!(format!("{s}x")));
             alts.push(json!(format!("x{s}")));
+            // A time ending in 1 or 2 seconds already: only a real change counts.
+            alts.retain(|a| a != v);
             alts
         }
         _ => vec![],
@@ -914,11 +919,22 @@ fn spec_examples_match_the_code() {
     let subject = opening.commitment();
     let sk = samples::signing_key("acme");
     let vk = sk.verifying_key();
+    // The spec's examples carry fixed dates: canonical bytes, hashes and signatures
+    // do not depend on the clock.
     let examples = [
-        samples::targeting_decision(CO, subject),
-        samples::targeting_decision_from_purchase(CO, subject, 7, sha256(b"leaf 7")),
-        samples::data_purchase(CO),
-        samples::company_key(CO, &vk, KeyAction::Register),
+        samples::dated(
+            samples::targeting_decision(CO, subject),
+            "2026-11-29T05:31:40Z",
+        ),
+        samples::dated(
+            samples::targeting_decision_from_purchase(CO, subject, 7, sha256(b"leaf 7")),
+            "2026-11-29T05:31:40Z",
+        ),
+        samples::dated(samples::data_purchase(CO), "2026-10-01T09:00:00Z"),
+        samples::dated(
+            samples::company_key(CO, &vk, KeyAction::Register),
+            "2026-11-01T00:00:00Z",
+        ),
     ];
     for e in &examples {
         let canonical = String::from_utf8(e.canonical_bytes().unwrap()).unwrap();

@@ -208,7 +208,9 @@ impl LogBuilder {
         action: KeyAction,
         logged_at: &str,
     ) -> (u64, Hash) {
+        // Dated when it is logged, as the log dates the registrations it makes.
         let e = samples::company_key(company, &key.verifying_key(), action);
+        let e = samples::dated(e, logged_at);
         let (sk, id) = (self.key.signing_key().clone(), self.key.key_id());
         self.push(e, &sk, id, logged_at)
     }

@@ -134,6 +134,16 @@ enum Mode {
 }
 
 fn check(log: &SignerKey, leaves: &[Vec<u8>], mode: Mode) -> (IndexBatch, AuditPoint) {
+    check_at(log, leaves, mode, OffsetDateTime::now_utc())
+}
+
+/// [`check`] by a monitor whose clock shows `now`.
+fn check_at(
+    log: &SignerKey,
+    leaves: &[Vec<u8>],
+    mode: Mode,
+    now: OffsetDateTime,
+) -> (IndexBatch, AuditPoint) {
     let dir = tempfile::tempdir().expect("tempdir");
     let state = StateDir::open(dir.path()).expect("state dir");
     let policy = Policy::default();
@@ -144,7 +154,7 @@ fn check(log: &SignerKey, leaves: &[Vec<u8>], mode: Mode) -> (IndexBatch, AuditP
         log_key: &log_key,
         state: &state,
         unsaved,
-        now: OffsetDateTime::now_utc(),
+        now,
     };
     let rows: Vec<(u64, &[u8], Hash)> = leaves
         .iter()
@@ -271,4 +281,63 @@ fn a_chunk_checked_on_all_cores_equals_one_entry_at_a_time() {
             "{name}"
         );
     }
+}
+
+/// The time checks (spec/monitor.md §6.2 step 4) at their edges, by a monitor whose
+/// clock is a year ahead: each limit is inclusive, one second past it is a finding.
+#[test]
+fn time_limits_are_inclusive_on_any_clock() {
+    use time::Duration;
+    let log = SignerKey::from_seed("log.example/times", samples::signing_key("log").to_bytes())
+        .expect("log key");
+    let now = samples::sample_now() + Duration::days(366);
+    let (logged, policy) = (now - Duration::hours(1), Policy::default());
+    let (future, backdate) = (
+        Duration::seconds(policy.time.max_future_secs),
+        Duration::days(policy.time.max_backdate_days),
+    );
+    let t = entry::format_time;
+    let company = "a.example";
+    let key = samples::signing_key(company);
+    let id = entry::ed25519_key_id(company, &key.verifying_key());
+    let registration = samples::company_key(company, &key.verifying_key(), KeyAction::Register);
+    let mut leaves = vec![leaf_bytes(
+        samples::dated(registration, &t(logged)),
+        log.signing_key(),
+        log.key_id(),
+        &t(logged),
+    )];
+    // (the entry's own time, logged_at, the finding expected)
+    let one = Duration::seconds(1);
+    let cases = [
+        (logged - backdate, logged, None),
+        (logged - backdate - one, logged, Some("backdated")),
+        (logged + future, logged, None),
+        (logged + future + one, logged, Some("future_time")),
+        (now, now + future, None),
+        (now, now + future + one, Some("future_time")),
+    ];
+    for (n, (own, at, _)) in cases.iter().enumerate() {
+        let e = samples::dated(
+            samples::load_targeting_decision(company, n as u64),
+            &t(*own),
+        );
+        leaves.push(leaf_bytes(e, &key, id, &t(*at)));
+    }
+    let (out, _) = check_at(&log, &leaves, Mode::Whole, now);
+    let mut got: Vec<(u64, String)> = out
+        .findings
+        .iter()
+        .map(|f| (f.indexes[0], f.kind.to_string()))
+        .collect();
+    got.sort();
+    let want: Vec<(u64, String)> = cases
+        .iter()
+        .enumerate()
+        .filter_map(|(n, (_, _, k))| k.map(|k| (n as u64 + 1, k.to_owned())))
+        .collect();
+    assert_eq!(got, want);
+    // The same leaves on today's clock: entries logged a year ahead are in its future.
+    let (today, _) = check_at(&log, &leaves, Mode::Whole, OffsetDateTime::now_utc());
+    assert!(today.findings.len() > want.len());
 }

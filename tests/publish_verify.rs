@@ -108,7 +108,15 @@ impl Setup {
     }
 }
 
+/// An entry time `secs_ago` seconds before now.
+fn ago(secs_ago: u64) -> String {
+    candor::entry::format_time(
+        time::OffsetDateTime::now_utc() - time::Duration::seconds(secs_ago as i64),
+    )
+}
+
 /// A valid targeting decision input line (no `company`; `subject` is the identifier).
+/// Even `n` leave `decided_at` out: `candor publish` dates them when it signs them.
 fn decision(n: u64, purchase: Option<(u64, &str)>) -> Value {
     let mut sources = vec![json!({"type": "first_party", "description": "our order history"})];
     if let Some((index, leaf_hash)) = purchase {
@@ -117,9 +125,8 @@ fn decision(n: u64, purchase: Option<(u64, &str)>) -> Value {
                             "purchase": {"index": index, "leaf_hash": leaf_hash}}),
         );
     }
-    json!({
+    let mut v = json!({
         "kind": "targeting_decision",
-        "decided_at": format!("2026-11-29T05:{:02}:{:02}Z", (n / 60) % 60, n % 60),
         "channel": "email",
         "campaign": {"id": "w26", "name": "Winter sale", "purpose": "Announce the winter sale"},
         "reason": format!("You bought running shoes from us (order {n})."),
@@ -129,13 +136,17 @@ fn decision(n: u64, purchase: Option<(u64, &str)>) -> Value {
         "legal_basis": "legitimate_interests",
         "opt_out": "https://acme.example/optout",
         "subject": {"email": format!("user{n}@example.com")}
-    })
+    });
+    if n % 2 == 1 {
+        v["decided_at"] = json!(ago(n % 3600));
+    }
+    v
 }
 
 fn purchase() -> Value {
     json!({
         "kind": "data_purchase",
-        "purchased_at": "2026-10-01T09:00:00Z",
+        "purchased_at": ago(7 * 86_400),
         "seller": {"name": "ListCo Data B.V.", "domain": "listco.example"},
         "categories": ["contact", "interests"],
         "sensitive": [],
@@ -214,7 +225,9 @@ fn publish_thousand_and_verify() {
         .collect();
     write_lines(&input, &lines);
     let before = s.log_size();
+    let started = ago(1);
     let o = s.publish(&input, &out, &["--batch-size", "100"]);
+    let finished = ago(0);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(
         stderr(&o).contains("1000 published, 0 already receipted, 0 failed"),
@@ -238,6 +251,20 @@ fn publish_thousand_and_verify() {
         )
         .expect("utf8");
         assert!(!leaf.contains("example.com\""), "{leaf}");
+        // A line without `decided_at` is dated when it was signed (spec/cli.md §2.5);
+        // the others keep theirs.
+        let leaf: Value = serde_json::from_str(&leaf).expect("leaf JSON");
+        let decided = leaf["entry"]["decided_at"].as_str().expect("decided_at");
+        if i % 2 == 0 {
+            assert!(
+                started.as_str() <= decided && decided <= finished.as_str(),
+                "line {}: {decided} not within {started}..{finished}",
+                i + 1
+            );
+            assert!(decided <= leaf["logged_at"].as_str().expect("logged_at"));
+        } else {
+            assert_eq!(decided, lines[i].parse::<Value>().unwrap()["decided_at"]);
+        }
     }
 
     // Every receipt offline, in one batch command.
@@ -612,4 +639,81 @@ fn could_not_check_is_exit_two() {
         .arg(s.path("x.ndjson"))
         .arg(s.path("missing-input.ndjson")));
     assert_eq!(code(&o), 2, "{}", stderr(&o));
+}
+
+/// The README's tour, as a user runs it: the example campaign (which carries no
+/// dates) is published, a receipt verified online, and a monitor that audits the
+/// log from the start finds nothing, on whatever day this runs (CI also runs it a
+/// year ahead under faketime).
+#[test]
+fn readme_tour_ends_with_a_clean_monitor() {
+    let s = Setup::new();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/examples/campaign.ndjson");
+    let text = std::fs::read_to_string(&example).expect("example campaign");
+    assert!(
+        !text.contains("decided_at"),
+        "the example must work on any day"
+    );
+    let out = s.path("receipts.ndjson");
+    let o = s.publish(&example, &out, &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let receipts = read_receipts(&out);
+    assert_eq!(receipts.len(), text.lines().count());
+
+    let first = s.path("receipt.json");
+    write_json(&first, &receipts[0]);
+    let o = run(candor().args(["receipt", "header"]).arg(&first));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("Disclosure-Receipt: <"),
+        "{}",
+        stdout(&o)
+    );
+    let fs = first.to_str().expect("path");
+    let o = s.verify(&[
+        fs,
+        "--subject",
+        "alice@example.com",
+        "--online",
+        "--log",
+        &s.url(),
+    ]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("✓ This disclosure is genuine"),
+        "{}",
+        stdout(&o)
+    );
+
+    let state = s.path("mon");
+    let o = run(candor()
+        .args([
+            "monitor",
+            "--log",
+            &s.url(),
+            "--log-key",
+            &s.vkey(),
+            "--once",
+            "--state",
+        ])
+        .arg(&state));
+    assert_eq!(
+        code(&o),
+        0,
+        "monitor found something:\n{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(stdout(&o).trim().is_empty(), "findings: {}", stdout(&o));
+    let report = s.path("report");
+    let o = run(candor()
+        .args(["monitor", "report", "--state"])
+        .arg(&state)
+        .arg("--out")
+        .arg(&report));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let summary = std::fs::read_to_string(report.join("summary.json")).expect("summary.json");
+    let summary: Value = serde_json::from_str(&summary).expect("report JSON");
+    assert_eq!(summary["tree_size"], receipts.len() as u64 + 1, "{summary}");
+    assert_eq!(summary["findings"], json!([]), "{summary}");
 }

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use candor::client::{Client, ClientError, RetryPolicy, retry};
+use candor::clock::{Clock, SystemClock};
 use candor::entry::{Entry, Leaf, SignedEntry};
 use candor::hash::{Hash, leaf_hash, sha256};
 use candor::note::{SignerKey, VerifierKey};
@@ -148,13 +149,18 @@ struct Pending {
 /// Turns one input line into an entry of `company`: checks the shape, commits
 /// to the subject with a fresh salt, and validates the result
 /// (`spec/cli.md` §publish, input format).
-pub fn build_entry(line: &str, company: &str) -> Result<(Entry, Option<Opening>), String> {
+pub fn build_entry(
+    line: &str,
+    company: &str,
+    now: &str,
+) -> Result<(Entry, Option<Opening>), String> {
     let mut value: Value =
         serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
     let Some(obj) = value.as_object_mut() else {
         return Err("not a JSON object".into());
     };
-    match obj.get("kind").and_then(Value::as_str) {
+    // An entry's own time may be left out: it is then `now`, the signing time.
+    let time_field = match obj.get("kind").and_then(Value::as_str) {
         Some("company_key") => {
             return Err(
                 "company_key entries are made by the log operator (candor company add/revoke)"
@@ -162,7 +168,13 @@ pub fn build_entry(line: &str, company: &str) -> Result<(Entry, Option<Opening>)
             );
         }
         None if !obj.contains_key("kind") => return Err("missing field `kind`".into()),
-        _ => {}
+        Some("targeting_decision") => Some("decided_at"),
+        Some("data_purchase") => Some("purchased_at"),
+        _ => None,
+    };
+    if let Some(field) = time_field {
+        obj.entry(field)
+            .or_insert_with(|| Value::String(now.to_owned()));
     }
     match obj.get("company") {
         None => {}
@@ -649,7 +661,8 @@ fn sign_line(
     company: &str,
     signer: &SignerKey,
 ) -> Result<(SignedEntry, Option<Opening>), String> {
-    let (entry, opening) = build_entry(line, company)?;
+    let now = SystemClock.now_rfc3339();
+    let (entry, opening) = build_entry(line, company, &now)?;
     let signed = SignedEntry::sign(entry, signer.signing_key(), signer.verifier().key_id())
         .map_err(|e| format!("cannot sign: {e}"))?;
     Ok((signed, opening))
@@ -751,7 +764,7 @@ mod tests {
 
     #[test]
     fn builds_and_commits_locally() {
-        let (entry, opening) = build_entry(DECISION, "acme.example").expect("valid line");
+        let (entry, opening) = build_entry(DECISION, "acme.example", NOW).expect("valid line");
         assert_eq!(entry.company(), "acme.example");
         let opening = opening.expect("a subject");
         assert_eq!(opening.id.to_string(), "email:alice@example.com");
@@ -760,8 +773,28 @@ mod tests {
         let bytes = entry.canonical_bytes().expect("canonical");
         assert!(!String::from_utf8_lossy(&bytes).contains("alice"));
         // A fresh salt each time: two entries about one person are unlinkable.
-        let (again, _) = build_entry(DECISION, "acme.example").expect("valid line");
+        let (again, _) = build_entry(DECISION, "acme.example", NOW).expect("valid line");
         assert_ne!(commitment(&entry), commitment(&again));
+    }
+
+    const NOW: &str = "2031-05-06T07:08:09Z";
+
+    #[test]
+    fn a_missing_entry_time_is_the_signing_time() {
+        let without = DECISION.replace(r#""decided_at":"2026-11-29T05:31:40Z","#, "");
+        assert!(!without.contains("decided_at"));
+        let (entry, _) = build_entry(&without, "acme.example", NOW).expect("valid line");
+        assert_eq!(entry.time(), NOW);
+        // A time given is kept.
+        let (entry, _) = build_entry(DECISION, "acme.example", NOW).expect("valid line");
+        assert_eq!(entry.time(), "2026-11-29T05:31:40Z");
+        let purchase = r#"{"kind":"data_purchase","seller":{"name":"ListCo","domain":"listco.example"},"categories":["contact"],"sensitive":[],"records":10,"collection_method":"declared","legal_basis":"consent","consent_evidence":"double opt-in","purposes":["direct_marketing"],"retention_days":30}"#;
+        let (entry, _) = build_entry(purchase, "acme.example", NOW).expect("valid purchase");
+        assert_eq!((entry.kind(), entry.time()), ("data_purchase", NOW));
+        // A wrong time is still an error, not replaced.
+        let bad = DECISION.replace("2026-11-29T05:31:40Z", "yesterday");
+        let err = build_entry(&bad, "acme.example", NOW).expect_err("bad time");
+        assert!(err.contains("decided_at"), "{err}");
     }
 
     #[test]
@@ -792,7 +825,7 @@ mod tests {
             ),
         ];
         for (line, want) in cases {
-            let err = build_entry(line, "acme.example").expect_err(line);
+            let err = build_entry(line, "acme.example", NOW).expect_err(line);
             assert!(err.contains(want), "{line}: {err}");
         }
     }

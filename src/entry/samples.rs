@@ -7,9 +7,42 @@
 use super::*;
 use crate::subject::{Opening, Salt, SubjectId};
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
-/// The fixed time used by the samples.
-pub const SAMPLE_TIME: &str = "2026-11-29T05:31:40Z";
+/// The clock's time when the samples were first used in this process, whole
+/// seconds: every sample is dated relative to it, so that samples are equal within
+/// a run and plausible on any day (no entry a monitor would call back-dated or from
+/// the future).
+static SAMPLE_NOW: LazyLock<OffsetDateTime> = LazyLock::new(|| {
+    use crate::clock::Clock;
+    let now = crate::clock::SystemClock.now();
+    now.replace_nanosecond(0).unwrap_or(now)
+});
+
+/// The time the sample decisions are dated: when this process first used a sample.
+pub fn sample_now() -> OffsetDateTime {
+    *SAMPLE_NOW
+}
+
+/// [`sample_now`] moved by `d`, as an entry time.
+fn sample_time(d: time::Duration) -> String {
+    format_time(sample_now() + d)
+}
+
+/// A decision's time: the sample time itself.
+pub fn decision_time() -> String {
+    sample_time(time::Duration::ZERO)
+}
+
+/// `entry` with its own time (`decided_at`, `purchased_at` or `at`) set to `t`.
+pub fn dated(mut entry: Entry, t: &str) -> Entry {
+    match &mut entry {
+        Entry::TargetingDecision(td) => td.decided_at = t.to_owned(),
+        Entry::DataPurchase(dp) => dp.purchased_at = t.to_owned(),
+        Entry::CompanyKey(ck) => ck.at = t.to_owned(),
+    }
+    entry
+}
 
 /// A deterministic Ed25519 signing key derived from `label` (SHA-256 of the label as
 /// seed). Sample data only.
@@ -33,7 +66,7 @@ pub fn opening(email: &str, n: u64) -> Opening {
 pub fn targeting_decision(company: &str, subject: Hash) -> Entry {
     Entry::TargetingDecision(TargetingDecision {
         company: company.to_string(),
-        decided_at: SAMPLE_TIME.to_string(),
+        decided_at: decision_time(),
         channel: Channel::Email,
         campaign: Campaign {
             id: "2026-winter-boots".into(),
@@ -82,7 +115,7 @@ pub fn targeting_decision_from_purchase(
 ) -> Entry {
     Entry::TargetingDecision(TargetingDecision {
         company: company.to_string(),
-        decided_at: SAMPLE_TIME.to_string(),
+        decided_at: decision_time(),
         channel: Channel::Postal,
         campaign: Campaign {
             id: "2026-q4-catalogue".into(),
@@ -136,7 +169,8 @@ pub fn data_purchase(company: &str) -> Entry {
     registry_ids.insert("vt".to_string(), "DB-0456".to_string());
     Entry::DataPurchase(DataPurchase {
         company: company.to_string(),
-        purchased_at: "2026-10-01T09:00:00Z".into(),
+        // A week before the decisions that cite it.
+        purchased_at: sample_time(-time::Duration::days(7)),
         seller: Party { name: "ListCo Data B.V.".into(), domain: "listco.example".into(), registry_ids: Some(registry_ids) },
         categories: vec![Category::Contact, Category::Demographic, Category::Interests, Category::Location],
         sensitive: vec![],
@@ -157,7 +191,7 @@ pub fn data_purchase(company: &str) -> Entry {
 pub fn sensitive_data_purchase(company: &str) -> Entry {
     Entry::DataPurchase(DataPurchase {
         company: company.to_string(),
-        purchased_at: "2026-09-15T12:00:00Z".into(),
+        purchased_at: sample_time(-time::Duration::days(8)),
         seller: Party {
             name: "Wellness Panels Ltd".into(),
             domain: "wellnesspanels.example".into(),
@@ -179,11 +213,12 @@ pub fn sensitive_data_purchase(company: &str) -> Entry {
 
 /// The log operator's `company_key` entry registering or revoking `key` for `company`.
 pub fn company_key(company: &str, key: &VerifyingKey, action: KeyAction) -> Entry {
+    // A day before the sample decisions.
     Entry::CompanyKey(CompanyKey::new(
         company,
         action,
         key,
-        "2026-11-01T00:00:00Z",
+        &sample_time(-time::Duration::days(1)),
     ))
 }
 
@@ -195,11 +230,9 @@ pub fn load_targeting_decision(company: &str, n: u64) -> Entry {
     if let Entry::TargetingDecision(td) = &mut entry {
         td.channel = Channel::ALL[(n % Channel::ALL.len() as u64) as usize];
         td.campaign.id = format!("load-{}", n % 97);
-        // 2026-11-29T00:00:00Z is 1_795_910_400 s since the epoch; stay within a year.
-        let t = OffsetDateTime::from_unix_timestamp(1_795_910_400 + (n % 31_536_000) as i64);
-        if let Ok(t) = t {
-            td.decided_at = format_time(t);
-        }
+        // Spread over the 20 days before the sample time, inside the monitor's
+        // 30-day back-dating limit.
+        td.decided_at = sample_time(-time::Duration::seconds((n % 1_728_000) as i64));
     }
     entry
 }

@@ -15,6 +15,7 @@ use super::policy::{Policy, VolumeTracker};
 use super::splitview::Evidence;
 use super::state::{IndexBatch, MonitorState, Progress, StateDir, StateError, Suspect};
 use crate::checkpoint::{Checkpoint, open_checkpoint};
+use crate::clock::SharedClock;
 use crate::hash::{Hash, leaf_hash, sha256};
 use crate::merkle::{HashReader, TreeError, root_from_leaf_hashes, tree_hash};
 use crate::note::VerifierKey;
@@ -157,6 +158,8 @@ pub struct Auditor {
     pub concurrency: usize,
     /// The latest verified checkpoint, for `--listen`.
     pub served: Arc<RwLock<Option<Vec<u8>>>>,
+    /// The clock entry times are checked against (spec/monitor.md, time checks).
+    pub clock: SharedClock,
 }
 
 impl Auditor {
@@ -576,6 +579,7 @@ impl Auditor {
         let mut volume = std::mem::take(&mut prog.point.volume);
         let (policy, dir) = (self.policy.clone(), self.dir.clone());
         let (origin, log_key) = (self.origin.clone(), self.log_key.clone());
+        let now = self.clock.now();
         let task = tokio::task::spawn_blocking(move || {
             let refs: Vec<(u64, &[u8], Hash)> = leaves
                 .iter()
@@ -587,7 +591,7 @@ impl Auditor {
                 log_key: &log_key,
                 state: &dir,
                 unsaved: &unsaved,
-                now: time::OffsetDateTime::now_utc(),
+                now,
             };
             let unverified =
                 checker.check_entries(&mut companies, &mut volume, &refs, &mut batch)?;

@@ -6,6 +6,7 @@ use super::findings::Severity;
 use super::policy::Policy;
 use super::splitview::{Evidence, EvidenceError};
 use super::state::{StateDir, read_entries, read_findings};
+use crate::clock::SharedClock;
 use crate::note::VerifierKey;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -200,6 +201,11 @@ fn check_evidence(c: &CheckEvidenceArgs) -> i32 {
 }
 
 async fn monitor(args: MonitorArgs) -> anyhow::Result<i32> {
+    monitor_with_clock(args, crate::clock::system()).await
+}
+
+/// `candor monitor` (not its subcommands), checking entry times against `clock`.
+pub async fn monitor_with_clock(args: MonitorArgs, clock: SharedClock) -> anyhow::Result<i32> {
     if args.print_default_policy {
         print!("{}", Policy::default_toml());
         return Ok(EXIT_CLEAN);
@@ -288,6 +294,7 @@ async fn monitor(args: MonitorArgs) -> anyhow::Result<i32> {
         peers: args.peers.clone(),
         concurrency: args.concurrency,
         served,
+        clock,
     };
     let mut could_not_check;
     loop {

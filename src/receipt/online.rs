@@ -425,7 +425,7 @@ mod tests {
         }
 
         fn append(&mut self, e: SignedEntry) -> u64 {
-            let leaf = Leaf::new(e, samples::SAMPLE_TIME.into())
+            let leaf = Leaf::new(e, samples::decision_time())
                 .to_bytes()
                 .expect("leaf");
             self.leaves.push(leaf.clone());

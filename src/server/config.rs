@@ -179,6 +179,8 @@ pub struct Config {
     pub rate_limit: Option<(Rate, u64)>,
     /// Witnesses and quorum, if the log publishes only witnessed checkpoints.
     pub witnessing: Option<WitnessConfig>,
+    /// The clock `logged_at` is read from: the host's, or a test's.
+    pub clock: crate::clock::SharedClock,
 }
 
 impl Config {
@@ -302,6 +304,7 @@ impl Config {
             ),
             rate_limit,
             witnessing,
+            clock: crate::clock::system(),
         };
         if cfg.batch_size == 0 {
             anyhow::bail!("--batch-size must be at least 1");

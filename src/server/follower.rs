@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use crate::checkpoint;
+use crate::clock::SharedClock;
 use crate::note::VerifierKey;
 use crate::store::Store;
 
@@ -87,11 +88,12 @@ pub fn shared(
     registry: Registry,
     metrics: Arc<Metrics>,
     witnessing: Option<Arc<Witnessing>>,
+    clock: SharedClock,
 ) -> Arc<Shared> {
     if let Some(w) = &witnessing {
         w.follow(&published);
     }
-    Shared::new(published, registry, metrics, witnessing)
+    Shared::new(published, registry, metrics, witnessing, clock)
 }
 
 /// Re-reads the stored checkpoint and publishes it into `shared` if it is new and not

@@ -342,8 +342,16 @@ pub async fn serve(
         let core_key = identity.key;
         let core_metrics = metrics.clone();
         let core_witnessing = witnessing.clone();
+        let core_clock = config.clock.clone();
         let core = tokio::task::spawn_blocking(move || {
-            Core::open_witnessed(core_store, core_key, origin, core_metrics, core_witnessing)
+            Core::open_witnessed(
+                core_store,
+                core_key,
+                origin,
+                core_metrics,
+                core_witnessing,
+                core_clock,
+            )
         })
         .await
         .context("opening the log state")?
@@ -389,7 +397,13 @@ pub async fn serve(
         let Some((published, registry)) = initial else {
             anyhow::bail!("internal: a follower started without a checkpoint");
         };
-        let shared = follower::shared(published, registry, metrics.clone(), witnessing);
+        let shared = follower::shared(
+            published,
+            registry,
+            metrics.clone(),
+            witnessing,
+            config.clock.clone(),
+        );
         let promotion = match (&config.store_url, role) {
             (Some(url), Role::Standby) => Some(Promotion {
                 store: store.clone(),

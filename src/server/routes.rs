@@ -951,7 +951,7 @@ async fn post_companies(State(app): State<App>, req: Request) -> Result<Response
         .registry()
         .check(&change)
         .map_err(|e| ApiError::Conflict(e.to_string()))?;
-    let entry = company_key_entry(&req.name, &key, req.action, &sequencer::now_rfc3339())?;
+    let entry = company_key_entry(&req.name, &key, req.action, &app.shared.clock.now_rfc3339())?;
     let log_vkey = app.log_key.verifier();
     let signed = SignedEntry::sign(entry, app.log_key.signing_key(), log_vkey.key_id())
         .map_err(|e| ApiError::Internal(format!("signing the company_key entry: {e}")))?;

@@ -46,6 +46,7 @@ use super::reader::{self, StoreTiles};
 use super::registry::{Change, KeyStatus, Registry};
 use super::witnessing::Witnessing;
 use crate::checkpoint::{self, Checkpoint};
+use crate::clock::SharedClock;
 use crate::entry::{Leaf, SignedEntry};
 use crate::hash::{Hash, empty_root, leaf_hash};
 use crate::note::{SignerKey, VerifierKey};
@@ -195,6 +196,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Set when the log publishes only witnessed checkpoints (`--witness`).
     pub witnessing: Option<Arc<Witnessing>>,
+    /// The clock `logged_at` and company_key times are read from.
+    pub clock: SharedClock,
 }
 
 impl Shared {
@@ -223,12 +226,14 @@ impl Shared {
         registry: Registry,
         metrics: Arc<Metrics>,
         witnessing: Option<Arc<Witnessing>>,
+        clock: SharedClock,
     ) -> Arc<Shared> {
         let shared = Arc::new(Shared {
             published: RwLock::new(Arc::new(published.clone())),
             registry: RwLock::new(Arc::new(registry)),
             metrics,
             witnessing,
+            clock,
         });
         shared.publish(published);
         shared
@@ -298,16 +303,6 @@ pub struct Core {
     healthy: bool,
 }
 
-/// RFC 3339 UTC, whole seconds, `Z` (spec/overview.md, "Conventions").
-pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
-    // Formatting a UTC timestamp with a fixed numeric description cannot fail for
-    // years 0..=9999, which `now` is in.
-    now.format(&fmt)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
-}
-
 fn sign(key: &SignerKey, origin: &str, size: u64, root: Hash) -> Result<Published, String> {
     let cp = Checkpoint {
         origin: origin.to_string(),
@@ -330,8 +325,9 @@ impl Core {
         key: SignerKey,
         origin: String,
         metrics: Arc<Metrics>,
+        clock: SharedClock,
     ) -> Result<Core, StartError> {
-        Self::open_witnessed(store, key, origin, metrics, None)
+        Self::open_witnessed(store, key, origin, metrics, None, clock)
     }
 
     /// Like [`Core::open`]; with `witnessing`, the stored (last witnessed) checkpoint
@@ -343,10 +339,11 @@ impl Core {
         origin: String,
         metrics: Arc<Metrics>,
         witnessing: Option<Arc<Witnessing>>,
+        clock: SharedClock,
     ) -> Result<Core, StartError> {
         let (edge, registry, published) =
             Self::load_and_offer(&*store, &key, &origin, witnessing.as_ref())?;
-        let shared = Shared::new(published, registry.clone(), metrics, witnessing);
+        let shared = Shared::new(published, registry.clone(), metrics, witnessing, clock);
         Ok(Core {
             store,
             key,
@@ -551,7 +548,7 @@ impl Core {
         }
         let bad = verify_signatures(&subs);
         let stored = self.lookup_stored(&subs);
-        let logged_at = now_rfc3339();
+        let logged_at = self.shared.clock.now_rfc3339();
         let mut registry = self.registry.clone();
         let mut registry_changed = false;
         let base = self.edge.size();

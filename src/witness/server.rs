@@ -7,7 +7,6 @@
 //!   can use the witness as a peer (spec/witness.md §4).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -16,6 +15,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::clock::{self, SharedClock};
 use crate::cosignature;
 use crate::note::{KeyType, Note, SignerKey, VerifierKey};
 use crate::witness::protocol::{
@@ -29,6 +29,8 @@ pub struct Witness {
     cosigner: VerifierKey,
     logs: Vec<VerifierKey>,
     state: WitnessState,
+    /// Stamps cosignatures (tlog-cosignature `timestamp`).
+    clock: SharedClock,
 }
 
 /// Why an add-checkpoint request did not produce a cosignature.
@@ -82,7 +84,14 @@ impl Witness {
             cosigner,
             logs,
             state,
+            clock: clock::system(),
         })
+    }
+
+    /// The same witness stamping its cosignatures with `clock`'s time.
+    pub fn with_clock(mut self, clock: SharedClock) -> Witness {
+        self.clock = clock;
+        self
     }
 
     /// The witness's cosignature verifier key (signed-note type 0x04).
@@ -179,13 +188,6 @@ const FIRST_BYTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1
 /// Keep-alive idle time, and the time a request's headers may take.
 const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-fn now_unix() -> u64 {
-    // A clock before 1970 is a broken host; 0 still yields a valid cosignature.
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn text(status: StatusCode, msg: String) -> Response {
     (
         status,
@@ -197,8 +199,9 @@ fn text(status: StatusCode, msg: String) -> Response {
 
 async fn add_checkpoint(State(w): State<Arc<Witness>>, body: Bytes) -> Response {
     let worker = w.clone();
-    let result =
-        tokio::task::spawn_blocking(move || worker.add_checkpoint(&body, now_unix())).await;
+    // A clock before 1970 is a broken host; 0 still yields a valid cosignature.
+    let now = w.clock.now_unix();
+    let result = tokio::task::spawn_blocking(move || worker.add_checkpoint(&body, now)).await;
     match result {
         Ok(Ok(lines)) => (
             StatusCode::OK,

@@ -70,6 +70,39 @@ impl LogServer {
         s
     }
 
+    /// A log already running at `base` on `data` (started in-process by the test),
+    /// once it answers.
+    pub async fn attach(data: &Path, base: String) -> LogServer {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let info: Value = loop {
+            if let Ok(r) = client.get(format!("{base}/v1/log")).send().await
+                && r.status() == 200
+            {
+                break r.json().await.expect("GET /v1/log JSON");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the log at {base} did not answer"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        LogServer {
+            _tmp: None,
+            data: data.to_path_buf(),
+            store: "redb".into(),
+            extra: vec![],
+            child: None,
+            base,
+            origin: info["origin"].as_str().expect("origin").to_owned(),
+            verifier_key: info["verifier_key"]
+                .as_str()
+                .and_then(|k| k.parse().ok())
+                .expect("verifier key"),
+            client,
+        }
+    }
+
     /// Full URL of `path` (which starts with '/').
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
@@ -390,8 +423,7 @@ pub fn signed_json(e: &SignedEntry) -> String {
 }
 
 /// Load that survives a fail-over: four clients submit distinct entries of a company
-/// (client c: entries 1 + c, 5 + c, 9 + c, …; small numbers, since the sample entries'
-/// dates grow with n) to the first of several servers whose answer is taken; an entry
+/// (client c: entries 1 + c, 5 + c, 9 + c, …) to the first of several servers whose answer is taken; an entry
 /// no server took is tried again after 20 ms. Runs until [`FailoverLoad::stop`].
 pub struct FailoverLoad {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,

@@ -243,7 +243,7 @@ fn receipt_fixture(size: u64) -> (Receipt, candor::note::VerifierKey) {
     );
     let reg = SignedEntry::sign(reg_entry, log.signing_key(), log.verifier().key_id())
         .unwrap_or_else(|e| panic!("{e}"));
-    let reg_leaf = Leaf::new(reg, "2026-11-29T06:00:00Z".into())
+    let reg_leaf = Leaf::new(reg, samples::decision_time())
         .to_bytes()
         .unwrap_or_else(|e| panic!("{e}"));
     let entry = SignedEntry::sign(
@@ -252,7 +252,7 @@ fn receipt_fixture(size: u64) -> (Receipt, candor::note::VerifierKey) {
         company.verifier().key_id(),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let leaf = Leaf::new(entry, "2026-11-29T06:00:01Z".into())
+    let leaf = Leaf::new(entry, samples::decision_time())
         .to_bytes()
         .unwrap_or_else(|e| panic!("{e}"));
     let mut tree = MemoryTree::new();
@@ -353,7 +353,7 @@ fn crypto_and_entries(c: &mut Criterion) {
         b.iter(|| black_box(entry.validate().is_ok()))
     });
     g.bench_function("leaf_to_bytes", |b| {
-        let leaf = Leaf::new(signed.clone(), "2026-11-29T06:00:00Z".into());
+        let leaf = Leaf::new(signed.clone(), samples::decision_time());
         b.iter(|| black_box(leaf.to_bytes().map(|v| v.len()).unwrap_or(0)))
     });
     g.finish();
