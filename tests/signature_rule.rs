@@ -2,15 +2,19 @@
 //! the log, `candor verify` and the monitor. Signatures whose `R` is off by a point of
 //! order 2, 4 or 8, made by a registered key, sent alone and inside 32-entry requests
 //! (which the HTTP handler batch-verifies itself), get the same verdict from the log's
-//! answer, `candor verify` of their receipts, a monitor that followed the log from
-//! before, and a fresh monitor. Keys that are not admissible (spec/entries.md §7.2) are
+//! answer, `candor verify` of their receipts, the `/verify` page's WebAssembly in
+//! headless Chromium, a monitor that followed the log from before, and a fresh
+//! monitor. Keys that are not admissible (spec/entries.md §7.2) are
 //! refused wherever they are registered or configured.
 
+mod browser_cdp;
 mod common;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use candor::entry::{self, Entry, SignedEntry, samples};
+use candor::hash::leaf_hash;
+use candor::receipt::ReceiptLink;
 use common::{CANDOR, Company, LogServer};
 use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
 use curve25519_dalek::edwards::EdwardsPoint;
@@ -117,24 +121,37 @@ async fn torsion_offsets_get_one_verdict_from_the_log_verify_and_monitors() {
     assert!(m.findings.is_empty(), "{:?}", m.findings);
 
     let mut receipts: Vec<Value> = Vec::new();
+    // /verify links of the torsion-signed entries sent alone.
+    let mut links: Vec<ReceiptLink> = Vec::new();
     let mut n = 0u64;
     let mut next = || {
         n += 1;
-        decision(&acme.name, n)
+        (n, decision(&acme.name, n))
     };
     for (order, at) in [(2usize, 0usize), (4, 17), (8, 31)] {
         let t = torsion(order);
         // Valid by the rule, alone.
-        let e = torsion_signed(&acme, next(), t, true);
+        let (i, d) = next();
+        let e = torsion_signed(&acme, d, t, true);
         e.verify(&key).expect("valid by the rule");
-        receipts.push(log.submit(&e).await);
+        let receipt = log.submit(&e).await;
+        let leaf = STANDARD
+            .decode(receipt["leaf"].as_str().expect("leaf"))
+            .expect("leaf base64");
+        links.push(ReceiptLink {
+            index: receipt["index"].as_u64().expect("index"),
+            leaf_hash: leaf_hash(&leaf),
+            // load_targeting_decision's subject is user{n}@example.com's opening n.
+            salt: Some(samples::opening(&format!("user{i}@example.com"), i).salt),
+        });
+        receipts.push(receipt);
         // Valid, inside a request of 32 (verified by the handler in one batch).
         let es: Vec<SignedEntry> = (0..32)
             .map(|i| {
                 if i == at {
-                    torsion_signed(&acme, next(), t, true)
+                    torsion_signed(&acme, next().1, t, true)
                 } else {
-                    acme.sign(next())
+                    acme.sign(next().1)
                 }
             })
             .collect();
@@ -145,15 +162,15 @@ async fn torsion_offsets_get_one_verdict_from_the_log_verify_and_monitors() {
         // Invalid (s of another message), alone and inside a request of 32: refused
         // by the log as by the rule, whatever its place.
         let size = log.get_json("/v1/log").await["size"].as_u64();
-        let bad = torsion_signed(&acme, next(), t, false);
+        let bad = torsion_signed(&acme, next().1, t, false);
         assert!(bad.verify(&key).is_err());
         let (st, body) = log
             .post_entries("application/json", common::signed_json(&bad).into_bytes())
             .await;
         assert_eq!(st, 422, "{}", String::from_utf8_lossy(&body));
         assert_eq!(error_of(&body)["error"], "bad_signature");
-        let mut es: Vec<SignedEntry> = (0..31).map(|_| acme.sign(next())).collect();
-        es.insert(at, torsion_signed(&acme, next(), t, false));
+        let mut es: Vec<SignedEntry> = (0..31).map(|_| acme.sign(next().1)).collect();
+        es.insert(at, torsion_signed(&acme, next().1, t, false));
         let (st, body) = log
             .post_entries("application/x-ndjson", common::ndjson(&es))
             .await;
@@ -187,6 +204,23 @@ async fn torsion_offsets_get_one_verdict_from_the_log_verify_and_monitors() {
         stdout.contains("99 receipts: 99 valid, 0 invalid"),
         "{stdout}"
     );
+
+    // The /verify page (WebAssembly, in headless Chromium): valid.
+    let urls: Vec<String> = links.iter().map(|l| l.url(&log.base)).collect();
+    let verdicts = tokio::task::spawn_blocking(move || {
+        let mut b = browser_cdp::Browser::start(1000, 1400);
+        urls.iter()
+            .map(|u| {
+                b.goto(u);
+                (b.verdict(), b.text())
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("chromium thread");
+    for (verdict, text) in verdicts {
+        assert_eq!(verdict, "valid", "{text}");
+    }
 
     // Both monitors: no finding, and the whole log verified.
     let m = monitor_once(&log, &followed);
