@@ -201,16 +201,19 @@ impl VerifierKey {
         }
     }
 
-    /// Parses a company key the log has already recorded (a `company_key` entry):
-    /// every rule of [`FromStr`] except torsion-freedom, which is a rule for admitting
-    /// keys, not for verifying signatures, so a key registered before it keeps its
-    /// signatures' verdicts (spec/entries.md §7).
+    /// Parses a company key the log has already recorded (a `company_key` entry) by
+    /// the rules keys were parsed by before admission (spec/entries.md §7.2): the key
+    /// decodes and is not of small order. A recorded key that is not canonical or not
+    /// torsion-free so still parses, and its signatures get the rule's verdict (a
+    /// non-canonical key's are all invalid) instead of a parse error.
     pub fn parse_recorded(s: &str) -> Result<Self, NoteError> {
         let (name, key_type, vk) = parse_vkey_parts(s)?;
         check_name(name)?;
-        crate::ed25519_strict::check_key(&vk).map_err(|e| NoteError::InvalidVerifierKey {
-            reason: e.to_string(),
-        })?;
+        if vk.is_weak() {
+            return Err(NoteError::InvalidVerifierKey {
+                reason: crate::ed25519_strict::KeyError::SmallOrder.to_string(),
+            });
+        }
         Ok(Self::unchecked(name, key_type, vk))
     }
 
@@ -737,6 +740,52 @@ mod tests {
             back.key_id(),
             key_id("w.example", 0x04, s.verifier().key.as_bytes())
         );
+    }
+
+    /// Admitted keys (FromStr) are canonical, torsion-free and not of small order;
+    /// keys read back from a log (parse_recorded) need only decode and not be of
+    /// small order.
+    #[test]
+    fn admission_and_recorded_keys() {
+        use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+        let vkey = |bytes: [u8; 32]| {
+            let mut data = vec![0x01];
+            data.extend_from_slice(&bytes);
+            format!(
+                "a.example+{}+{}",
+                hex::encode(key_id("a.example", 0x01, &bytes)),
+                B64.encode(data)
+            )
+        };
+        let (s, _) = peter();
+        let a = s.signing_key().to_scalar();
+        let mixed = (ED25519_BASEPOINT_POINT * a + EIGHT_TORSION[1])
+            .compress()
+            .to_bytes();
+        // y = p + c for the first c that decodes: a non-canonical spelling.
+        let high = (0u8..19)
+            .map(|c| {
+                let mut b = [0xffu8; 32];
+                b[0] = 0xed + c;
+                b[31] = 0x7f;
+                b
+            })
+            .find(|b| VerifyingKey::from_bytes(b).is_ok_and(|k| !k.is_weak()))
+            .expect("some y < 19 decodes");
+        for (bytes, why) in [(mixed, "not torsion-free"), (high, "not a canonical")] {
+            let text = vkey(bytes);
+            let err = text.parse::<VerifierKey>().unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+            let recorded = VerifierKey::parse_recorded(&text).expect("recorded key parses");
+            assert_eq!(recorded.to_string(), text);
+        }
+        for t in EIGHT_TORSION {
+            let text = vkey(t.compress().to_bytes());
+            assert!(text.parse::<VerifierKey>().is_err());
+            assert!(VerifierKey::parse_recorded(&text).is_err());
+        }
+        let good = s.verifier().to_string();
+        assert_eq!(VerifierKey::parse_recorded(&good).unwrap(), s.verifier());
     }
 
     #[test]
