@@ -9,7 +9,7 @@
 //! signed-note skey (type 0x01 key ID); its public key is published as a vkey
 //! with type 0x04 ([`witness_verifier_key`]).
 
-use ed25519_dalek::{Signature, Signer, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, VerifyingKey};
 
 use crate::checkpoint::{Checkpoint, CheckpointError};
 use crate::note::{KeyType, Note, NoteError, NoteSignature, SignerKey, VerifierKey, key_id};
@@ -72,7 +72,8 @@ pub(crate) fn verify_timestamped(
     }
     let mut ed = [0u8; 64];
     ed.copy_from_slice(&sig[8..]);
-    key.verify(&signed_message(text, ts), &Signature::from_bytes(&ed))
+    // Candor's one Ed25519 rule (spec/notes.md §4.3).
+    crate::ed25519_strict::verify(key, &signed_message(text, ts), &Signature::from_bytes(&ed))
         .map_err(|_| CosignatureError::InvalidSignature)?;
     Ok(ts)
 }

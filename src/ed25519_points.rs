@@ -12,7 +12,12 @@
 //! limbs, by [`std::mem::transmute`]. Every bit pattern of twenty `u64` is a value of
 //! that type, so no layout can make this undefined; a wrong guess at the field order
 //! would give wrong points, and a self-test on first use compares the results with
-//! curve25519-dalek's own decoding and keeps to the latter unless they agree.
+//! curve25519-dalek's own decoding and keeps to the latter unless they agree. That
+//! layout is private to curve25519-dalek, so Cargo.toml pins its exact version.
+//!
+//! Setting `CANDOR_ED25519_PORTABLE` (to anything but `0` or nothing) keeps this
+//! module and [`crate::sha512_lanes`] on their portable paths, so that tests can run
+//! both paths on one machine ([`portable_requested`]).
 
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
 
@@ -49,6 +54,29 @@ pub fn vectorised() -> bool {
     {
         false
     }
+}
+
+/// Whether this CPU has what the eight-lane path needs (AVX-512 F, DQ and IFMA),
+/// whether or not it is used: where it holds and [`portable_requested`] does not,
+/// [`vectorised`] must hold, or the self-test refused the fast path.
+pub fn fast_path_supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        ifma::cpu_has_features()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether `CANDOR_ED25519_PORTABLE` asks for the portable paths of this module and
+/// of [`crate::sha512_lanes`] (set, and neither empty nor `0`); read once.
+pub fn portable_requested() -> bool {
+    static PORTABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PORTABLE.get_or_init(|| {
+        std::env::var_os("CANDOR_ED25519_PORTABLE").is_some_and(|v| !v.is_empty() && v != "0")
+    })
 }
 
 /// Field elements mod p = 2^255 − 19 as five limbs of radix 2^51, little-endian,
@@ -166,7 +194,7 @@ mod ifma {
         static USABLE: OnceLock<bool> = OnceLock::new();
         *USABLE.get_or_init(|| {
             // SAFETY: the features were just detected.
-            cpu_has_features() && unsafe { self_test() }
+            !super::portable_requested() && cpu_has_features() && unsafe { self_test() }
         })
     }
 
@@ -466,6 +494,7 @@ mod tests {
                 .flat_map(|g| unsafe { ifma::decompress8(g) })
                 .collect();
         }
+        eprintln!("no AVX-512 IFMA: comparing curve25519-dalek's decoding with itself");
         decompress_many(encodings)
     }
 
@@ -497,13 +526,23 @@ mod tests {
         }
     }
 
-    /// This machine's CI has AVX-512 IFMA: say so if the fast path is not taken, so
-    /// that the tests below do not silently compare dalek with itself.
+    /// This machine's CI has AVX-512 IFMA: fail if the fast path is not taken there
+    /// (unless the portable one was asked for), so that a self-test refusing it shows
+    /// here and not only as a silent fallback.
     #[test]
     fn reports_which_path_runs() {
-        #[cfg(target_arch = "x86_64")]
-        if ifma::cpu_has_features() {
+        if portable_requested() {
+            assert!(
+                !vectorised(),
+                "CANDOR_ED25519_PORTABLE set but the fast path runs"
+            );
+        } else if fast_path_supported() {
             assert!(vectorised(), "IFMA present but the self-test refused it");
+        } else {
+            eprintln!(
+                "no AVX-512 IFMA: the tests below compare curve25519-dalek's decoding \
+                 with itself and do not test the eight-lane path"
+            );
         }
     }
 

@@ -17,7 +17,7 @@ use std::str::FromStr;
 use base64::Engine;
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use crate::cosignature;
 use crate::hash::sha256;
@@ -178,21 +178,43 @@ pub struct VerifierKey {
 }
 
 impl VerifierKey {
-    /// Builds a verifier key, computing its key ID. Rejects invalid names and
-    /// weak (small-order) Ed25519 keys.
+    /// Builds a verifier key that Candor admits (a log's, a witness's, or a company
+    /// key to register), computing its key ID. Rejects invalid names and keys that
+    /// are not canonical, of small order, or not torsion-free
+    /// ([`crate::ed25519_strict::check_admissible_key`]).
     pub fn new(name: &str, key_type: KeyType, key: VerifyingKey) -> Result<Self, NoteError> {
         check_name(name)?;
-        if key.is_weak() {
-            return Err(NoteError::InvalidVerifierKey {
-                reason: "weak (small-order) Ed25519 public key".into(),
-            });
-        }
-        Ok(VerifierKey {
+        crate::ed25519_strict::check_admissible_key(&key).map_err(|e| {
+            NoteError::InvalidVerifierKey {
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(Self::unchecked(name, key_type, key))
+    }
+
+    fn unchecked(name: &str, key_type: KeyType, key: VerifyingKey) -> VerifierKey {
+        VerifierKey {
             name: name.to_string(),
             key_id: key_id(name, key_type.byte(), key.as_bytes()),
             key_type,
             key,
-        })
+        }
+    }
+
+    /// Parses a company key the log has already recorded (a `company_key` entry) by
+    /// the rules keys were parsed by before admission (spec/entries.md §7.2): the key
+    /// decodes and is not of small order. A recorded key that is not canonical or not
+    /// torsion-free so still parses, and its signatures get the rule's verdict (a
+    /// non-canonical key's are all invalid) instead of a parse error.
+    pub fn parse_recorded(s: &str) -> Result<Self, NoteError> {
+        let (name, key_type, vk) = parse_vkey_parts(s)?;
+        check_name(name)?;
+        if vk.is_weak() {
+            return Err(NoteError::InvalidVerifierKey {
+                reason: crate::ed25519_strict::KeyError::SmallOrder.to_string(),
+            });
+        }
+        Ok(Self::unchecked(name, key_type, vk))
     }
 
     /// The key name.
@@ -234,42 +256,50 @@ impl VerifierKey {
         }
     }
 
-    /// Plain RFC 8032 Ed25519 verification (cofactorless, canonical S), as Go's
-    /// `crypto/ed25519` does.
+    /// Ed25519 by Candor's one rule ([`crate::ed25519_strict::verify`],
+    /// spec/notes.md §2.6).
     pub(crate) fn verify_ed25519(&self, msg: &[u8], sig: &[u8]) -> bool {
         let Ok(bytes) = <[u8; ED25519_SIG_LEN]>::try_from(sig) else {
             return false;
         };
-        self.key.verify(msg, &Signature::from_bytes(&bytes)).is_ok()
+        crate::ed25519_strict::verify(&self.key, msg, &Signature::from_bytes(&bytes)).is_ok()
     }
 }
 
 impl FromStr for VerifierKey {
     type Err = NoteError;
 
+    /// A vkey Candor admits: see [`VerifierKey::new`].
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |reason: String| NoteError::InvalidVerifierKey { reason };
-        let (name, id, key) = split_key(s).map_err(bad)?;
-        let key_type = KeyType::from_byte(key[0])
-            .ok_or_else(|| bad(format!("unknown key type 0x{:02x}", key[0])))?;
-        let pubkey: [u8; 32] = key[1..].try_into().map_err(|_| {
-            bad(format!(
-                "Ed25519 public key is {} bytes, expected 32",
-                key.len() - 1
-            ))
-        })?;
-        let computed = key_id(name, key_type.byte(), &pubkey);
-        if computed != id {
-            return Err(bad(format!(
-                "key ID {} does not match the key (computed {})",
-                hex::encode(id),
-                hex::encode(computed)
-            )));
-        }
-        let vk = VerifyingKey::from_bytes(&pubkey)
-            .map_err(|_| bad("not a valid Ed25519 public key".into()))?;
+        let (name, key_type, vk) = parse_vkey_parts(s)?;
         VerifierKey::new(name, key_type, vk)
     }
+}
+
+/// A vkey's name, type and key, with its key ID checked; the key is only known to
+/// decode.
+fn parse_vkey_parts(s: &str) -> Result<(&str, KeyType, VerifyingKey), NoteError> {
+    let bad = |reason: String| NoteError::InvalidVerifierKey { reason };
+    let (name, id, key) = split_key(s).map_err(bad)?;
+    let key_type = KeyType::from_byte(key[0])
+        .ok_or_else(|| bad(format!("unknown key type 0x{:02x}", key[0])))?;
+    let pubkey: [u8; 32] = key[1..].try_into().map_err(|_| {
+        bad(format!(
+            "Ed25519 public key is {} bytes, expected 32",
+            key.len() - 1
+        ))
+    })?;
+    let computed = key_id(name, key_type.byte(), &pubkey);
+    if computed != id {
+        return Err(bad(format!(
+            "key ID {} does not match the key (computed {})",
+            hex::encode(id),
+            hex::encode(computed)
+        )));
+    }
+    let vk = VerifyingKey::from_bytes(&pubkey)
+        .map_err(|_| bad("not a valid Ed25519 public key".into()))?;
+    Ok((name, key_type, vk))
 }
 
 impl fmt::Display for VerifierKey {
@@ -310,6 +340,13 @@ impl SignerKey {
     pub fn from_seed(name: &str, seed: [u8; 32]) -> Result<SignerKey, NoteError> {
         check_name(name)?;
         let key = SigningKey::from_bytes(&seed);
+        // RFC 8032 §5.1.5 makes [a]B, always admissible: this guards the log's, a
+        // witness's and keygen's keys against any other derivation.
+        crate::ed25519_strict::check_admissible_key(&key.verifying_key()).map_err(|e| {
+            NoteError::InvalidSignerKey {
+                reason: e.to_string(),
+            }
+        })?;
         let id = key_id(
             name,
             KeyType::Ed25519.byte(),
@@ -341,8 +378,8 @@ impl SignerKey {
     /// publishes type 0x04, see [`crate::cosignature::witness_verifier_key`]).
     pub fn verifier_of_type(&self, key_type: KeyType) -> VerifierKey {
         // No checks needed: the name was validated on construction, and a key
-        // derived from a seed (clamped scalar times the base point) is never of
-        // small order.
+        // derived from a seed (clamped scalar times the base point, of prime order)
+        // is canonical, torsion-free and never of small order (a test checks it).
         let key = self.key.verifying_key();
         VerifierKey {
             name: self.name.clone(),
@@ -703,6 +740,52 @@ mod tests {
             back.key_id(),
             key_id("w.example", 0x04, s.verifier().key.as_bytes())
         );
+    }
+
+    /// Admitted keys (FromStr) are canonical, torsion-free and not of small order;
+    /// keys read back from a log (parse_recorded) need only decode and not be of
+    /// small order.
+    #[test]
+    fn admission_and_recorded_keys() {
+        use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+        let vkey = |bytes: [u8; 32]| {
+            let mut data = vec![0x01];
+            data.extend_from_slice(&bytes);
+            format!(
+                "a.example+{}+{}",
+                hex::encode(key_id("a.example", 0x01, &bytes)),
+                B64.encode(data)
+            )
+        };
+        let (s, _) = peter();
+        let a = s.signing_key().to_scalar();
+        let mixed = (ED25519_BASEPOINT_POINT * a + EIGHT_TORSION[1])
+            .compress()
+            .to_bytes();
+        // y = p + c for the first c that decodes: a non-canonical spelling.
+        let high = (0u8..19)
+            .map(|c| {
+                let mut b = [0xffu8; 32];
+                b[0] = 0xed + c;
+                b[31] = 0x7f;
+                b
+            })
+            .find(|b| VerifyingKey::from_bytes(b).is_ok_and(|k| !k.is_weak()))
+            .expect("some y < 19 decodes");
+        for (bytes, why) in [(mixed, "not torsion-free"), (high, "not a canonical")] {
+            let text = vkey(bytes);
+            let err = text.parse::<VerifierKey>().unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+            let recorded = VerifierKey::parse_recorded(&text).expect("recorded key parses");
+            assert_eq!(recorded.to_string(), text);
+        }
+        for t in EIGHT_TORSION {
+            let text = vkey(t.compress().to_bytes());
+            assert!(text.parse::<VerifierKey>().is_err());
+            assert!(VerifierKey::parse_recorded(&text).is_err());
+        }
+        let good = s.verifier().to_string();
+        assert_eq!(VerifierKey::parse_recorded(&good).unwrap(), s.verifier());
     }
 
     #[test]

@@ -616,7 +616,7 @@ fn signer_key(
             format!("the key registration is not in the signed tree: {e}"),
         );
     }
-    let key: VerifierKey = match reg.verifier_key.parse() {
+    let key = match VerifierKey::parse_recorded(&reg.verifier_key) {
         Ok(k) => k,
         Err(e) => return fail(v, format!("the registered key does not parse: {e}")),
     };

@@ -8,7 +8,8 @@
 //! rounds per block that a single message cannot spread over vector lanes; eight
 //! messages can, and AVX-512 has the 64-bit rotations and three-input logic the
 //! rounds need. Messages of different lengths share the rounds of their longest: a
-//! lane whose message has ended keeps its state.
+//! lane whose message has ended keeps its state. `CANDOR_ED25519_PORTABLE` keeps it
+//! on the sha2 crate ([`crate::ed25519_points::portable_requested`]).
 
 use sha2::{Digest, Sha512};
 
@@ -156,7 +157,9 @@ mod lanes {
         static USABLE: OnceLock<bool> = OnceLock::new();
         *USABLE.get_or_init(|| {
             // SAFETY: the feature was just detected.
-            cpu_has_features() && unsafe { self_test() }
+            !crate::ed25519_points::portable_requested()
+                && cpu_has_features()
+                && unsafe { self_test() }
         })
     }
 
@@ -298,6 +301,19 @@ mod lanes {
     }
 }
 
+/// Whether this CPU has what the eight-lane path needs (AVX-512F), whether or not
+/// it is used.
+pub fn fast_path_supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        lanes::cpu_has_features()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Whether [`sha512_many`] runs eight messages at a time on this machine.
 pub fn vectorised() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -325,16 +341,28 @@ mod tests {
                 .flat_map(|g| unsafe { lanes::hash8(g) })
                 .collect();
         }
+        eprintln!("no AVX-512F: comparing the sha2 crate with itself");
         sha512_many(messages)
     }
 
+    /// Fails where AVX-512F is present but the lanes are not used (unless the
+    /// portable path was asked for): a refused self-test must not pass unseen.
     #[test]
     fn reports_which_path_runs() {
-        #[cfg(target_arch = "x86_64")]
-        if lanes::cpu_has_features() {
+        if crate::ed25519_points::portable_requested() {
+            assert!(
+                !vectorised(),
+                "CANDOR_ED25519_PORTABLE set but the lanes run"
+            );
+        } else if fast_path_supported() {
             assert!(
                 vectorised(),
                 "AVX-512F present but the self-test refused it"
+            );
+        } else {
+            eprintln!(
+                "no AVX-512F: the tests below compare the sha2 crate with itself and do \
+                 not test the eight-lane path"
             );
         }
     }

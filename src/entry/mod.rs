@@ -289,9 +289,9 @@ impl SignedEntry {
         Ok(jcs::to_canonical(self)?)
     }
 
-    /// Verifies the signature with `key` (RFC 8032 with the strict checks of
-    /// `verify_strict`: no small-order keys, canonical `S`). Matching `key_id` to a
-    /// registered key is the caller's job.
+    /// Verifies the signature with `key` by Candor's Ed25519 rule
+    /// ([`crate::ed25519_strict::verify`], spec/entries.md §7.1). Matching `key_id`
+    /// to a registered key is the caller's job.
     pub fn verify(&self, key: &VerifyingKey) -> Result<(), EntryError> {
         verify_signed_message(key, &self.signature, &self.entry.signed_message()?)
     }

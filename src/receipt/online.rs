@@ -288,7 +288,7 @@ fn consistency(
 /// Check 9: the signing key was not revoked at an index lower than the entry's.
 fn not_revoked(material: &Material, entry: &Entry, signer: Option<&str>, index: u64) -> Outcome {
     let company = entry.company();
-    let Some(signer) = signer.and_then(|s| s.parse::<VerifierKey>().ok()) else {
+    let Some(signer) = signer.and_then(|s| VerifierKey::parse_recorded(s).ok()) else {
         return Outcome::Fail("the signing key is unknown".into());
     };
     let keys = match &material.company_keys {

@@ -652,7 +652,7 @@ impl KeyMemo {
                 ));
             }
         };
-        let vkey = VerifierKey::from_str(&record.verifier_key).map_err(|e| {
+        let vkey = VerifierKey::parse_recorded(&record.verifier_key).map_err(|e| {
             ApiError::Internal(format!(
                 "registered key {} does not parse: {e}",
                 record.key_id
@@ -930,11 +930,8 @@ async fn post_companies(State(app): State<App>, req: Request) -> Result<Response
         serde_json::from_slice(&body).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
     let req: CompanyRequest =
         serde_json::from_value(value).map_err(|e| ApiError::InvalidEntry(e.to_string()))?;
-    let key = VerifierKey::from_str(&req.verifier_key).map_err(|e| {
-        ApiError::InvalidEntry(format!(
-            "verifier_key is not a signed-note verifier key: {e}"
-        ))
-    })?;
+    let key = VerifierKey::from_str(&req.verifier_key)
+        .map_err(|e| ApiError::InvalidEntry(format!("verifier_key is refused: {e}")))?;
     if key.name() != req.name {
         return Err(ApiError::InvalidEntry(format!(
             "the key is named {:?} but the company is {:?}; a company's key name must be its name",

@@ -452,9 +452,10 @@ fn other_crates(c: &mut Criterion) {
 }
 
 /// Ed25519 verification of ~1 KB entry messages: dalek's `verify_strict`, Candor's
-/// equivalent (`ed25519_strict::verify`), and one batch equation over 256
-/// signatures (per signature), ed25519-dalek's and Candor's, on whichever backend curve25519-dalek picked at run
-/// time (AVX-512 IFMA on these machines, see .cargo/config.toml).
+/// rule (`ed25519_strict::verify`, cofactored), and one batch equation over 256
+/// signatures (per signature), ed25519-dalek's (cofactorless) and Candor's
+/// (cofactored), on whichever backend curve25519-dalek picked at run time (AVX-512
+/// IFMA on these machines, see .cargo/config.toml).
 fn ed25519(c: &mut Criterion) {
     use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
     let n = 256;
@@ -473,6 +474,25 @@ fn ed25519(c: &mut Criterion) {
     });
     g.bench_function("verify_strict_candor", |b| {
         b.iter(|| black_box(candor::ed25519_strict::verify(&vks[0], &msgs[0], &sigs[0]).is_ok()))
+    });
+    // A signature whose R is off by a point of order 8: valid by Candor's rule, and
+    // the one kind for which single verification decodes R (the cofactored check).
+    let torsion_r = {
+        use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+        use curve25519_dalek::scalar::Scalar;
+        use sha2::{Digest, Sha512};
+        let r = Scalar::from(123_456_789u64);
+        let big_r = (ED25519_BASEPOINT_POINT * r + EIGHT_TORSION[1]).compress();
+        let mut h = Sha512::new();
+        h.update(big_r.as_bytes());
+        h.update(vks[0].as_bytes());
+        h.update(&msgs[0]);
+        let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
+        Signature::from_components(big_r.to_bytes(), (r + k * keys[0].to_scalar()).to_bytes())
+    };
+    assert!(candor::ed25519_strict::verify(&vks[0], &msgs[0], &torsion_r).is_ok());
+    g.bench_function("verify_candor_torsion_r", |b| {
+        b.iter(|| black_box(candor::ed25519_strict::verify(&vks[0], &msgs[0], &torsion_r).is_ok()))
     });
     g.throughput(Throughput::Elements(n as u64));
     g.bench_function("verify_batch_256", |b| {
