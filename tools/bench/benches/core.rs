@@ -515,6 +515,38 @@ fn ed25519(c: &mut Criterion) {
     g.bench_function("verify_batch_256_candor_4_keys", |b| {
         b.iter(|| black_box(candor::ed25519_strict::verify_batch(&refs, &few, &few_vks).is_ok()))
     });
+    // Eight different batches of 256 (4 keys) verified in turn, so that the batch
+    // equation's weights and points change from call to call as they do in a log;
+    // one batch verified again and again lets the CPU learn the multiplication's
+    // data-dependent branches when its weights repeat.
+    let varied: Vec<(Vec<Vec<u8>>, Vec<Signature>)> = (0..8u8)
+        .map(|v| {
+            let m: Vec<Vec<u8>> = msgs
+                .iter()
+                .map(|m| [&[v][..], m.as_slice()].concat())
+                .collect();
+            let s = m
+                .iter()
+                .enumerate()
+                .map(|(i, m)| keys[i % 4].sign(m))
+                .collect();
+            (m, s)
+        })
+        .collect();
+    let varied_refs: Vec<Vec<&[u8]>> = varied
+        .iter()
+        .map(|(m, _)| m.iter().map(Vec::as_slice).collect())
+        .collect();
+    let mut turn = 0;
+    g.bench_function("verify_batch_256_candor_4_keys_varied", |b| {
+        b.iter(|| {
+            turn = (turn + 1) % varied.len();
+            black_box(
+                candor::ed25519_strict::verify_batch(&varied_refs[turn], &varied[turn].1, &few_vks)
+                    .is_ok(),
+            )
+        })
+    });
     // Decoding the 256 signatures' R: one at a time (curve25519-dalek), and eight at a
     // time where the CPU has AVX-512 IFMA (`ed25519_points`).
     let rs: Vec<[u8; 32]> = few.iter().map(|s| *s.r_bytes()).collect();
