@@ -141,10 +141,17 @@ impl Browser {
         self.send(Some(&session), method, params)
     }
 
-    /// Navigates and waits until `document.readyState` is complete.
+    /// Navigates and waits until the new document's `readyState` is complete. The old
+    /// document is marked first: right after `Page.navigate` it may still be the one
+    /// answering (complete, with its old verdict), and a change of fragment only
+    /// reloads the page once its `hashchange` handler runs.
     pub fn goto(&mut self, url: &str) {
+        self.eval("window.__candorLeaving = true");
         self.call("Page.navigate", json!({ "url": url }));
-        self.wait_for("document.readyState === 'complete'", "the page to load");
+        self.wait_for(
+            "!window.__candorLeaving && document.readyState === 'complete'",
+            "the page to load",
+        );
     }
 
     /// Evaluates `expr` in the page (promises awaited) and returns its value.
@@ -163,7 +170,10 @@ impl Browser {
     /// Polls `expr` until it is true (at most 20 s).
     pub fn wait_for(&mut self, expr: &str, what: &str) {
         let deadline = Instant::now() + Duration::from_secs(20);
-        while self.eval(&format!("!!({expr})")) != json!(true) {
+        // A document still loading may lack what `expr` reads (no body yet): not yet.
+        let poll =
+            format!("(() => {{ try {{ return !!({expr}); }} catch (e) {{ return false; }} }})()");
+        while self.eval(&poll) != json!(true) {
             assert!(
                 Instant::now() < deadline,
                 "timed out waiting for {what}; page text:\n{}",
