@@ -244,10 +244,8 @@ impl Finding {
 
 /// The current time as RFC 3339 UTC with whole seconds.
 pub fn now_rfc3339() -> String {
-    let now = time::OffsetDateTime::now_utc();
-    let now = now.replace_nanosecond(0).unwrap_or(now);
-    now.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+    use crate::clock::Clock;
+    crate::clock::SystemClock.now_rfc3339()
 }
 
 #[cfg(test)]
