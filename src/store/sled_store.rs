@@ -1,5 +1,10 @@
 //! sled 0.34 backend: one tree per table, one multi-tree transaction per batch, then
 //! `Db::flush()` (write out and fsync sled's log) before `append` returns.
+//!
+//! A failed transaction or flush may leave part of the batch applied in sled's memory
+//! (seen on a full disk: a tree size from the failed batch beside a tile from the one
+//! before). So after the first failed write the store refuses writes and tree-state
+//! reads until it is reopened, which recovers sled's durable log prefix, like redb.
 
 use super::{
     Batch, DirLock, Store, StoreError, StoreKind, TileId, TreeState, decode_meta_key, decode_u64,
@@ -9,6 +14,7 @@ use crate::tiles::StoredHashCache;
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use sled::{Db, Tree};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 const STATE_KEY: &[u8] = b"tree";
@@ -29,6 +35,8 @@ pub(crate) struct SledStore {
     /// Serializes appends, so that the size check and the write cannot interleave with
     /// another append even if sled's optimistic transactions would allow it.
     append_lock: Mutex<()>,
+    /// Set by the first failed write; see the module doc.
+    failed: AtomicBool,
     hashes: Arc<StoredHashCache>,
     _lock: DirLock,
 }
@@ -63,6 +71,7 @@ impl SledStore {
             checkpoint: tree("checkpoint")?,
             db,
             append_lock: Mutex::new(()),
+            failed: AtomicBool::new(false),
             hashes: Arc::default(),
             _lock: lock,
         })
@@ -77,13 +86,34 @@ impl SledStore {
 
     /// Writes sled's buffered log to disk and fsyncs it.
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(map_err)
+        self.db.flush().map(|_| ()).map_err(|e| self.fail(e))
+    }
+
+    /// Records a failed write (see the module doc) and maps its error.
+    fn fail(&self, err: sled::Error) -> StoreError {
+        self.failed.store(true, Ordering::SeqCst);
+        map_err(err)
+    }
+
+    /// Refuses once a write has failed.
+    fn check_not_failed(&self) -> Result<(), StoreError> {
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(StoreError::Io(
+                "an earlier write failed (disk full or I/O error) and sled may hold part of \
+                 it in memory, so the store refuses every further write until it is \
+                 reopened: free space or fix the disk, then restart the log (nothing \
+                 acknowledged was lost)"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 }
 
 impl Store for SledStore {
     fn append(&self, batch: &Batch) -> Result<(), StoreError> {
         batch.validate()?;
+        self.check_not_failed()?;
         // A poisoned mutex only means another append panicked; the guarded data is ().
         let _guard = self
             .append_lock
@@ -137,13 +167,14 @@ impl Store for SledStore {
         match result {
             Ok(()) => {}
             Err(TransactionError::Abort(e)) => return Err(e),
-            Err(TransactionError::Storage(e)) => return Err(map_err(e)),
+            Err(TransactionError::Storage(e)) => return Err(self.fail(e)),
         }
         // Without this, sled keeps the transaction in memory for up to 500 ms.
         self.flush()
     }
 
     fn state(&self) -> Result<Option<TreeState>, StoreError> {
+        self.check_not_failed()?;
         self.state
             .get(STATE_KEY)
             .map_err(map_err)?
@@ -195,9 +226,10 @@ impl Store for SledStore {
     }
 
     fn put_checkpoint(&self, note: &[u8]) -> Result<(), StoreError> {
+        self.check_not_failed()?;
         self.checkpoint
             .insert(CHECKPOINT_KEY, note)
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         self.flush()
     }
 
