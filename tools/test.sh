@@ -50,8 +50,8 @@ echo "== cargo deny check advisories (RustSec snapshot of $snapshot: advisories 
   check advisories
 rm -rf "$ADVISORY_TMP"
 
-echo "== building the /verify page's WebAssembly (tools/build-web.sh)"
-bash tools/build-web.sh
+echo "== the committed /verify WebAssembly equals a fresh build (tools/build-web.sh --check)"
+bash tools/build-web.sh --check
 
 # PostgreSQL and an S3-compatible server for the deployment tests (store_backends,
 # deployment): installed if missing, started on loopback, stopped on exit.
@@ -68,9 +68,12 @@ if grep -qw avx512ifma /proc/cpuinfo; then
   export CANDOR_REQUIRE_FAST_PATH=${CANDOR_REQUIRE_FAST_PATH:-1}
 fi
 cargo test --workspace --all-targets --no-fail-fast
+# --all-targets leaves out the documentation examples.
+cargo test --workspace --doc
 echo "== Ed25519 vectors and properties again, through the portable path"
-CANDOR_ED25519_PORTABLE=1 cargo test -p candor --lib -- ed25519 sha512_lanes entry::
-CANDOR_ED25519_PORTABLE=1 cargo test -p candor --test ed25519_conformance --test signature_rule
+# --workspace with filters, so that Cargo reuses the artefacts of the full run.
+CANDOR_ED25519_PORTABLE=1 cargo test --workspace --lib -- ed25519 sha512_lanes entry::
+CANDOR_ED25519_PORTABLE=1 cargo test --workspace --test ed25519_conformance --test signature_rule
 
 # A date written into a test, sample or example must fail CI before its date, not
 # after it: the suites whose checks compare times run again with every process (the
@@ -79,10 +82,10 @@ echo "== the date-sensitive suites a year ahead (faketime +366 days)"
 # Built first on the real clock: rustc hangs under libfaketime. The time-out turns
 # any other hang under faketime into a failure instead of a stuck CI run.
 ahead() { timeout 1200 env FAKETIME_DONT_FAKE_MONOTONIC=1 faketime '+366 days' "$@"; }
-date_suites=(-p candor --lib --bins --test entries --test monitor --test monitor_chunks
-  --test publish_verify)
+# --workspace, as above, so that Cargo reuses the artefacts of the full run (a subset
+# of packages unifies features differently and rebuilds); the filters pick the suites.
+date_suites=(--workspace --lib --bins --test entries --test monitor --test monitor_chunks
+  --test publish_verify --test smoke)
 cargo test "${date_suites[@]}" --no-run
-cargo test -p candor-loadgen --test smoke --no-run
 ahead date -u
 ahead cargo test "${date_suites[@]}"
-ahead cargo test -p candor-loadgen --test smoke

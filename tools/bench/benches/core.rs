@@ -12,17 +12,17 @@ use std::collections::HashMap;
 use std::hint::black_box;
 
 use base64::Engine as _;
-use candor::checkpoint::{Checkpoint, sign_checkpoint};
-use candor::entry::{KeyAction, Leaf, SignedEntry, samples};
-use candor::hash::{Hash, leaf_hash, node_hash, sha256};
-use candor::merkle::{self, MemoryTree, TreeError};
-use candor::note::SignerKey;
-use candor::receipt::{CompanyKeyProof, Receipt, verify_receipt};
-use candor::server::edge::Edge;
-use candor::store::{Batch, StoreKind, TreeState, open_store};
-use candor::tiles::{Tile, TileHashReader, TileReader};
-use candor::tlog_proof::TlogProof;
 use candor_bench::{full_run, leaf_hashes};
+use candor_core::checkpoint::{Checkpoint, sign_checkpoint};
+use candor_core::entry::{KeyAction, Leaf, SignedEntry, samples};
+use candor_core::hash::{Hash, leaf_hash, node_hash, sha256};
+use candor_core::merkle::{self, MemoryTree, TreeError};
+use candor_core::note::SignerKey;
+use candor_core::receipt::{CompanyKeyProof, Receipt, verify_receipt};
+use candor_core::tiles::{Tile, TileHashReader, TileReader};
+use candor_core::tlog_proof::TlogProof;
+use candor_server::edge::Edge;
+use candor_store::{Batch, StoreKind, TreeState, open_store};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -152,8 +152,8 @@ fn proofs(c: &mut Criterion) {
             tree.append(sha256(&k.to_be_bytes()));
         }
         let mut tiles = HashMap::new();
-        for tile in candor::tiles::tiles_for_size(n) {
-            if let Ok(data) = candor::tiles::read_tile_data(tile, &tree) {
+        for tile in candor_core::tiles::tiles_for_size(n) {
+            if let Ok(data) = candor_core::tiles::read_tile_data(tile, &tree) {
                 tiles.insert((tile.level, tile.index), data);
             }
         }
@@ -233,7 +233,7 @@ fn proofs(c: &mut Criterion) {
 
 /// A real receipt: a log key, a company key registered at index 0, the company's
 /// entry at index `size - 1` of a tree of `size` leaves, a signed checkpoint.
-fn receipt_fixture(size: u64) -> (Receipt, candor::note::VerifierKey) {
+fn receipt_fixture(size: u64) -> (Receipt, candor_core::note::VerifierKey) {
     let log = SignerKey::generate("bench.example/log").unwrap_or_else(|e| panic!("{e}"));
     let company = SignerKey::generate("shop.example").unwrap_or_else(|e| panic!("{e}"));
     let reg_entry = samples::company_key(
@@ -473,7 +473,9 @@ fn ed25519(c: &mut Criterion) {
         b.iter(|| black_box(vks[0].verify_strict(&msgs[0], &sigs[0]).is_ok()))
     });
     g.bench_function("verify_strict_candor", |b| {
-        b.iter(|| black_box(candor::ed25519_strict::verify(&vks[0], &msgs[0], &sigs[0]).is_ok()))
+        b.iter(|| {
+            black_box(candor_core::ed25519_strict::verify(&vks[0], &msgs[0], &sigs[0]).is_ok())
+        })
     });
     // A signature whose R is off by a point of order 8: valid by Candor's rule, and
     // the one kind for which single verification decodes R (the cofactored check).
@@ -490,9 +492,11 @@ fn ed25519(c: &mut Criterion) {
         let k = Scalar::from_bytes_mod_order_wide(&h.finalize().into());
         Signature::from_components(big_r.to_bytes(), (r + k * keys[0].to_scalar()).to_bytes())
     };
-    assert!(candor::ed25519_strict::verify(&vks[0], &msgs[0], &torsion_r).is_ok());
+    assert!(candor_core::ed25519_strict::verify(&vks[0], &msgs[0], &torsion_r).is_ok());
     g.bench_function("verify_candor_torsion_r", |b| {
-        b.iter(|| black_box(candor::ed25519_strict::verify(&vks[0], &msgs[0], &torsion_r).is_ok()))
+        b.iter(|| {
+            black_box(candor_core::ed25519_strict::verify(&vks[0], &msgs[0], &torsion_r).is_ok())
+        })
     });
     g.throughput(Throughput::Elements(n as u64));
     g.bench_function("verify_batch_256", |b| {
@@ -501,7 +505,7 @@ fn ed25519(c: &mut Criterion) {
     // The same 256 signatures by 256 keys, then by 4 keys (a log's usual batch: many
     // entries, few companies), with Candor's batch, which sums each key's terms.
     g.bench_function("verify_batch_256_candor_256_keys", |b| {
-        b.iter(|| black_box(candor::ed25519_strict::verify_batch(&refs, &sigs, &vks).is_ok()))
+        b.iter(|| black_box(candor_core::ed25519_strict::verify_batch(&refs, &sigs, &vks).is_ok()))
     });
     let few: Vec<Signature> = msgs
         .iter()
@@ -513,7 +517,9 @@ fn ed25519(c: &mut Criterion) {
         b.iter(|| black_box(ed25519_dalek::verify_batch(&refs, &few, &few_vks).is_ok()))
     });
     g.bench_function("verify_batch_256_candor_4_keys", |b| {
-        b.iter(|| black_box(candor::ed25519_strict::verify_batch(&refs, &few, &few_vks).is_ok()))
+        b.iter(|| {
+            black_box(candor_core::ed25519_strict::verify_batch(&refs, &few, &few_vks).is_ok())
+        })
     });
     // Eight different batches of 256 (4 keys) verified in turn, so that the batch
     // equation's weights and points change from call to call as they do in a log;
@@ -542,8 +548,12 @@ fn ed25519(c: &mut Criterion) {
         b.iter(|| {
             turn = (turn + 1) % varied.len();
             black_box(
-                candor::ed25519_strict::verify_batch(&varied_refs[turn], &varied[turn].1, &few_vks)
-                    .is_ok(),
+                candor_core::ed25519_strict::verify_batch(
+                    &varied_refs[turn],
+                    &varied[turn].1,
+                    &few_vks,
+                )
+                .is_ok(),
             )
         })
     });
@@ -551,18 +561,18 @@ fn ed25519(c: &mut Criterion) {
     // time where the CPU has AVX-512 IFMA (`ed25519_points`).
     let rs: Vec<[u8; 32]> = few.iter().map(|s| *s.r_bytes()).collect();
     g.bench_function("decompress_256_each", |b| {
-        b.iter(|| black_box(candor::ed25519_points::decompress_each(&rs)))
+        b.iter(|| black_box(candor_core::ed25519_points::decompress_each(&rs)))
     });
     g.bench_function(
         format!(
             "decompress_256_many_{}",
-            if candor::ed25519_points::vectorised() {
+            if candor_core::ed25519_points::vectorised() {
                 "ifma"
             } else {
                 "fallback"
             }
         ),
-        |b| b.iter(|| black_box(candor::ed25519_points::decompress_many(&rs))),
+        |b| b.iter(|| black_box(candor_core::ed25519_points::decompress_many(&rs))),
     );
     // The 256 challenges SHA-512(R ‖ A ‖ M): one at a time (sha2), and eight at a time
     // where the CPU has AVX-512 (`sha512_lanes`).
@@ -573,18 +583,18 @@ fn ed25519(c: &mut Criterion) {
         .map(|((s, k), m)| [s.r_bytes().as_slice(), k.as_bytes().as_slice(), *m])
         .collect();
     g.bench_function("challenges_256_each", |b| {
-        b.iter(|| black_box(candor::sha512_lanes::sha512_each(&challenge_input)))
+        b.iter(|| black_box(candor_core::sha512_lanes::sha512_each(&challenge_input)))
     });
     g.bench_function(
         format!(
             "challenges_256_many_{}",
-            if candor::sha512_lanes::vectorised() {
+            if candor_core::sha512_lanes::vectorised() {
                 "avx512"
             } else {
                 "fallback"
             }
         ),
-        |b| b.iter(|| black_box(candor::sha512_lanes::sha512_many(&challenge_input))),
+        |b| b.iter(|| black_box(candor_core::sha512_lanes::sha512_many(&challenge_input))),
     );
     g.finish();
 }

@@ -1,7 +1,7 @@
 //! Benchmarks of Candor's hot paths live in `benches/`; see BENCHMARKS.md for the
 //! commands and figures. This library only holds the fixtures they share.
 
-use candor::hash::{Hash, sha256};
+use candor_core::hash::{Hash, sha256};
 
 /// `n` distinct pseudo-random leaf hashes (SHA-256 of the index).
 pub fn leaf_hashes(n: u64) -> Vec<Hash> {

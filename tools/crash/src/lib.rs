@@ -38,13 +38,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use candor::checkpoint::open_checkpoint;
-use candor::entry::{SignedEntry, samples};
-use candor::hash::{Hash, leaf_hash};
-use candor::merkle::verify_consistency;
-use candor::note::{SignerKey, VerifierKey};
-use candor::receipt::Receipt;
-use candor::tlog_proof::TlogProof;
+use candor_core::checkpoint::open_checkpoint;
+use candor_core::entry::{SignedEntry, samples};
+use candor_core::hash::{Hash, leaf_hash};
+use candor_core::merkle::verify_consistency;
+use candor_core::note::{SignerKey, VerifierKey};
+use candor_core::receipt::Receipt;
+use candor_core::tlog_proof::TlogProof;
 use futures::StreamExt as _;
 use serde::Serialize;
 
@@ -123,11 +123,11 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// Progress on standard error.
     pub verbose: bool,
-    /// `CANDOR_INDEX_FLUSH_ROWS` for the server: a small number makes the redb store
+    /// `--redb-index-flush-rows` for the server: a small number makes the redb store
     /// flush its index rows to runs, and merge runs, many times per round, so kills
     /// land around flushes and merges too.
     pub index_flush_rows: Option<usize>,
-    /// `CANDOR_INDEX_MERGE_STEP` for the server: records a merge of runs moves on per
+    /// `--redb-index-merge-step` for the server: records a merge of runs moves on per
     /// append; a small number makes each merge span many appends, so kills land
     /// while merges are in progress.
     pub index_merge_step: Option<u64>,
@@ -300,14 +300,14 @@ fn spawn_server(opts: &Options, data: &Path, log: &Path) -> Result<Server, Harne
         .append(true)
         .open(log)?;
     let mut command = Command::new(&opts.candor);
+    command.arg("serve");
     if let Some(n) = opts.index_flush_rows {
-        command.env("CANDOR_INDEX_FLUSH_ROWS", n.to_string());
+        command.arg(format!("--redb-index-flush-rows={n}"));
     }
     if let Some(n) = opts.index_merge_step {
-        command.env("CANDOR_INDEX_MERGE_STEP", n.to_string());
+        command.arg(format!("--redb-index-merge-step={n}"));
     }
     let mut child = command
-        .arg("serve")
         .arg("--data")
         .arg(data)
         .args(["--listen", "127.0.0.1:0", "--batch-delay-ms", "5"])

@@ -43,12 +43,12 @@ struct Args {
     #[arg(long, default_value_t = 32)]
     resample: usize,
     /// Flush the redb store's index rows to a sorted run every N rows instead of every
-    /// 131,072 (sets CANDOR_INDEX_FLUSH_ROWS for the server), so kills also land around
+    /// 131,072 (passes --redb-index-flush-rows to the server), so kills also land around
     /// flushes and the merges of runs.
     #[arg(long, value_name = "N")]
     index_flush_rows: Option<usize>,
     /// Move each merge of index runs on by N records per append instead of twice the
-    /// append's rows (sets CANDOR_INDEX_MERGE_STEP for the server), so merges span
+    /// append's rows (passes --redb-index-merge-step to the server), so merges span
     /// many appends and kills land while they are in progress.
     #[arg(long, value_name = "N")]
     index_merge_step: Option<u64>,

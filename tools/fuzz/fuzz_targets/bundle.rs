@@ -1,7 +1,7 @@
 //! Entry bundles (c2sp.org/tlog-tiles "Log entries"): decoding never panics and
 //! what decodes re-encodes to the same bytes.
 #![no_main]
-use candor::tiles::{self, Bundle};
+use candor_core::tiles::{self, Bundle};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! Checkpoint note texts (c2sp.org/tlog-checkpoint): parsing never panics and
 //! is canonical (what parses re-encodes to the same text).
 #![no_main]
-use candor::checkpoint::Checkpoint;
+use candor_core::checkpoint::Checkpoint;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

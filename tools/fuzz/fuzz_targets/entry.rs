@@ -1,7 +1,7 @@
 //! Submissions (spec/entries.md): `SignedEntry::parse_json` never panics, and an
 //! accepted entry has a canonical form that parses back to the same value.
 #![no_main]
-use candor::entry::{Entry, SignedEntry};
+use candor_core::entry::{Entry, SignedEntry};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

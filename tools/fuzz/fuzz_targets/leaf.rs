@@ -1,7 +1,7 @@
 //! Leaves (spec/entries.md §8): `Leaf::parse` never panics and accepts only the
 //! canonical RFC 8785 bytes (what parses re-encodes to the same bytes).
 #![no_main]
-use candor::entry::Leaf;
+use candor_core::entry::Leaf;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 //! are decoded as Go decodes base64, tolerating non-zero trailing bits, and
 //! re-encoded canonically; spec/notes.md §"Signature lines".)
 #![no_main]
-use candor::note::{self, Note, SignerKey};
+use candor_core::note::{self, Note, SignerKey};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! Receipts (spec/receipts.md) and receipt links: parsing never panics; a parsed
 //! link's fragment parses back to the same link.
 #![no_main]
-use candor::receipt::{Receipt, ReceiptLink};
+use candor_core::receipt::{Receipt, ReceiptLink};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

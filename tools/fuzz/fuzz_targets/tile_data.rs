@@ -1,7 +1,7 @@
 //! Hash tile data (c2sp.org/tlog-tiles): the first byte picks a width, the rest is
 //! the tile; parsing never panics and accepts exactly width × 32 bytes.
 #![no_main]
-use candor::tiles;
+use candor_core::tiles;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

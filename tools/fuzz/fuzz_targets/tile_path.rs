@@ -1,7 +1,7 @@
 //! Tile and entry-bundle paths (c2sp.org/tlog-tiles "Tile paths"): parsing never
 //! panics and is canonical (a parsed path prints back as the same string).
 #![no_main]
-use candor::tiles::{self, TilePath};
+use candor_core::tiles::{self, TilePath};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,7 +1,7 @@
 //! tlog-proof files (c2sp.org/tlog-proof): parsing never panics and what
 //! parses re-encodes to the same bytes.
 #![no_main]
-use candor::tlog_proof::TlogProof;
+use candor_core::tlog_proof::TlogProof;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! parsed key prints as a fixed point (base64 is decoded as Go does, so a
 //! non-canonical input prints canonically: spec/notes.md).
 #![no_main]
-use candor::note::VerifierKey;
+use candor_core::note::VerifierKey;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

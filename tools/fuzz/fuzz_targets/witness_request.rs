@@ -1,7 +1,7 @@
 //! The tlog-witness add-checkpoint request and 409 size body: parsing never
 //! panics and a parsed request re-encodes to the same bytes.
 #![no_main]
-use candor::witness::protocol::{self, AddCheckpointRequest};
+use candor_core::witness_protocol::{self as protocol, AddCheckpointRequest};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

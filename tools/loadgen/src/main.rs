@@ -31,6 +31,10 @@
 //! once with the batch verification the log runs, which sums each key's terms
 //! (`candor_verify_limit_per_sec`, `fraction_of_candor_limit`).
 
+// The same allocator as the `candor` binary, so that both measure the same server.
+#[path = "../../../crates/candor/src/allocator.rs"]
+mod allocator;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -41,10 +45,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, anyhow, bail};
 use bytes::Bytes;
-use candor::entry::{DataPurchase, Entry, SignedEntry, samples};
-use candor::hash::sha256;
-use candor::note::{SignerKey, VerifierKey};
-use candor::receipt::{Receipt, verify_receipt};
+use candor_core::entry::{DataPurchase, Entry, SignedEntry, samples};
+use candor_core::hash::sha256;
+use candor_core::note::{SignerKey, VerifierKey};
+use candor_core::receipt::{Receipt, verify_receipt};
 use clap::Parser;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use serde_json::json;
@@ -118,14 +122,14 @@ struct Args {
 #[derive(Parser, Debug)]
 struct ServeChild {
     #[command(flatten)]
-    serve: candor::server::ServeArgs,
+    serve: candor_server::ServeArgs,
 }
 
 /// `candor monitor`'s flags, for the child-process mode of this binary.
 #[derive(Parser, Debug)]
 struct MonitorChild {
     #[command(flatten)]
-    monitor: candor::monitor::cli::MonitorArgs,
+    monitor: candor_monitor::cli::MonitorArgs,
 }
 
 const SERVE_CHILD: &str = "__candor-serve";
@@ -137,11 +141,11 @@ fn main() -> std::process::ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some(SERVE_CHILD) {
         let a = ServeChild::parse_from(argv[1..].iter());
-        return exit(candor::server::run(a.serve).map(|()| 0));
+        return exit(candor_server::run(a.serve).map(|()| 0));
     }
     if argv.get(1).map(String::as_str) == Some(MONITOR_CHILD) {
         let a = MonitorChild::parse_from(argv[1..].iter());
-        return exit(candor::monitor::cli::run(a.monitor));
+        return exit(candor_monitor::cli::run(a.monitor));
     }
     let args = Args::parse();
     exit(run(args).map(|()| 0))
@@ -164,7 +168,7 @@ struct Company {
     key_id: [u8; 4],
     /// A data purchase of this company already on the log (index, leaf hash), for its
     /// decisions to cite; logged before the clock starts.
-    purchase: Option<(u64, candor::hash::Hash)>,
+    purchase: Option<(u64, candor_core::hash::Hash)>,
 }
 
 impl Company {
@@ -331,7 +335,7 @@ fn load_entry(company: &Company, n: u64, now: i64) -> Entry {
 /// RFC 3339 UTC time of `unix` seconds (as entries carry it).
 fn format_unix(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
-        .map(candor::entry::format_time)
+        .map(candor_core::entry::format_time)
         .unwrap_or_else(|_| "2026-01-01T00:00:00Z".into())
 }
 
@@ -342,7 +346,7 @@ async fn log_setup_purchase(
     base: &str,
     company: &Company,
     now: i64,
-) -> anyhow::Result<(u64, candor::hash::Hash)> {
+) -> anyhow::Result<(u64, candor_core::hash::Hash)> {
     let mut e = samples::data_purchase(&company.name);
     if let Entry::DataPurchase(dp) = &mut e {
         dp.purchased_at = format_unix(now - 7 * 86_400);
@@ -369,7 +373,7 @@ async fn log_setup_purchase(
         .ok_or_else(|| anyhow!("the setup purchase's receipt has no index: {body}"))?;
     let leaf = body["leaf_hash"]
         .as_str()
-        .and_then(candor::hash::Hash::from_hex)
+        .and_then(candor_core::hash::Hash::from_hex)
         .ok_or_else(|| anyhow!("the setup purchase's receipt has no leaf_hash: {body}"))?;
     Ok((index, leaf))
 }
@@ -398,7 +402,9 @@ fn presign(
         }
         Ok((Bytes::from(body), end - first))
     };
-    candor::par::map(&batches, 1, body).into_iter().collect()
+    candor_core::par::map(&batches, 1, body)
+        .into_iter()
+        .collect()
 }
 
 /// Which batch verification a limit is measured with.
@@ -406,7 +412,7 @@ fn presign(
 enum Verifier {
     /// `ed25519_dalek::verify_batch`: the definition of the limit.
     Dalek,
-    /// `candor::ed25519_strict::verify_batch`, which the log itself runs.
+    /// `candor_core::ed25519_strict::verify_batch`, which the log itself runs.
     Candor,
 }
 
@@ -440,7 +446,8 @@ fn verify_limit(secs: f64, verifier: Verifier) -> f64 {
                                 ed25519_dalek::verify_batch(&refs, &sigs, &keys).is_ok()
                             }
                             Verifier::Candor => {
-                                candor::ed25519_strict::verify_batch(&refs, &sigs, &keys).is_ok()
+                                candor_core::ed25519_strict::verify_batch(&refs, &sigs, &keys)
+                                    .is_ok()
                             }
                         };
                         if ok {
@@ -622,7 +629,7 @@ fn verify_all(answers: &[Answer], log_key: &VerifierKey) -> anyhow::Result<(usiz
         Ok(r.leaf_bytes().map(|b| b.len() as u64).unwrap_or(0))
     };
     let mut total = 0;
-    for leaf_bytes in candor::par::map(&lines, 1, check) {
+    for leaf_bytes in candor_core::par::map(&lines, 1, check) {
         total += leaf_bytes?;
     }
     Ok((lines.len(), total))
@@ -847,7 +854,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     })?;
     let disk = server
         .as_ref()
-        .and_then(|s| candor::store::dir_size(&s.data).ok());
+        .and_then(|s| candor_store::dir_size(&s.data).ok());
     if receipts != args.entries {
         bail!("{} receipts for {} entries", receipts, args.entries);
     }

@@ -1,0 +1,169 @@
+//! A log in this process on the in-memory store, with no HTTP and no clock but the
+//! host's: the fixture of the sequencer's unit tests and of the in-process tests of
+//! what reads a log (the monitor's audit).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine as _;
+use serde_json::json;
+use tokio::sync::{Semaphore, oneshot};
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::registry::{Action, Change};
+use crate::sequencer::Core;
+use crate::state::{Published, Reply, Submission, Validated};
+use candor_core::entry::{Entry, SignedEntry, samples};
+use candor_core::note::SignerKey;
+use candor_store::Store;
+use candor_store::memory::MemoryStore;
+
+pub const ORIGIN: &str = "example.com/test-log";
+pub const COMPANY: &str = "acme.example";
+
+/// A log: its memory store, its key, its one registered company and its sequencer.
+pub struct Log {
+    pub store: Arc<MemoryStore>,
+    pub key: SignerKey,
+    pub company: SignerKey,
+    pub core: Core,
+}
+
+impl Default for Log {
+    fn default() -> Log {
+        Log::new()
+    }
+}
+
+impl Log {
+    /// A log on a fresh memory store with [`COMPANY`] registered at index 0.
+    pub fn new() -> Log {
+        let store = Arc::new(MemoryStore::new());
+        let key = SignerKey::generate(ORIGIN).expect("log key");
+        let company = SignerKey::generate(COMPANY).expect("company key");
+        let core = open(&store, &key);
+        let mut log = Log {
+            store,
+            key,
+            company,
+            core,
+        };
+        let reg = log.registration();
+        assert_eq!(log.submit(vec![vec![reg]]), vec![Ok(vec![0])]);
+        log
+    }
+
+    /// A second sequencer on the same store (a restart, or a rival writer).
+    pub fn reopen(&self) -> Core {
+        open(&self.store, &self.key)
+    }
+
+    pub fn registration(&self) -> Validated {
+        let vkey = self.company.verifier();
+        let entry = Entry::parse_value(&json!({
+            "kind": "company_key",
+            "company": COMPANY,
+            "at": samples::decision_time(),
+            "action": "register",
+            "verifier_key": vkey.to_string(),
+        }))
+        .expect("company_key entry");
+        let log_vkey = self.key.verifier();
+        let signed = SignedEntry::sign(entry, self.key.signing_key(), log_vkey.key_id())
+            .expect("sign registration");
+        let change = Change {
+            name: COMPANY.into(),
+            key: vkey,
+            action: Action::Register,
+        };
+        validated(signed, *log_vkey.verifying_key(), Some(change))
+    }
+
+    /// The `n`-th distinct entry of the company.
+    pub fn entry(&self, n: u64) -> Validated {
+        let vkey = self.company.verifier();
+        let signed = SignedEntry::sign(
+            samples::load_targeting_decision(COMPANY, n),
+            self.company.signing_key(),
+            vkey.key_id(),
+        )
+        .expect("sign entry");
+        validated(signed, *vkey.verifying_key(), None)
+    }
+
+    /// Sequences one batch of submissions with `self.core` and returns each one's
+    /// indices (or the error it got).
+    pub fn submit(&mut self, subs: Vec<Vec<Validated>>) -> Vec<Result<Vec<u64>, ApiError>> {
+        submit(&mut self.core, subs)
+    }
+
+    pub fn published(&self) -> Arc<Published> {
+        self.core.shared().published()
+    }
+
+    pub fn stored_size(&self) -> u64 {
+        self.store.state().expect("state").map_or(0, |s| s.size)
+    }
+}
+
+pub fn open(store: &Arc<MemoryStore>, key: &SignerKey) -> Core {
+    let store: Arc<dyn Store> = store.clone();
+    Core::open(
+        store,
+        key.clone(),
+        ORIGIN.to_string(),
+        Arc::new(Metrics::new()),
+        candor_core::clock::system(),
+    )
+    .expect("open the log")
+}
+
+pub fn validated(
+    signed: SignedEntry,
+    key: ed25519_dalek::VerifyingKey,
+    change: Option<Change>,
+) -> Validated {
+    let message = signed.entry.signed_message().expect("signed message");
+    let sig = base64::engine::general_purpose::STANDARD
+        .decode(&signed.signature)
+        .expect("base64 signature");
+    Validated {
+        entry_hash: candor_core::entry::entry_hash_of_message(&message),
+        signature: ed25519_dalek::Signature::from_slice(&sig).expect("64-byte signature"),
+        signed,
+        message,
+        key,
+        change,
+        line: None,
+        verified: false,
+    }
+}
+
+pub fn submit(core: &mut Core, subs: Vec<Vec<Validated>>) -> Vec<Result<Vec<u64>, ApiError>> {
+    let permits = Arc::new(Semaphore::new(10_000));
+    let mut waiting = Vec::new();
+    let mut batch = Vec::new();
+    for items in subs {
+        let (reply, rx) = oneshot::channel::<Reply>();
+        let n = u32::try_from(items.len()).expect("few items");
+        let permit = permits.clone().try_acquire_many_owned(n).expect("permits");
+        batch.push(Submission {
+            items,
+            reply,
+            accepted: Instant::now(),
+            permit,
+        });
+        waiting.push(rx);
+    }
+    if let Some(job) = core.process(batch) {
+        job.run();
+    }
+    waiting
+        .into_iter()
+        .map(|mut rx| {
+            let receipts = rx.try_recv().expect("every submission is answered")?;
+            Ok(receipts.iter().map(|r| r.index).collect())
+        })
+        .collect()
+}
