@@ -1136,40 +1136,19 @@ mod tests {
     //! The audit against a log served in this process (the server's router on
     //! loopback, the log on the in-memory store).
 
-    use std::time::Duration;
-
-    use tokio::sync::{Semaphore, mpsc, watch};
-
     use super::*;
-    use candor_server::metrics::Metrics;
-    use candor_server::state::{AppState, Limits, Phase, Role};
-    use candor_server::testing::Log;
+    use candor_server::state::Role;
+    use candor_server::testing::{Log, app_state};
     use candor_store::Store as _;
 
     /// Serves `log` on 127.0.0.1:0; its base URL.
     async fn serve(log: &Log) -> String {
-        let (pool, _) = mpsc::unbounded_channel();
-        let app = Arc::new(AppState {
-            origin: log.key.verifier().name().to_string(),
-            verifier_key: log.key.verifier(),
-            log_key: log.key.clone(),
-            admin_token: "token".into(),
-            store: log.store.clone(),
-            shared: log.core.shared(),
-            metrics: Arc::new(Metrics::new()),
-            pool,
-            pool_permits: Arc::new(Semaphore::new(1)),
-            pool_size: 1,
-            phase: watch::channel(Phase::Running).1,
-            role: watch::channel(Role::ReadOnly).1,
-            rate_limiter: None,
-            limits: Limits {
-                max_batch_lines: 10,
-                max_body_bytes: 1 << 20,
-                max_entry_body_bytes: 1 << 16,
-                request_timeout: Duration::from_secs(5),
-            },
-        });
+        let app = Arc::new(app_state(
+            log.store.clone(),
+            &log.key,
+            log.core.shared(),
+            Role::ReadOnly,
+        ));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

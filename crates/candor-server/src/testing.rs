@@ -7,13 +7,15 @@ use std::time::Instant;
 
 use base64::Engine as _;
 use serde_json::json;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::registry::{Action, Change};
 use crate::sequencer::Core;
-use crate::state::{Published, Reply, Submission, Validated};
+use crate::state::{
+    AppState, Limits, Phase, Published, Reply, Role, Shared, Submission, Validated,
+};
 use candor_core::entry::{Entry, SignedEntry, samples};
 use candor_core::note::SignerKey;
 use candor_store::Store;
@@ -166,4 +168,36 @@ pub fn submit(core: &mut Core, subs: Vec<Vec<Validated>>) -> Vec<Result<Vec<u64>
             Ok(receipts.iter().map(|r| r.index).collect())
         })
         .collect()
+}
+
+/// The HTTP handlers' state for a log of `key` on `store` in `role`, with small limits
+/// and a pool nobody drains (submissions over HTTP are not what these tests send).
+pub fn app_state(
+    store: Arc<dyn Store>,
+    key: &SignerKey,
+    shared: Arc<Shared>,
+    role: Role,
+) -> AppState {
+    let (pool, _) = mpsc::unbounded_channel();
+    AppState {
+        origin: key.name().to_string(),
+        verifier_key: key.verifier(),
+        log_key: key.clone(),
+        admin_token: "token".into(),
+        store,
+        shared,
+        metrics: Arc::new(Metrics::new()),
+        pool,
+        pool_permits: Arc::new(Semaphore::new(1)),
+        pool_size: 1,
+        phase: watch::channel(Phase::Running).1,
+        role: watch::channel(role).1,
+        rate_limiter: None,
+        limits: Limits {
+            max_batch_lines: 10,
+            max_body_bytes: 1 << 20,
+            max_entry_body_bytes: 1 << 16,
+            request_timeout: std::time::Duration::from_secs(5),
+        },
+    }
 }

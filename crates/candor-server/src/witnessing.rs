@@ -270,15 +270,15 @@ mod tests {
 
     use std::time::{Duration, Instant};
 
-    use base64::Engine as _;
     use serde_json::json;
-    use tokio::sync::{Semaphore, mpsc, oneshot};
+    use tokio::sync::{Semaphore, oneshot};
 
     use super::*;
     use crate::metrics::Metrics;
     use crate::registry::{Action, Change};
     use crate::sequencer::Core;
-    use crate::state::{Limits, Reply, Role, Submission, Validated};
+    use crate::state::{Reply, Role, Submission, Validated};
+    use crate::testing::validated;
     use candor_core::entry::{Entry, SignedEntry, samples};
     use candor_core::note::{SignerKey, VerifierKey};
     use candor_net::witness_client::WitnessEndpoint;
@@ -421,28 +421,12 @@ mod tests {
         }
 
         fn app(&self) -> AppState {
-            let (pool, _) = mpsc::unbounded_channel();
-            AppState {
-                origin: ORIGIN.into(),
-                verifier_key: self.key.verifier(),
-                log_key: self.key.clone(),
-                admin_token: "token".into(),
-                store: self.store.clone(),
-                shared: self.core.shared(),
-                metrics: Arc::new(Metrics::new()),
-                pool,
-                pool_permits: Arc::new(Semaphore::new(1)),
-                pool_size: 1,
-                phase: watch::channel(Phase::Running).1,
-                role: watch::channel(Role::Sequencer).1,
-                rate_limiter: None,
-                limits: Limits {
-                    max_batch_lines: 10,
-                    max_body_bytes: 1 << 20,
-                    max_entry_body_bytes: 1 << 16,
-                    request_timeout: Duration::from_secs(5),
-                },
-            }
+            crate::testing::app_state(
+                self.store.clone(),
+                &self.key,
+                self.core.shared(),
+                Role::Sequencer,
+            )
         }
 
         /// Cosignatures on the stored checkpoint (each line after the log's own).
@@ -457,27 +441,6 @@ mod tests {
                 .lines()
                 .filter(|l| l.starts_with("— "))
                 .count()
-        }
-    }
-
-    fn validated(
-        signed: SignedEntry,
-        key: ed25519_dalek::VerifyingKey,
-        change: Option<Change>,
-    ) -> Validated {
-        let message = signed.entry.signed_message().expect("message");
-        let sig = base64::engine::general_purpose::STANDARD
-            .decode(&signed.signature)
-            .expect("base64");
-        Validated {
-            entry_hash: candor_core::entry::entry_hash_of_message(&message),
-            signature: ed25519_dalek::Signature::from_slice(&sig).expect("signature"),
-            signed,
-            message,
-            key,
-            change,
-            line: None,
-            verified: false,
         }
     }
 
