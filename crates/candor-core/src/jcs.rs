@@ -10,6 +10,12 @@
 //! −(2^53−1) ..= 2^53−1 (I-JSON, RFC 7493 §2.2), writes them in plain decimal (which
 //! is what the ECMAScript algorithm yields for them), and rejects every other number.
 //! Rejecting instead of rounding means two parties can never disagree about the bytes.
+//!
+//! A `serde_json::Value` is checked against that profile and then written by the
+//! `serde_json_canonicalizer` crate ([`canonicalize`]). Typed values on the ingest
+//! path are written by this module's own serializer ([`to_canonical`]), which costs
+//! a fraction of the crate's (BENCHMARKS.md, "Canonical JSON"); the tests hold it to
+//! the crate's bytes. [`quick_canonical`] confirms canonical text without a parse.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -244,71 +250,54 @@ impl<'a> Quick<'a> {
 /// can never be accepted by [`canonicalize`]-checking parsers.
 pub(crate) fn canonicalize_lenient(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();
-    // With `strict == false` only a non-integer number can fail, and Candor's typed
-    // values contain none; should one appear anyway, serde's own text is used.
-    if write_value(value, &mut out, false).is_err() {
+    let mut ser = Direct {
+        out: &mut out,
+        members: Vec::new(),
+        scratch: Vec::new(),
+        strict: false,
+    };
+    // Leniently only a non-integer number can fail, and Candor's typed values contain
+    // none; should one appear anyway, serde's own text is used.
+    if value.serialize(&mut ser).is_err() {
         out = value.to_string().into_bytes();
     }
     out
 }
 
-/// Writes `v`; an error's path is relative to `v` (see [`JcsError::within`]).
-fn write_value(v: &Value, out: &mut Vec<u8>, strict: bool) -> Result<(), JcsError> {
+/// Candor's profile of `v`: every number an integer within ±(2^53−1). An error's
+/// path is relative to `v` (see [`JcsError::within`]); members are visited in
+/// canonical order, so the error reported is the first one in the canonical bytes.
+fn check_profile(v: &Value) -> Result<(), JcsError> {
     match v {
-        Value::Null => out.extend_from_slice(b"null"),
-        Value::Bool(true) => out.extend_from_slice(b"true"),
-        Value::Bool(false) => out.extend_from_slice(b"false"),
-        Value::Number(n) => write_number(n, out, strict)?,
-        Value::String(s) => write_string(s, out),
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_value(item, out, strict).map_err(|e| e.within(format_args!("[{i}]")))?;
-            }
-            out.push(b']');
-        }
+        Value::Null | Value::Bool(_) | Value::String(_) => Ok(()),
+        Value::Number(n) => check_number(n),
+        Value::Array(items) => items.iter().enumerate().try_for_each(|(i, item)| {
+            check_profile(item).map_err(|e| e.within(format_args!("[{i}]")))
+        }),
         Value::Object(map) => {
-            // RFC 8785 §3.2.3: sort by UTF-16 code units, not by UTF-8 bytes or scalars.
             let mut members: Vec<(&String, &Value)> = map.iter().collect();
             members.sort_by(|a, b| cmp_utf16(a.0, b.0));
-            out.push(b'{');
-            for (i, (k, item)) in members.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_string(k, out);
-                out.push(b':');
-                write_value(item, out, strict).map_err(|e| e.within(format_args!(".{k}")))?;
-            }
-            out.push(b'}');
+            members.into_iter().try_for_each(|(k, item)| {
+                check_profile(item).map_err(|e| e.within(format_args!(".{k}")))
+            })
         }
     }
-    Ok(())
 }
 
-fn write_number(n: &serde_json::Number, out: &mut Vec<u8>, strict: bool) -> Result<(), JcsError> {
-    if let Some(u) = n.as_u64() {
-        if strict && u > MAX_SAFE_INTEGER {
-            return Err(JcsError::OutOfRange {
-                path: String::new(),
-                value: u.to_string(),
-            });
-        }
-        write_decimal(u, false, out);
-    } else if let Some(i) = n.as_i64() {
-        if strict && i.unsigned_abs() > MAX_SAFE_INTEGER {
-            return Err(JcsError::OutOfRange {
-                path: String::new(),
-                value: i.to_string(),
-            });
-        }
-        write_decimal(i.unsigned_abs(), i < 0, out);
-    } else {
+fn check_number(n: &serde_json::Number) -> Result<(), JcsError> {
+    let magnitude = match (n.as_u64(), n.as_i64()) {
+        (Some(u), _) => u,
+        (None, Some(i)) => i.unsigned_abs(),
         // serde_json keeps every number with a '.' or exponent as f64, even `1.0`.
-        return Err(JcsError::NotInteger {
+        (None, None) => {
+            return Err(JcsError::NotInteger {
+                path: String::new(),
+                value: n.to_string(),
+            });
+        }
+    };
+    if magnitude > MAX_SAFE_INTEGER {
+        return Err(JcsError::OutOfRange {
             path: String::new(),
             value: n.to_string(),
         });
@@ -407,13 +396,17 @@ pub fn to_canonical_into<T: Serialize + ?Sized>(v: &T, out: &mut Vec<u8>) -> Res
         out,
         members: Vec::new(),
         scratch: Vec::new(),
+        strict: true,
     };
     v.serialize(&mut ser).map_err(|e| e.within("$"))
 }
 
 /// [`canonicalize`] appending to `out` (on error `out` holds a partial write).
 pub fn canonicalize_into(value: &Value, out: &mut Vec<u8>) -> Result<(), JcsError> {
-    write_value(value, out, true).map_err(|e| e.within("$"))
+    check_profile(value).map_err(|e| e.within("$"))?;
+    // Within the profile the crate writes each integer in plain decimal, as its
+    // double's ECMAScript form is.
+    serde_json_canonicalizer::to_writer(value, out).map_err(|e| JcsError::Serialize(e.to_string()))
 }
 
 impl serde::ser::Error for JcsError {
@@ -429,6 +422,8 @@ struct Direct<'o> {
     members: Vec<Member>,
     /// Where an object's members are copied while [`Object::close`] reorders them.
     scratch: Vec<u8>,
+    /// False: integers outside ±(2^53−1) are written too ([`canonicalize_lenient`]).
+    strict: bool,
 }
 
 /// One member of an open object: its name and where `"name":value` sits in the output.
@@ -439,7 +434,7 @@ struct Member {
 
 impl Direct<'_> {
     fn write_u64(&mut self, u: u64) -> Result<(), JcsError> {
-        if u > MAX_SAFE_INTEGER {
+        if self.strict && u > MAX_SAFE_INTEGER {
             return Err(JcsError::OutOfRange {
                 path: String::new(),
                 value: u.to_string(),
@@ -450,7 +445,7 @@ impl Direct<'_> {
     }
 
     fn write_i64(&mut self, i: i64) -> Result<(), JcsError> {
-        if i.unsigned_abs() > MAX_SAFE_INTEGER {
+        if self.strict && i.unsigned_abs() > MAX_SAFE_INTEGER {
             return Err(JcsError::OutOfRange {
                 path: String::new(),
                 value: i.to_string(),
@@ -461,9 +456,12 @@ impl Direct<'_> {
     }
 
     fn not_integer(&self, f: f64) -> JcsError {
+        // serde_json's text of the number, as `canonicalize` reports it.
+        let value =
+            serde_json::Number::from_f64(f).map_or_else(|| f.to_string(), |n| n.to_string());
         JcsError::NotInteger {
             path: String::new(),
-            value: f.to_string(),
+            value,
         }
     }
 
@@ -560,6 +558,7 @@ impl Object<'_, '_> {
             out,
             members,
             scratch,
+            ..
         } = self.ser;
         let mine = &mut members[self.first..];
         let sorted = mine
@@ -1291,6 +1290,73 @@ mod tests {
             r#"[{"entry":1}]"#,              // not a top-level member
         ] {
             assert_eq!(quick_canonical(text, "entry"), None, "{text}");
+        }
+    }
+
+    /// Whether every number in `v` is within Candor's profile.
+    fn in_profile(v: &Value) -> bool {
+        match v {
+            Value::Number(n) => {
+                n.as_i64()
+                    .is_some_and(|i| i.unsigned_abs() <= MAX_SAFE_INTEGER)
+                    || n.as_u64().is_some_and(|u| u <= MAX_SAFE_INTEGER)
+            }
+            Value::Array(a) => a.iter().all(in_profile),
+            Value::Object(m) => m.values().all(in_profile),
+            _ => true,
+        }
+    }
+
+    /// Random JSON whose numbers are all within the profile, with names and strings
+    /// of any characters (controls, U+2028, astral ones whose UTF-16 order differs).
+    fn integer_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let text =
+            "(\\PC|[\\x00-\\x1f\\x7f\\u{2028}\\u{e000}-\\u{ffff}\\u{10000}-\\u{10ffff}]){0,8}";
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-(MAX_SAFE_INTEGER as i64)..=MAX_SAFE_INTEGER as i64).prop_map(|n| json!(n)),
+            (-1000i64..1000).prop_map(|n| json!(n)),
+            text.prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(text, inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Differential: the own writer (the ingest path's) and the checked crate path
+        /// give serde_json_canonicalizer's bytes for integer-only JSON.
+        #[test]
+        fn own_writer_matches_serde_json_canonicalizer(v in integer_json()) {
+            let reference = serde_json_canonicalizer::to_vec(&v).expect("serializes");
+            proptest::prop_assert_eq!(to_canonical(&v).ok(), Some(reference.clone()));
+            proptest::prop_assert_eq!(canonicalize(&v).ok(), Some(reference.clone()));
+            proptest::prop_assert!(is_canonical(&reference));
+        }
+
+        /// Outside the profile both writers refuse, with the same error; inside it
+        /// they agree with the crate.
+        #[test]
+        fn both_writers_enforce_the_profile(v in json_value()) {
+            match (to_canonical(&v), canonicalize(&v)) {
+                (Ok(own), Ok(checked)) => {
+                    proptest::prop_assert!(in_profile(&v));
+                    let reference = serde_json_canonicalizer::to_vec(&v).expect("serializes");
+                    proptest::prop_assert_eq!(&own, &reference);
+                    proptest::prop_assert_eq!(&checked, &reference);
+                }
+                (Err(own), Err(checked)) => {
+                    proptest::prop_assert!(!in_profile(&v));
+                    proptest::prop_assert_eq!(own, checked);
+                }
+                (own, checked) => proptest::prop_assert!(false, "{:?} vs {:?}", own, checked),
+            }
         }
     }
 

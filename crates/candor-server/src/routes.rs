@@ -709,9 +709,8 @@ async fn enqueue(
         for it in &items {
             *per_company.entry(it.signed.entry.company()).or_default() += 1;
         }
-        let now = Instant::now();
         for (company, n) in per_company {
-            if let Err(r) = rl.check(company, n, now) {
+            if let Err(r) = rl.check(company, n) {
                 let detail = if r.exceeds_burst {
                     format!(
                         "{n} entries for {company:?} exceed the per-company burst; split the request"

@@ -343,6 +343,36 @@ fn crypto_and_entries(c: &mut Criterion) {
     g.bench_function("canonical_bytes_jcs", |b| {
         b.iter(|| black_box(entry.canonical_bytes().map(|v| v.len()).unwrap_or(0)))
     });
+    // The same bytes from serde_json_canonicalizer (no integer-profile check), and
+    // through a serde_json::Value, the path of `jcs::canonicalize`.
+    g.bench_function("canonical_bytes_crate", |b| {
+        b.iter(|| {
+            black_box(
+                serde_json_canonicalizer::to_vec(&entry)
+                    .map(|v| v.len())
+                    .unwrap_or(0),
+            )
+        })
+    });
+    let value = serde_json::to_value(&entry).unwrap_or_default();
+    g.bench_function("canonical_value_own", |b| {
+        b.iter(|| {
+            black_box(
+                candor_core::jcs::to_canonical(&value)
+                    .map(|v| v.len())
+                    .unwrap_or(0),
+            )
+        })
+    });
+    g.bench_function("canonicalize_value", |b| {
+        b.iter(|| {
+            black_box(
+                candor_core::jcs::canonicalize(&value)
+                    .map(|v| v.len())
+                    .unwrap_or(0),
+            )
+        })
+    });
     g.bench_function("entry_hash", |b| {
         b.iter(|| black_box(entry.entry_hash().map(|h| h.0[0]).unwrap_or(0)))
     });
@@ -599,12 +629,65 @@ fn ed25519(c: &mut Criterion) {
     g.finish();
 }
 
+/// The work `candor_core::par` spreads over the cores: the monitor's per-leaf parse and
+/// entry hash, and Ed25519 batch verification split into one equation per range.
+fn parallel(c: &mut Criterion) {
+    use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+    let n: usize = if full_run() { 4096 } else { 256 };
+    let companies: Vec<SignerKey> = (0..4)
+        .map(|i| SignerKey::generate(&format!("c{i}.example")).unwrap_or_else(|e| panic!("{e}")))
+        .collect();
+    let leaves: Vec<Vec<u8>> = (0..n)
+        .map(|i| {
+            let company = &companies[i % 4];
+            let entry = samples::load_targeting_decision(company.name(), i as u64);
+            let signed =
+                SignedEntry::sign(entry, company.signing_key(), company.verifier().key_id())
+                    .unwrap_or_else(|e| panic!("{e}"));
+            Leaf::new(signed, samples::decision_time())
+                .to_bytes()
+                .unwrap_or_else(|e| panic!("{e}"))
+        })
+        .collect();
+    let keys: Vec<SigningKey> = (0..4u8)
+        .map(|i| SigningKey::from_bytes(&sha256(&[i, 2]).0))
+        .collect();
+    let msgs: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("{i:05} {}", "entry ".repeat(170)).into_bytes())
+        .collect();
+    let sigs: Vec<Signature> = msgs
+        .iter()
+        .enumerate()
+        .map(|(i, m)| keys[i % 4].sign(m))
+        .collect();
+    let vks: Vec<VerifyingKey> = (0..n).map(|i| keys[i % 4].verifying_key()).collect();
+    let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+
+    let mut g = c.benchmark_group("par");
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function(format!("leaf_parse_and_hash/{n}"), |b| {
+        b.iter(|| {
+            let hashes = candor_core::par::map(&leaves, 16, |bytes| {
+                Leaf::parse(bytes)
+                    .and_then(|l| l.entry.entry_hash())
+                    .map(|h| h.0[0])
+            });
+            black_box(hashes.len())
+        })
+    });
+    g.bench_function(format!("verify_batch_parallel/{n}_4_keys"), |b| {
+        b.iter(|| black_box(candor_core::entry::verify_batch_parallel(&refs, &sigs, &vks).is_ok()))
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     append,
     proofs,
     crypto_and_entries,
     ed25519,
-    other_crates
+    other_crates,
+    parallel
 );
 criterion_main!(benches);
