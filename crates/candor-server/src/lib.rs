@@ -13,7 +13,6 @@ pub mod edge;
 pub mod error;
 pub mod follower;
 pub mod metrics;
-pub mod publish;
 pub mod ratelimit;
 pub mod reader;
 pub mod registry;
@@ -21,6 +20,7 @@ pub mod routes;
 pub mod sequencer;
 pub mod state;
 pub mod testing;
+pub mod tiles_publisher;
 pub mod web;
 pub mod witnessing;
 
@@ -66,8 +66,8 @@ fn start_publisher(
     phase: &watch::Receiver<Phase>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(url) = tiles else { return Ok(None) };
-    let target = publish::Target::open(url)?;
-    Ok(Some(tokio::spawn(publish::run(
+    let target = candor_store::object_tiles::Target::open(url)?;
+    Ok(Some(tokio::spawn(tiles_publisher::run(
         target,
         store.clone(),
         shared.clone(),

@@ -72,6 +72,7 @@
 
 mod index_runs;
 pub mod memory;
+pub mod object_tiles;
 pub mod postgres;
 mod redb_errors;
 mod redb_store;

@@ -1,8 +1,7 @@
-//! Publishing the read API to object storage (`candor serve --tiles URL`): after each
-//! sequenced batch, the new entry bundles and hash tiles are written as objects at their
-//! C2SP tlog-tiles paths under the URL's prefix, then the checkpoint object is replaced.
-//! Any static host or CDN in front of the bucket then serves `GET checkpoint` and
-//! `GET tile/…` exactly as `candor serve` does (spec/deployment.md §4).
+//! The read API as objects (`candor serve --tiles URL`): entry bundles and hash tiles
+//! written at their C2SP tlog-tiles paths under the URL's prefix, then the checkpoint
+//! object. Any static host or CDN in front of the bucket then serves `GET checkpoint`
+//! and `GET tile/…` exactly as `candor serve` does (spec/deployment.md §4).
 //!
 //! Rules (C2SP tlog-tiles: full tiles are immutable, partial tiles are prefixes):
 //! - a full tile or bundle is written once, with a conditional create
@@ -13,30 +12,20 @@
 //!   fixed by W, so an overwrite never changes what a reader saw;
 //! - the checkpoint object is replaced only after every tile and bundle it needs is in
 //!   place, so a reader that fetches the checkpoint finds all of its tiles.
-//!
-//! The publisher runs beside the sequencer, off its path: a slow or failing object store
-//! delays the published objects (retried with back-off), never a receipt.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::StreamExt as _;
 use object_store::path::Path as ObjectPath;
 use object_store::{
     Attribute, Attributes, ObjectStore, ObjectStoreExt as _, PutMode, PutOptions, PutPayload,
 };
-use tokio::sync::watch;
 
-use super::state::{Phase, Shared};
-use candor_core::checkpoint;
-use candor_core::note::VerifierKey;
+use crate::{Store, TileId};
 use candor_core::tiles::{self, Bundle, TILE_HEIGHT, TILE_WIDTH, Tile};
-use candor_store::{Store, TileId};
 
 /// Objects uploaded at once.
 const CONCURRENCY: usize = 8;
-/// How often the publisher looks for a new checkpoint.
-const POLL: Duration = Duration::from_millis(100);
 
 /// Why publishing failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +52,8 @@ pub struct Target {
     prefix: String,
     /// Whether the backend takes HTTP attributes (`Cache-Control`, `Content-Type`).
     attributes: bool,
-    url: String,
+    /// The URL it was opened from, for messages.
+    pub url: String,
 }
 
 impl Target {
@@ -219,7 +209,7 @@ impl Target {
         }
     }
 
-    async fn put_checkpoint(&self, note: Vec<u8>) -> Result<(), PublishError> {
+    pub async fn put_checkpoint(&self, note: Vec<u8>) -> Result<(), PublishError> {
         let path = self.path("checkpoint");
         let opts = self.options(
             PutMode::Overwrite,
@@ -321,89 +311,6 @@ pub async fn publish_round(
         r?;
     }
     target.put_checkpoint(note).await
-}
-
-/// The publisher task: follows the published checkpoint and mirrors it to `target`
-/// until the server finishes. Starts from the size of a checkpoint already in the
-/// object store if it verifies with the log key (its tiles are in place: the
-/// checkpoint object is always written last).
-pub async fn run(
-    target: Target,
-    store: Arc<dyn Store>,
-    shared: Arc<Shared>,
-    vkey: VerifierKey,
-    mut phase: watch::Receiver<Phase>,
-) {
-    let mut done = match target.checkpoint().await {
-        Ok(Some(note)) => match checkpoint::open_checkpoint(&note, &vkey) {
-            Ok((cp, _)) if cp.size <= shared.published().checkpoint.size => Some((cp.size, note)),
-            Ok((cp, _)) => {
-                tracing::error!(
-                    "{}: its checkpoint (size {}) is ahead of the log; not publishing",
-                    target.url,
-                    cp.size
-                );
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(
-                    "{}: ignoring a checkpoint that does not verify: {e}",
-                    target.url
-                );
-                None
-            }
-        },
-        Ok(None) => None,
-        Err(e) => {
-            tracing::warn!("{}: reading its checkpoint: {e}", target.url);
-            None
-        }
-    };
-    let mut backoff = POLL;
-    loop {
-        let p = shared.published();
-        let up_to_date = done
-            .as_ref()
-            .is_some_and(|(_, note)| note.as_slice() == p.note.as_slice());
-        if !up_to_date {
-            let old = done.as_ref().map_or(0, |(s, _)| *s).min(p.checkpoint.size);
-            let note = p.note.as_ref().clone();
-            match publish_round(&target, store.clone(), old, p.checkpoint.size, note.clone()).await
-            {
-                Ok(()) => {
-                    done = Some((p.checkpoint.size, note));
-                    backoff = POLL;
-                }
-                Err(e @ PublishError::Mismatch { .. }) => {
-                    tracing::error!("publishing to {}: {e}", target.url);
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!("publishing to {} (will retry): {e}", target.url);
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-        if *phase.borrow() == Phase::Finished {
-            return;
-        }
-        let finished = tokio::select! {
-            () = tokio::time::sleep(backoff) => false,
-            r = phase.wait_for(|p| *p == Phase::Finished) => r.is_ok(),
-        };
-        if finished {
-            // One last round so the final checkpoint is published.
-            let p = shared.published();
-            let old = done.as_ref().map_or(0, |(s, _)| *s).min(p.checkpoint.size);
-            let note = p.note.as_ref().clone();
-            if let Err(e) =
-                publish_round(&target, store.clone(), old, p.checkpoint.size, note).await
-            {
-                tracing::warn!("publishing to {} at shutdown: {e}", target.url);
-            }
-            return;
-        }
-    }
 }
 
 #[cfg(test)]
