@@ -12,9 +12,9 @@ use crate::entry::{Entry, Leaf, verify_signed_message};
 use crate::hash::{Hash, leaf_hash};
 use crate::merkle::verify_inclusion;
 use crate::note::VerifierKey;
-use crate::policy::Policy;
 use crate::subject::{Opening, Salt, SubjectId, commit};
 use crate::tlog_proof::TlogProof;
+use crate::trust_policy::Policy;
 
 pub mod online;
 

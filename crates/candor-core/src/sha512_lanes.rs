@@ -4,7 +4,7 @@
 //! Ed25519 verification hashes `R ‖ A ‖ M` for every signature (RFC 8032 §5.1.7), and
 //! in a batch those hashes are independent: after the square roots of `R`
 //! ([`crate::ed25519_points`]) they were the largest single cost of the monitor's
-//! audit (11.5 % of its CPU, BENCHMARKS.md). One SHA-512 is a chain of 80 dependent
+//! audit (BENCHMARKS.md, "Ed25519 verification"). One SHA-512 is a chain of 80 dependent
 //! rounds per block that a single message cannot spread over vector lanes; eight
 //! messages can, and AVX-512 has the 64-bit rotations and three-input logic the
 //! rounds need. Messages of different lengths share the rounds of their longest: a

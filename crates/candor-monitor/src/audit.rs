@@ -152,7 +152,7 @@ pub struct Auditor {
     pub origin: String,
     pub policy: Arc<Policy>,
     /// `--trust-policy`: checkpoints must satisfy it (witness quorum).
-    pub trust_policy: Option<candor_core::policy::Policy>,
+    pub trust_policy: Option<candor_core::trust_policy::Policy>,
     pub dir: Arc<StateDir>,
     pub state: MonitorState,
     pub sink: Sink,

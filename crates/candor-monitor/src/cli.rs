@@ -233,7 +233,7 @@ pub async fn monitor_with_clock(args: MonitorArgs, clock: SharedClock) -> anyhow
         std::fs::read(p)
             .map_err(|e| format!("cannot read --trust-policy {}: {e}", p.display()))
             .and_then(|b| {
-                candor_core::policy::Policy::parse(&b)
+                candor_core::trust_policy::Policy::parse(&b)
                     .map_err(|e| format!("bad --trust-policy {}: {e}", p.display()))
             })
     }) {

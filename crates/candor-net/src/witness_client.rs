@@ -19,7 +19,7 @@ use candor_core::checkpoint::Checkpoint;
 use candor_core::cosignature;
 use candor_core::hash::Hash;
 use candor_core::note::{KeyType, Note, NoteSignature, VerifierKey};
-use candor_core::policy::{Policy, PolicyError};
+use candor_core::trust_policy::{Policy, PolicyError};
 use candor_core::witness_protocol::{self as protocol, ADD_CHECKPOINT_PATH, AddCheckpointRequest};
 
 /// How many 409 size hints one witness may send within one round before the

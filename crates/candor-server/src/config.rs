@@ -22,9 +22,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default origin (and log key name) on first start.
 pub const DEFAULT_ORIGIN: &str = "candor.local/log";
 /// Default maximum entries per sequenced batch. A batch has one fsync'd commit, one
-/// signature and a serial part of the sequencer's work: at 1,024 the sequencer, not
-/// the CPU, bounds ingest; 8,192 gives 15-20 % more at the same p99 under an offered
-/// 10k/s (BENCHMARKS.md, "Ingest").
+/// signature and a serial part of the sequencer's work, so small batches leave the
+/// sequencer, not the CPU, bounding ingest (BENCHMARKS.md, "Ingest").
 pub const DEFAULT_BATCH_SIZE: usize = 8192;
 /// Default time the sequencer waits to fill a batch.
 pub const DEFAULT_BATCH_DELAY_MS: u64 = 20;

@@ -1,9 +1,8 @@
 //! The redb backend's hash indexes as sorted runs: a log-structured merge tree.
 //!
 //! A hash index has random keys. Merged into one B-tree, every bulk merge rewrites
-//! most of the tree's pages, so its cost grows with the log and ingest falls from
-//! ~38k entries/s over the first million entries to ~17k/s over the tenth
-//! (BENCHMARKS.md, "Ingest"). Here each flush of gathered rows is written as a new
+//! most of the tree's pages, so its cost grows with the log (BENCHMARKS.md,
+//! "Ingest"). Here each flush of gathered rows is written as a new
 //! immutable *run*, sorted by hash, with sequential keys, and [`FAN_IN`] runs of one
 //! level are merged, by one sequential pass, into one run of the next level, up to
 //! [`TOP_LEVEL`], whose runs gather unmerged. Every row is rewritten once per level
@@ -745,7 +744,7 @@ const FILTER_PROBES: usize = 8;
 
 /// A blocked Bloom filter over one run's hashes, kept in memory for the entry-hash
 /// index: nearly every submission is new, and without it each one read a chunk of
-/// every live run (45 % of the server's CPU at 10^7 entries, BENCHMARKS.md). The
+/// every live run (BENCHMARKS.md, "Ingest"). The
 /// hashes are SHA-256 outputs, so their bytes serve as the filter's hash functions.
 #[derive(Debug)]
 pub(super) struct RunFilter {

@@ -13,10 +13,10 @@
 
 use candor_core::hash::Hash;
 use candor_core::note::VerifierKey;
-use candor_core::policy::Policy;
 use candor_core::receipt::online::{self, Fetched, ListedKey, Material};
 use candor_core::receipt::{self, CheckName, Receipt, ReceiptLink, verify_receipt_with_policy};
 use candor_core::subject::SubjectId;
+use candor_core::trust_policy::Policy;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;

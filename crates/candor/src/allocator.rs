@@ -3,16 +3,14 @@
 //! executable, so that both measure the same server.
 //!
 //! jemalloc, not glibc's malloc: the server allocates and frees megabytes per request
-//! on many threads, and glibc's malloc and free took about a sixth of its CPU. Ingest
-//! rose by 12-25 % with nothing else changed (BENCHMARKS.md, "Allocator").
+//! on many threads, where glibc's malloc costs ingest (BENCHMARKS.md, "Allocator").
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options (its `malloc_conf`, read at start-up). Two arenas instead of
-/// four per core, and a background thread that returns pages unused for 200 ms: at
-/// 10^6 entries this held the server's peak to 328 MB against 437-447 MB with four
-/// arenas per core and a 1 s decay, at the same ingest rate (BENCHMARKS.md, "Allocator").
+/// four per core, and a background thread that returns pages unused for 200 ms, which
+/// lowers the server's peak at the same ingest rate (BENCHMARKS.md, "Allocator").
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static MALLOC_CONF: &[u8; 69] =
     b"background_thread:true,narenas:2,dirty_decay_ms:200,muzzy_decay_ms:0\0";

@@ -15,9 +15,9 @@ use candor_core::cosignature::witness_verifier_key;
 use candor_core::entry::samples;
 use candor_core::hash::leaf_hash;
 use candor_core::note::{Note, VerifierKey};
-use candor_core::policy::Policy;
 use candor_core::receipt::{Receipt, ReceiptLink};
 use candor_core::tlog_proof::TlogProof;
+use candor_core::trust_policy::Policy;
 use common::LogServer;
 use common::witness::{Witness, write_key};
 

@@ -20,10 +20,10 @@ use crate::entry::Entry;
 use crate::hash::Hash;
 use crate::merkle::verify_consistency;
 use crate::note::VerifierKey;
-use crate::policy::Policy;
 use crate::receipt::{
     CheckName, Receipt, Verification, check_purchase_citation, verify_receipt_with_policy,
 };
+use crate::trust_policy::Policy;
 
 /// What asking the log for one resource gave.
 #[derive(Clone, Debug, PartialEq, Eq)]

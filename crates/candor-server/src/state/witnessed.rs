@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::Published;
 use candor_core::note::VerifierKey;
-use candor_core::policy::Policy;
+use candor_core::trust_policy::Policy;
 use candor_net::witness_client::{ClientError, WitnessClient, WitnessEndpoint};
 
 /// Default time limit of one request to one witness.
@@ -72,7 +72,7 @@ pub enum WitnessingError {
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error("building the trust policy: {0}")]
-    Policy(#[from] candor_core::policy::PolicyError),
+    Policy(#[from] candor_core::trust_policy::PolicyError),
 }
 
 impl Witnessing {

@@ -18,12 +18,12 @@ use serde::Deserialize;
 use candor_core::answer::{self, Answer, Purchase, Status};
 use candor_core::hash::{Hash, leaf_hash};
 use candor_core::note::VerifierKey;
-use candor_core::policy::Policy;
 use candor_core::receipt::online::{self, Fetched, ListedKey, Material, Plan, PurchaseCheck};
 use candor_core::receipt::{
     CheckName, Receipt, ReceiptLink, SubjectOpening, Verification, verify_receipt_with_policy,
 };
 use candor_core::subject::SubjectId;
+use candor_core::trust_policy::Policy;
 use candor_net::client::{Client, ClientError};
 
 /// Arguments of `candor verify`.
