@@ -62,36 +62,12 @@ impl Log {
     }
 
     pub fn registration(&self) -> Validated {
-        let vkey = self.company.verifier();
-        let entry = Entry::parse_value(&json!({
-            "kind": "company_key",
-            "company": COMPANY,
-            "at": samples::decision_time(),
-            "action": "register",
-            "verifier_key": vkey.to_string(),
-        }))
-        .expect("company_key entry");
-        let log_vkey = self.key.verifier();
-        let signed = SignedEntry::sign(entry, self.key.signing_key(), log_vkey.key_id())
-            .expect("sign registration");
-        let change = Change {
-            name: COMPANY.into(),
-            key: vkey,
-            action: Action::Register,
-        };
-        validated(signed, *log_vkey.verifying_key(), Some(change))
+        registration(&self.key, &self.company)
     }
 
     /// The `n`-th distinct entry of the company.
     pub fn entry(&self, n: u64) -> Validated {
-        let vkey = self.company.verifier();
-        let signed = SignedEntry::sign(
-            samples::load_targeting_decision(COMPANY, n),
-            self.company.signing_key(),
-            vkey.key_id(),
-        )
-        .expect("sign entry");
-        validated(signed, *vkey.verifying_key(), None)
+        company_entry(&self.company, n)
     }
 
     /// Sequences one batch of submissions with `self.core` and returns each one's
@@ -107,6 +83,40 @@ impl Log {
     pub fn stored_size(&self) -> u64 {
         self.store.state().expect("state").map_or(0, |s| s.size)
     }
+}
+
+/// The log's `company_key` entry registering `company`'s key, signed by `log`.
+pub fn registration(log: &SignerKey, company: &SignerKey) -> Validated {
+    let vkey = company.verifier();
+    let entry = Entry::parse_value(&json!({
+        "kind": "company_key",
+        "company": company.name(),
+        "at": samples::decision_time(),
+        "action": "register",
+        "verifier_key": vkey.to_string(),
+    }))
+    .expect("company_key entry");
+    let log_vkey = log.verifier();
+    let signed =
+        SignedEntry::sign(entry, log.signing_key(), log_vkey.key_id()).expect("sign registration");
+    let change = Change {
+        name: company.name().into(),
+        key: vkey,
+        action: Action::Register,
+    };
+    validated(signed, *log_vkey.verifying_key(), Some(change))
+}
+
+/// The `n`-th distinct entry of `company`.
+pub fn company_entry(company: &SignerKey, n: u64) -> Validated {
+    let vkey = company.verifier();
+    let signed = SignedEntry::sign(
+        samples::load_targeting_decision(company.name(), n),
+        company.signing_key(),
+        vkey.key_id(),
+    )
+    .expect("sign entry");
+    validated(signed, *vkey.verifying_key(), None)
 }
 
 pub fn open(store: &Arc<MemoryStore>, key: &SignerKey) -> Core {

@@ -270,16 +270,12 @@ mod tests {
 
     use std::time::{Duration, Instant};
 
-    use serde_json::json;
     use tokio::sync::{Semaphore, oneshot};
 
     use super::*;
     use crate::metrics::Metrics;
-    use crate::registry::{Action, Change};
     use crate::sequencer::Core;
     use crate::state::{Reply, Role, Submission, Validated};
-    use crate::testing::validated;
-    use candor_core::entry::{Entry, SignedEntry, samples};
     use candor_core::note::{SignerKey, VerifierKey};
     use candor_net::witness_client::WitnessEndpoint;
     use candor_store::memory::MemoryStore;
@@ -362,36 +358,12 @@ mod tests {
         }
 
         fn registration(&self) -> Validated {
-            let vkey = self.company.verifier();
-            let entry = Entry::parse_value(&json!({
-                "kind": "company_key",
-                "company": COMPANY,
-                "at": samples::decision_time(),
-                "action": "register",
-                "verifier_key": vkey.to_string(),
-            }))
-            .expect("company_key entry");
-            let log_vkey = self.key.verifier();
-            let signed =
-                SignedEntry::sign(entry, self.key.signing_key(), log_vkey.key_id()).expect("sign");
-            let change = Change {
-                name: COMPANY.into(),
-                key: vkey,
-                action: Action::Register,
-            };
-            validated(signed, *log_vkey.verifying_key(), Some(change))
+            crate::testing::registration(&self.key, &self.company)
         }
 
         fn entry(&mut self) -> Validated {
             self.next += 1;
-            let vkey = self.company.verifier();
-            let signed = SignedEntry::sign(
-                samples::load_targeting_decision(COMPANY, self.next),
-                self.company.signing_key(),
-                vkey.key_id(),
-            )
-            .expect("sign");
-            validated(signed, *vkey.verifying_key(), None)
+            crate::testing::company_entry(&self.company, self.next)
         }
 
         /// Sequences one submission; its receipts, against the log's own checkpoint.
