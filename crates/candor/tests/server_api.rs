@@ -537,3 +537,24 @@ macro_rules! both_backends {
 }
 
 both_backends!(lifecycle, errors, refuses_to_fork);
+
+/// The redb tuning flags take positive numbers only; zero would stop the index from
+/// ever being flushed or merged, so `candor serve` refuses it by name, from a flag or
+/// from the config file.
+#[test]
+fn redb_index_flags_refuse_zero() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let err = common::serve_should_fail(&data, "redb", &["--redb-index-flush-rows", "0"]);
+    assert!(
+        err.contains("--redb-index-flush-rows must be positive"),
+        "{err}"
+    );
+    let config = tmp.path().join("candor.toml");
+    std::fs::write(&config, "redb_index_merge_step = 0\n").unwrap();
+    let err = common::serve_should_fail(&data, "redb", &["--config", config.to_str().unwrap()]);
+    assert!(
+        err.contains("--redb-index-merge-step must be positive"),
+        "{err}"
+    );
+}
