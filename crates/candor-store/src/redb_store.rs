@@ -222,8 +222,8 @@ pub(crate) struct RedbStore {
     _lock: DirLock,
 }
 
-/// redb's page cache. Its default (1 GiB) made the server's memory grow with the log
-/// up to that size (BENCHMARKS.md, 10^6 entries: 1.4 GB); the hot pages are the
+/// redb's page cache. Its default (1 GiB) makes the server's memory grow with the log
+/// up to that size (BENCHMARKS.md, "Memory"); the hot pages are the
 /// partial tiles and bundles at the right edge and the upper tile levels, which fit
 /// in far less.
 const REDB_CACHE_BYTES: usize = 128 * 1024 * 1024;
